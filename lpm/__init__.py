@@ -1,0 +1,45 @@
+"""lpm: a Large Population Model of social media.
+
+Millions of users' opinions, emotions and posting activity as tensors, updated by message passing
+over a sparse follower graph, differentiable end to end.
+"""
+
+from lpm import dynamics, kernels, observables, relax
+from lpm.errors import (
+    BackendError,
+    CacheMissError,
+    ConfigError,
+    DataFormatError,
+    GraphFormatError,
+    LPMError,
+    NumericalError,
+    StateError,
+)
+from lpm.graph import Graph
+from lpm.model import Model, StepEvents
+from lpm.simulate import Trajectory, simulate
+from lpm.state import PopulationState, Traits
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Graph",
+    "PopulationState",
+    "Traits",
+    "Model",
+    "StepEvents",
+    "simulate",
+    "Trajectory",
+    "dynamics",
+    "kernels",
+    "observables",
+    "relax",
+    "LPMError",
+    "GraphFormatError",
+    "DataFormatError",
+    "ConfigError",
+    "StateError",
+    "BackendError",
+    "CacheMissError",
+    "NumericalError",
+]

@@ -1,0 +1,18 @@
+"""Dynamics modules, one model family per file. Each is a ``torch.nn.Module`` whose learnable
+parameters are stored unconstrained and read through a transform (softplus or sigmoid)."""
+
+from lpm.dynamics.activity import Burst, Hawkes
+from lpm.dynamics.emotion import EmotionContagion, Shock
+from lpm.dynamics.opinion import BiasedAssimilation, BoundedConfidence, Deffuant, DeGroot, FriedkinJohnsen
+
+__all__ = [
+    "DeGroot",
+    "FriedkinJohnsen",
+    "BoundedConfidence",
+    "Deffuant",
+    "BiasedAssimilation",
+    "EmotionContagion",
+    "Shock",
+    "Hawkes",
+    "Burst",
+]

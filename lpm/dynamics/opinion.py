@@ -1,0 +1,210 @@
+"""Opinion dynamics on the follower graph. Opinions live in [-1, 1], one value per topic.
+
+Every model maps ``(state, graph, seen)`` to the next opinions. ``seen`` is an optional ``(B, N)``
+weight per source agent (whether it posted this step, relaxed or exact): with it, an agent is
+moved only by the followees whose posts it saw; without it, by all of its followees. Topics are
+independent: distances and confidence sets are per topic.
+
+Notation: ``x_i`` opinion of agent ``i``, ``a_ij`` weight of the edge from followee ``j``,
+``s_i`` the agent's susceptibility trait, ``pull_i = sum_j a_ij g_j w_ij (x_j - x_i)`` and
+``W_i = sum_j |a_ij g_j w_ij|`` from :func:`lpm.kernels.neighbor_pull` (``g`` = seen).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from lpm import kernels
+from lpm.dynamics.base import positive, softplus, unit_interval
+from lpm.errors import ConfigError
+from lpm.graph import Graph
+from lpm.state import PopulationState
+
+__all__ = ["DeGroot", "FriedkinJohnsen", "BoundedConfidence", "Deffuant", "BiasedAssimilation"]
+
+_TINY = 1e-12
+
+
+def _check_tau(tau: float) -> float:
+    if not (isinstance(tau, (int, float)) and tau > 0):
+        raise ConfigError(f"Expected a positive temperature 'tau' (got {tau!r})")
+    return float(tau)
+
+
+def _neighbour_mean_shift(graph: Graph, x: Tensor, seen: Optional[Tensor]) -> Tensor:
+    """``mean_j(x_j) - x_i`` over (seen) followees; 0 for agents who follow (saw) nobody."""
+    pull, weight = kernels.neighbor_pull(graph, x, source_weight=seen)
+    return pull / weight.clamp_min(_TINY)
+
+
+class DeGroot(nn.Module):
+    """Repeated averaging: ``x_i' = x_i + (1 - self_weight) s_i (mean_j x_j - x_i)``.
+
+    With ``s_i = 1`` and no ``seen`` gating this is ``x' = W x`` with the row-stochastic
+    ``W = self_weight I + (1 - self_weight) D^-1 A`` (rows of agents without followees: identity),
+    so ``x_t = W^t x_0`` (DeGroot 1974).
+
+    Args:
+        self_weight: weight an agent keeps on its own opinion, in (0, 1); learnable (sigmoid).
+    """
+
+    def __init__(self, self_weight: float = 0.5) -> None:
+        super().__init__()
+        self.raw_self_weight = unit_interval("self_weight", self_weight)
+
+    @property
+    def self_weight(self) -> Tensor:
+        return torch.sigmoid(self.raw_self_weight)
+
+    def forward(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
+                generator: Optional[torch.Generator] = None) -> Tensor:
+        rate = (1 - self.self_weight) * state.traits.susceptibility[..., None]
+        return state.opinion + rate * _neighbour_mean_shift(graph, state.opinion, seen)
+
+
+class FriedkinJohnsen(nn.Module):
+    """Averaging with anchoring: ``x_i' = l_i x0_i + (1 - l_i) mean_j x_j``, ``l_i = anchoring * stubbornness_i``.
+
+    With fixed ``l`` and no gating, ``x' = L x0 + (I - L) P x`` with ``P = D^-1 A`` (identity rows
+    for agents without followees), whose fixed point is ``x* = (I - (I - L) P)^-1 L x0``
+    (Friedkin & Johnsen 1990).
+
+    Args:
+        anchoring: global scale of the stubbornness trait, in (0, 1); learnable (sigmoid).
+    """
+
+    def __init__(self, anchoring: float = 0.5) -> None:
+        super().__init__()
+        self.raw_anchoring = unit_interval("anchoring", anchoring)
+
+    @property
+    def anchoring(self) -> Tensor:
+        return torch.sigmoid(self.raw_anchoring)
+
+    def forward(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
+                generator: Optional[torch.Generator] = None) -> Tensor:
+        anchor = (self.anchoring * state.traits.stubbornness)[..., None]
+        averaged = state.opinion + _neighbour_mean_shift(graph, state.opinion, seen)
+        return anchor * state.opinion_anchor + (1 - anchor) * averaged
+
+
+class BoundedConfidence(nn.Module):
+    """Smooth Hegselmann-Krause: ``x_i' = x_i + rate s_i pull_i / (1 + W_i)``, ``w_ij = sigmoid((eps c_i - |x_j - x_i|) / tau)``.
+
+    The ``1 +`` counts the agent itself, so with ``rate = 1`` and ``tau -> 0`` this is the classic
+    HK update: the mean of the agent's own opinion and those of followees within ``eps``
+    (Hegselmann & Krause 2002). It is a convex combination, so opinions stay in [-1, 1].
+
+    Args:
+        eps: confidence radius (> 0), scaled per agent by the ``confidence`` trait; learnable (softplus).
+        rate: step toward the confidence-set mean, in (0, 1); learnable (sigmoid).
+        tau: temperature of the smooth indicator (fixed).
+    """
+
+    def __init__(self, eps: float = 0.3, rate: float = 0.5, tau: float = 0.02) -> None:
+        super().__init__()
+        self.raw_eps = positive("eps", eps)
+        self.raw_rate = unit_interval("rate", rate)
+        self.tau = _check_tau(tau)
+
+    @property
+    def eps(self) -> Tensor:
+        return softplus(self.raw_eps)
+
+    @property
+    def rate(self) -> Tensor:
+        return torch.sigmoid(self.raw_rate)
+
+    def forward(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
+                generator: Optional[torch.Generator] = None) -> Tensor:
+        pair = kernels.SmoothBoundedConfidence(eps=self.eps * state.traits.confidence[..., None], tau=self.tau)
+        pull, weight = kernels.neighbor_pull(graph, state.opinion, pair, seen)
+        rate = self.rate * state.traits.susceptibility[..., None]
+        return state.opinion + rate * pull / (1 + weight)
+
+
+class Deffuant(nn.Module):
+    """Vectorised Deffuant: each agent meets one random followee ``j`` per step and moves toward it
+    if their opinions are close: ``x_i' = x_i + rate s_i w_ij (x_j - x_i)``, ``w_ij = sigmoid((eps c_i - |x_j - x_i|) / tau)``.
+
+    The classic model (Deffuant et al. 2000; NDlib's Algorithmic Bias with gamma = 0) updates one
+    random pair at a time, both ends; here all agents update at once, each as the follower of its
+    chosen followee (information flows one way on a follower graph). With ``seen`` the meeting only
+    counts if the followee posted.
+    """
+
+    def __init__(self, eps: float = 0.3, rate: float = 0.5, tau: float = 0.02) -> None:
+        super().__init__()
+        self.raw_eps = positive("eps", eps)
+        self.raw_rate = unit_interval("rate", rate)
+        self.tau = _check_tau(tau)
+
+    @property
+    def eps(self) -> Tensor:
+        return softplus(self.raw_eps)
+
+    @property
+    def rate(self) -> Tensor:
+        return torch.sigmoid(self.raw_rate)
+
+    def forward(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
+                generator: Optional[torch.Generator] = None) -> Tensor:
+        x = state.opinion
+        uniform = torch.rand(x.shape[:2], generator=generator, device=x.device, dtype=x.dtype)
+        partner = kernels.sample_followee(graph, uniform)  # (B, N)
+        x_partner = torch.gather(x, 1, partner[..., None].expand_as(x))
+        diff = x_partner - x
+        eps = (self.eps * state.traits.confidence)[..., None]
+        weight = torch.sigmoid((eps - diff.abs()) / self.tau) * (self.rate * state.traits.susceptibility)[..., None]
+        if seen is not None:
+            weight = weight * torch.gather(seen, 1, partner)[..., None]
+        return x + weight * diff
+
+
+class BiasedAssimilation(nn.Module):
+    """Attraction within ``eps``, repulsion beyond ``rho`` (backfire):
+    ``x_i' = clip(x_i + rate s_i pull_i / (1 + W_i), -1, 1)`` with
+    ``w_ij = sigmoid((eps c_i - d) / tau) - repulsion * sigmoid((d - rho) / tau)``, ``d = |x_j - x_i|``.
+
+    Repulsion drives polarization (Jager & Amblard 2005; Flache et al. 2017 review); the clip keeps
+    opinions in [-1, 1] as in those models.
+    """
+
+    def __init__(self, eps: float = 0.4, rho: float = 1.0, repulsion: float = 0.5,
+                 rate: float = 0.5, tau: float = 0.05) -> None:
+        super().__init__()
+        if not rho > eps:
+            raise ConfigError(f"Expected the repulsion threshold rho > eps (got rho={rho}, eps={eps})")
+        self.raw_eps = positive("eps", eps)
+        self.raw_rho = positive("rho", rho)
+        self.raw_repulsion = positive("repulsion", repulsion)
+        self.raw_rate = unit_interval("rate", rate)
+        self.tau = _check_tau(tau)
+
+    @property
+    def eps(self) -> Tensor:
+        return softplus(self.raw_eps)
+
+    @property
+    def rho(self) -> Tensor:
+        return softplus(self.raw_rho)
+
+    @property
+    def repulsion(self) -> Tensor:
+        return softplus(self.raw_repulsion)
+
+    @property
+    def rate(self) -> Tensor:
+        return torch.sigmoid(self.raw_rate)
+
+    def forward(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
+                generator: Optional[torch.Generator] = None) -> Tensor:
+        pair = kernels.AttractRepel(
+            eps=self.eps * state.traits.confidence[..., None], rho=self.rho, tau=self.tau, repulsion=self.repulsion
+        )
+        pull, weight = kernels.neighbor_pull(graph, state.opinion, pair, seen)
+        rate = self.rate * state.traits.susceptibility[..., None]
+        return (state.opinion + rate * pull / (1 + weight)).clamp(-1.0, 1.0)

@@ -1,0 +1,103 @@
+"""A Model composes opinion, emotion and activity dynamics into one pure step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from lpm.dynamics.activity import Hawkes
+from lpm.dynamics.emotion import EmotionContagion
+from lpm.errors import ConfigError
+from lpm.graph import Graph
+from lpm.relax import Estimator, StraightThrough
+from lpm.state import PopulationState
+
+__all__ = ["Model", "StepEvents"]
+
+
+@dataclass(frozen=True, eq=False)
+class StepEvents:
+    """What happened in one step.
+
+    Shapes:
+        posts: ``(B, N)`` posts per agent (0/1 when exact, in [0, 1] when relaxed), or ``None``
+            without an activity model.
+        log_prob: ``(B,)`` log-probability of the step's sampled events under a score-function
+            estimator, else ``None``.
+    """
+
+    posts: Optional[Tensor] = None
+    log_prob: Optional[Tensor] = None
+
+
+class Model(nn.Module):
+    """Opinion, emotion and activity dynamics stepped together.
+
+    Within a step, activity goes first: who posts is drawn from the Hawkes intensity; then, when
+    ``gate_by_posts`` is set, opinions and emotions move only toward the followees that posted (what
+    an agent saw), else toward all followees.
+
+    Args:
+        opinion: an opinion model from :mod:`lpm.dynamics.opinion`, or ``None`` (opinions frozen).
+        emotion: :class:`~lpm.dynamics.EmotionContagion` or ``None``.
+        activity: :class:`~lpm.dynamics.Hawkes` or ``None``.
+        dt: step length in hours (default 10 minutes, 144 steps a day).
+        gate_by_posts: with an activity model, social influence flows only through posts.
+    """
+
+    def __init__(
+        self,
+        opinion: Optional[nn.Module] = None,
+        emotion: Optional[EmotionContagion] = None,
+        activity: Optional[Hawkes] = None,
+        *,
+        dt: float = 1.0 / 6.0,
+        gate_by_posts: bool = True,
+    ) -> None:
+        super().__init__()
+        if not (isinstance(dt, (int, float)) and dt > 0):
+            raise ConfigError(f"Expected a positive step length dt in hours (got {dt!r})")
+        if opinion is None and emotion is None and activity is None:
+            raise ConfigError("Expected at least one of opinion, emotion, activity (got none)")
+        self.opinion = opinion
+        self.emotion = emotion
+        self.activity = activity
+        self.dt = float(dt)
+        self.gate_by_posts = gate_by_posts
+
+    def step(
+        self,
+        state: PopulationState,
+        graph: Graph,
+        t: int,
+        generator: Optional[torch.Generator] = None,
+        estimator: Estimator = StraightThrough(),
+    ) -> tuple[PopulationState, StepEvents]:
+        """Advance every scenario by one step; pure (mutates nothing) and free of host syncs.
+
+        Args:
+            state: the current state, ``B`` scenarios of ``N`` agents.
+            graph: the follower graph on the state's device.
+            t: index of this step; time is ``t * dt`` hours.
+            generator: source of all random draws in the step.
+            estimator: how discrete events are sampled and differentiated.
+
+        Returns:
+            ``(next_state, events)``.
+        """
+        time_h = t * self.dt
+        posts = log_prob = None
+        changes: dict[str, Tensor] = {}
+        if self.activity is not None:
+            uniform = torch.rand(state.activity.shape, generator=generator, device=state.device,
+                                 dtype=state.opinion.dtype)
+            posts, changes["activity"], log_prob = self.activity(state, graph, time_h, self.dt, estimator, uniform)
+        seen = posts if (posts is not None and self.gate_by_posts) else None
+        if self.opinion is not None:
+            changes["opinion"] = self.opinion(state, graph, seen, generator)
+        if self.emotion is not None:
+            changes["emotion"], changes["emotion_velocity"] = self.emotion(state, graph, time_h, self.dt, seen)
+        return state.replace(**changes), StepEvents(posts=posts, log_prob=log_prob)

@@ -1,0 +1,330 @@
+"""``simulate``: loop a model's step, record observables, checkpoint through time, save and resume."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Optional
+
+import torch
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint as _grad_checkpoint
+
+from lpm.errors import ConfigError, NumericalError, StateError
+from lpm.graph import Graph
+from lpm.model import Model, StepEvents
+from lpm.observables import DEFAULT, Observable
+from lpm.relax import Estimator, ScoreFunction, StraightThrough, magic_box
+from lpm.state import PopulationState
+
+__all__ = ["simulate", "Trajectory"]
+
+_SAVE_FORMAT = 1
+
+
+@dataclass(frozen=True, eq=False)
+class Trajectory:
+    """Recorded observables of a simulation, per step and scenario.
+
+    Shapes:
+        times_h: ``(S,)`` hours since the start; ``S = steps + 1`` (the initial state is recorded).
+        values: ``{name: (S, B, ...)}``.
+        final: the state after the last step.
+    """
+
+    times_h: Tensor
+    values: dict[str, Tensor]
+    final: PopulationState
+    dt: float = field(default=1.0)
+
+    def __getitem__(self, name: str) -> Tensor:
+        if name not in self.values:
+            raise KeyError(f"Expected one of the recorded observables {sorted(self.values)} (got {name!r})")
+        return self.values[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.values
+
+    @property
+    def num_scenarios(self) -> int:
+        return self.final.batch_size
+
+    def to_pandas(self):
+        """A long table: one row per (scenario, step), one column per observable component.
+
+        Vector observables become ``name[k]`` columns.
+        """
+        import numpy as np
+        import pandas as pd
+
+        steps, batch = self.times_h.numel(), self.num_scenarios
+        columns: dict[str, np.ndarray] = {
+            "scenario": np.repeat(np.arange(batch), steps),
+            "step": np.tile(np.arange(steps), batch),
+            "time_h": np.tile(self.times_h.detach().cpu().numpy(), batch),
+        }
+        for name, value in self.values.items():
+            array = value.detach().cpu().double().numpy().reshape(steps, batch, -1)
+            array = np.transpose(array, (1, 0, 2)).reshape(batch * steps, -1)
+            if array.shape[1] == 1 and value.dim() == 2:
+                columns[name] = array[:, 0]
+            else:
+                for k in range(array.shape[1]):
+                    columns[f"{name}[{k}]"] = array[:, k]
+        return pd.DataFrame(columns)
+
+    def to_parquet(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`to_pandas` to Parquet atomically (a temporary file renamed into place)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame = self.to_pandas()
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
+            tmp_path = Path(tmp.name)
+        try:
+            frame.to_parquet(tmp_path, index=False)
+            os.replace(tmp_path, path)
+        finally:
+            tmp_path.unlink(missing_ok=True)
+        return path
+
+
+def _check_inputs(model: Model, state: PopulationState, graph: Graph, steps: int,
+                  generator: Optional[torch.Generator], seed: Optional[int],
+                  checkpoint_every: Optional[int], save_path, save_every: Optional[int]) -> torch.Generator:
+    if not isinstance(model, Model):
+        raise ConfigError(f"Expected 'model' to be lpm.Model (got {type(model).__name__})")
+    if not isinstance(state, PopulationState):
+        raise StateError(f"Expected 'state' to be lpm.PopulationState (got {type(state).__name__})")
+    if not isinstance(graph, Graph):
+        raise ConfigError(f"Expected 'graph' to be lpm.Graph (got {type(graph).__name__})")
+    if graph.num_nodes != state.num_agents:
+        raise StateError(f"Expected a state of {graph.num_nodes} agents to match the graph (got {state.num_agents})")
+    if graph.device != state.device:
+        raise StateError(f"Expected the graph and the state on one device (got {graph.device} and {state.device})")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise ConfigError(f"Expected 'steps' to be a non-negative int (got {steps!r})")
+    for name, value in (("checkpoint_every", checkpoint_every), ("save_every", save_every)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ConfigError(f"Expected '{name}' to be a positive int or None (got {value!r})")
+    if save_every is not None and save_path is None:
+        raise ConfigError("Expected 'save_path' when 'save_every' is given (got save_path=None)")
+    for name, param in model.named_parameters():
+        if param.dtype != state.opinion.dtype:
+            raise ConfigError(
+                f"Expected model parameter '{name}' of dtype {state.opinion.dtype} like the state "
+                f"(got {param.dtype}; call model.to(dtype))"
+            )
+        if param.device != state.device:
+            raise ConfigError(f"Expected model parameter '{name}' on {state.device} (got {param.device})")
+    emotion = model.emotion
+    if emotion is not None:
+        dims = state.emotion.size(-1)
+        if emotion.baseline.numel() not in (0, dims):
+            raise ConfigError(f"Expected an emotion baseline of length {dims} (got {emotion.baseline.numel()})")
+        for shock in emotion.shocks:
+            if len(shock.impulse) != dims:
+                raise ConfigError(f"Expected a shock impulse of length {dims} (got {len(shock.impulse)})")
+            if shock.targets is not None and shock.targets.numel() != state.num_agents:
+                raise ConfigError(f"Expected shock targets of length {state.num_agents} (got {shock.targets.numel()})")
+    if (generator is None) == (seed is None):
+        raise ConfigError("Expected exactly one of 'generator' or 'seed' (randomness is always explicit)")
+    if generator is None:
+        generator = torch.Generator(device=state.device).manual_seed(int(seed))
+    elif generator.device.type != state.device.type:
+        raise ConfigError(f"Expected a generator on {state.device.type} (got one on {generator.device.type})")
+    state.validate()
+    return generator
+
+
+def _record(record: Mapping[str, Observable], state: PopulationState, events: StepEvents,
+            log_prob: Optional[Tensor]) -> list[Tensor]:
+    out = []
+    for fn in record.values():
+        value = fn(state, events)
+        if log_prob is not None:
+            value = value * magic_box(log_prob).reshape(-1, *([1] * (value.dim() - 1)))
+        out.append(value)
+    return out
+
+
+def _run(model: Model, state: PopulationState, graph: Graph, t0: int, count: int,
+         generator: torch.Generator, estimator: Estimator, record: Mapping[str, Observable],
+         log_prob: Optional[Tensor]) -> tuple[PopulationState, Optional[Tensor], list[list[Tensor]]]:
+    """``count`` steps from step index ``t0``; returns the state, summed log-prob and records."""
+    rows = []
+    for t in range(t0, t0 + count):
+        state, events = model.step(state, graph, t, generator, estimator)
+        if log_prob is not None and events.log_prob is not None:
+            log_prob = log_prob + events.log_prob
+        rows.append(_record(record, state, events, log_prob))
+    return state, log_prob, rows
+
+
+def _run_checkpointed(model, state, graph, t0, count, generator, estimator, record, log_prob):
+    """As :func:`_run`, storing only the chunk's inputs for backward and replaying it there.
+
+    The replay must draw the same random numbers, so the chunk runs on a private generator started
+    from the caller's state; the caller's generator is then advanced to where the chunk left it.
+    """
+    start = generator.get_state()
+    end_state: list[Tensor] = []
+    n_state = len(state.flat())
+    names = list(record)
+
+    def chunk(*tensors: Tensor) -> tuple[Tensor, ...]:
+        local = torch.Generator(device=generator.device)
+        local.set_state(start)
+        s = PopulationState.from_flat(list(tensors[:n_state]))
+        lp = tensors[n_state] if log_prob is not None else None
+        s, lp, rows = _run(model, s, graph, t0, count, local, estimator, record, lp)
+        if not end_state:
+            end_state.append(local.get_state())
+        stacked = [torch.stack([row[k] for row in rows]) for k in range(len(names))]
+        extra = [lp] if lp is not None else []
+        return (*s.flat(), *extra, *stacked)
+
+    inputs = state.flat() + ([log_prob] if log_prob is not None else [])
+    outputs = _grad_checkpoint(chunk, *inputs, use_reentrant=False)
+    generator.set_state(end_state[0])
+    new_state = PopulationState.from_flat(list(outputs[:n_state]))
+    offset = n_state + (1 if log_prob is not None else 0)
+    new_log_prob = outputs[n_state] if log_prob is not None else None
+    stacked = outputs[offset:]
+    rows = [[stacked[k][i] for k in range(len(names))] for i in range(count)]
+    return new_state, new_log_prob, rows
+
+
+def _guard_finite(state: PopulationState, step: int) -> None:
+    for name, value in zip(("opinion", "opinion_anchor", "emotion", "emotion_velocity", "activity"), state.flat()):
+        if not bool(torch.isfinite(value).all()):
+            raise NumericalError(f"Expected a finite '{name}' at step {step} (got NaN or Inf)")
+
+
+def _save(path: Path, step: int, state: PopulationState, generator: torch.Generator,
+          rows: list[list[Tensor]], log_prob: Optional[Tensor]) -> None:
+    """Write a resumable snapshot atomically: a crash mid-write leaves the previous one intact."""
+    payload = {
+        "format": _SAVE_FORMAT,
+        "step": step,
+        "state": [t.detach().cpu() for t in state.flat()],
+        "generator": generator.get_state(),
+        "rows": [[v.detach().cpu() for v in row] for row in rows],
+        "log_prob": None if log_prob is None else log_prob.detach().cpu(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
+        tmp_path = Path(tmp.name)
+    try:
+        torch.save(payload, tmp_path)
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def simulate(
+    model: Model,
+    state: PopulationState,
+    graph: Graph,
+    *,
+    steps: int,
+    record: Optional[Mapping[str, Observable]] = None,
+    generator: Optional[torch.Generator] = None,
+    seed: Optional[int] = None,
+    estimator: Estimator = StraightThrough(),
+    checkpoint_every: Optional[int] = None,
+    save_path: Optional[str | os.PathLike] = None,
+    save_every: Optional[int] = None,
+    resume: bool = False,
+    progress: bool = False,
+) -> Trajectory:
+    """Run ``steps`` steps of ``model`` from ``state`` on ``graph`` for all ``B`` scenarios at once.
+
+    Args:
+        model: the composed dynamics.
+        state: initial state (validated here, once).
+        graph: follower graph on the state's device.
+        steps: number of steps.
+        record: observables to record, ``{name: fn(state, events) -> (B, ...)}``;
+            :data:`lpm.observables.DEFAULT` if ``None``.
+        generator: source of every random draw; or give ``seed`` to make one on the state's device.
+        seed: seed of a fresh generator (exactly one of ``generator`` / ``seed``).
+        estimator: how discrete events are sampled and differentiated (:mod:`lpm.relax`). With
+            :class:`~lpm.relax.ScoreFunction`, recorded observables carry the score-function
+            gradient of their expectation (their values are unchanged).
+        checkpoint_every: gradient checkpointing through time: keep only every k-th state for
+            backward and replay the steps in between (memory ~ steps / k states instead of steps).
+        save_path: file for resumable snapshots (state, generator, records so far).
+        save_every: snapshot every k steps (and at the end); requires ``save_path``.
+        resume: continue from the snapshot at ``save_path`` if one exists. A resumed run gives the
+            same trajectory as an uninterrupted one; gradients do not flow across the resume.
+        progress: show a progress bar.
+
+    Returns:
+        The :class:`Trajectory`, including the initial state at step 0.
+
+    Raises:
+        ConfigError, StateError: invalid arguments (checked before any step runs).
+        NumericalError: a NaN or Inf in the state at a save point or at the end.
+
+    Shapes:
+        state: ``opinion (B, N, T)``, ``emotion (B, N, E)``, ``activity (B, N)``;
+        each recorded observable ``(steps + 1, B, ...)``.
+    """
+    record = DEFAULT if record is None else record
+    generator = _check_inputs(model, state, graph, steps, generator, seed, checkpoint_every, save_path, save_every)
+    scoring = isinstance(estimator, ScoreFunction)
+    log_prob = state.opinion.new_zeros(state.batch_size) if scoring else None
+    save_path = Path(save_path) if save_path is not None else None
+
+    t = 0
+    rows = [_record(record, state, StepEvents(), log_prob)]
+    if resume and save_path is not None and save_path.exists():
+        t, state, rows, log_prob = _load(save_path, steps, state, generator, len(record))
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=steps, initial=t, disable=not progress, unit="step", desc="simulate")
+    runner = _run if checkpoint_every is None else _run_checkpointed
+    # Without checkpointing or saving, steps still run in chunks so the progress bar moves.
+    chunk = checkpoint_every or save_every or max(1, (steps - t) // 100)
+    while t < steps:
+        count = min(chunk, steps - t)
+        if save_every is not None:
+            count = min(count, save_every - t % save_every)
+        state, log_prob, new_rows = runner(model, state, graph, t, count, generator, estimator, record, log_prob)
+        rows.extend(new_rows)
+        t += count
+        bar.update(count)
+        if save_path is not None and save_every is not None and (t % save_every == 0 or t == steps):
+            _guard_finite(state, t)
+            _save(save_path, t, state, generator, rows, log_prob)
+    bar.close()
+    _guard_finite(state, t)
+
+    values = {name: torch.stack([row[k] for row in rows]) for k, name in enumerate(record)}
+    times = torch.arange(steps + 1, dtype=torch.float64) * model.dt
+    return Trajectory(times_h=times, values=values, final=state, dt=model.dt)
+
+
+def _load(path: Path, steps: int, like: PopulationState, generator: torch.Generator, n_record: int):
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unreadable snapshot is reported as such, with its path
+        raise StateError(f"Expected a readable lpm snapshot at {path} (got {type(exc).__name__}: {exc})") from exc
+    if payload.get("format") != _SAVE_FORMAT:
+        raise StateError(f"Expected snapshot format {_SAVE_FORMAT} at {path} (got {payload.get('format')!r})")
+    step = int(payload["step"])
+    if step > steps:
+        raise ConfigError(f"Expected the snapshot at {path} to be at most at step {steps} (got step {step})")
+    if payload["rows"] and len(payload["rows"][0]) != n_record:
+        raise ConfigError(f"Expected a snapshot recording {n_record} observables (got {len(payload['rows'][0])})")
+    device, dtype = like.device, like.opinion.dtype
+    state = PopulationState.from_flat([t.to(device=device, dtype=dtype) for t in payload["state"]])
+    if state.opinion.shape != like.opinion.shape:
+        raise StateError(f"Expected a snapshot of shape {tuple(like.opinion.shape)} (got {tuple(state.opinion.shape)})")
+    generator.set_state(payload["generator"])
+    rows = [[v.to(device) for v in row] for row in payload["rows"]]
+    log_prob = payload["log_prob"].to(device=device, dtype=dtype) if payload["log_prob"] is not None else None
+    return step, state, rows, log_prob
