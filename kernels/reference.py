@@ -16,6 +16,17 @@ from .pair import PairKernel
 __all__ = ["neighbor_pull", "sample_followee"]
 
 
+def _segment_sum(values: Tensor, row: Tensor, num_nodes: int) -> Tensor:
+    """Sum ``(B, E, d)`` edge values into their followers: ``(B, N, d)``.
+
+    ``scatter_add_`` with a broadcast (view-only) int64 index; on the CPU it is ~30x faster than
+    ``index_add_`` along a middle dimension.
+    """
+    batch, _, dim = values.shape
+    index = row.view(1, -1, 1).expand(batch, -1, dim)
+    return values.new_zeros(batch, num_nodes, dim).scatter_add_(1, index, values)
+
+
 def neighbor_pull(
     rowptr: Tensor,
     col: Tensor,
@@ -36,7 +47,7 @@ def neighbor_pull(
     if pair is None and source_weight is None:
         # Static weights: pull_i = sum_j a_ij x_j - (sum_j a_ij) x_i, no receiver gather needed.
         msg = x_src if w is None else x_src * w[:, None]
-        total = x.new_zeros(batch, num_nodes, dim).index_add_(1, row, msg)
+        total = _segment_sum(msg, row, num_nodes)
         weight = in_weight.to(x.dtype)[None, :, None].expand(batch, num_nodes, 1)
         return total - weight * x, weight
     diff = x_src - x.index_select(1, row)  # (B, E, d)
@@ -45,8 +56,8 @@ def neighbor_pull(
     if pair is not None:
         w = w * pair.weight(diff.abs(), row)
     width = w.size(-1)
-    pull = x.new_zeros(batch, num_nodes, dim).index_add_(1, row, (w * diff).expand(batch, -1, dim))
-    weight = x.new_zeros(batch, num_nodes, width).index_add_(1, row, w.abs().expand(batch, col.numel(), width))
+    pull = _segment_sum((w * diff).expand(batch, -1, dim), row, num_nodes)
+    weight = _segment_sum(w.abs().expand(batch, col.numel(), width), row, num_nodes)
     return pull, weight
 
 

@@ -110,66 +110,96 @@ def _preferential_attachment(num_nodes: int, m: int, p_triad: float, gen: torch.
     if num_new == 0:
         return target, creator
 
-    local = torch.arange(num_new * m, dtype=torch.int64)
-    node_idx = torch.div(local, m, rounding_mode="floor")  # 0-based index among new nodes
-    j = local - node_idx * m  # edge number within its node
+    node_idx = torch.arange(num_new, dtype=torch.int64).repeat_interleave(m)  # index among new nodes
     creator[e0:] = node_idx + n0
 
-    # Preferential attachment: a uniform slot among the edges created before the node.
-    slots = 2 * (e0 + node_idx * m)
-    slot = _uniform_below(slots, gen)
-    slot_edge = torch.div(slot, 2, rounding_mode="floor")
-    is_pointer = (slot % 2) == 1
+    # One int64 reference per edge (plus a sentinel slot at index E):
+    #   ref[e] < 0        resolved, target[e] = -ref[e] - 1;
+    #   0 <= ref[e] < E   pointer: target[e] = target[ref[e]];
+    #   ref[e] == E       triad edge waiting for target[e - 1].
+    sentinel = num_edges
+    ref = torch.empty(num_edges + 1, dtype=torch.int64)
+    ref[:e0] = -target[:e0] - 1
+    ref[sentinel] = sentinel
 
-    # state: 0 resolved, 1 pointer to edge ptr[e], 2 triad edge waiting for target[e - 1].
-    state = torch.zeros(num_edges, dtype=torch.int8)
-    ptr = torch.zeros(num_edges, dtype=torch.int64)
-    new_target = creator[slot_edge]  # correct for even slots, overwritten below otherwise
-    new_state = is_pointer.to(torch.int8)
-    new_ptr = torch.where(is_pointer, slot_edge, torch.zeros_like(slot_edge))
+    # Preferential attachment: a uniform slot among the 2 * E_before(t) endpoint slots; an even
+    # slot is the (known) creator of edge slot // 2, an odd slot its (pending) target.
+    slot = _uniform_below(2 * (e0 + node_idx * m), gen)
+    del node_idx
+    slot_edge = slot >> 1
+    ref[e0:sentinel] = torch.where((slot & 1).bool(), slot_edge, -creator[slot_edge] - 1)
+    del slot, slot_edge
 
     triad_pick = None
     if p_triad > 0.0:
-        triad = (j > 0) & (torch.rand(local.shape, dtype=torch.float64, generator=gen) < p_triad)
-        new_state = torch.where(triad, torch.full_like(new_state, 2), new_state)
+        j = torch.arange(m, dtype=torch.int64).repeat(num_new)
+        triad = (j > 0) & (torch.rand(j.shape, dtype=torch.float64, generator=gen) < p_triad)
+        del j
+        triad_edges = torch.nonzero(triad).squeeze(1) + e0
+        del triad
+        ref[triad_edges] = sentinel
         triad_pick = torch.randint(0, m, (num_edges,), generator=gen, dtype=torch.int64)
+        del triad_edges
 
-    target[e0:] = new_target
-    state[e0:] = new_state
-    ptr[e0:] = new_ptr
-
-    pending_ptr = torch.nonzero(state == 1).squeeze(1)
-    pending_triad = torch.nonzero(state == 2).squeeze(1)
-    while pending_ptr.numel() > 0 or pending_triad.numel() > 0:
-        if pending_triad.numel() > 0:
-            prev = pending_triad - 1
-            ready = state[prev] == 0
-            idx = pending_triad[ready]
-            pending_triad = pending_triad[~ready]
-            w = target[idx - 1]
-            k = triad_pick[idx]
-            in_clique = w < n0
-            # Clique node w: one of its m clique neighbours (w + 1 + k) mod (m + 1).
-            done = idx[in_clique]
-            target[done] = torch.remainder(w[in_clique] + 1 + k[in_clique], n0)
-            state[done] = 0
-            # Later node w: the target of its k-th own edge, an earlier edge (w < creator).
-            todo = idx[~in_clique]
-            ptr[todo] = e0 + (w[~in_clique] - n0) * m + k[~in_clique]
-            state[todo] = 1
-            pending_ptr = torch.cat([pending_ptr, todo])
-        if pending_ptr.numel() > 0:
-            p = ptr[pending_ptr]
-            sp = state[p]
-            resolved = sp == 0
-            jump = sp == 1
-            done = pending_ptr[resolved]
-            target[done] = target[p[resolved]]
-            state[done] = 0
-            jumpers = pending_ptr[jump]
-            ptr[jumpers] = ptr[p[jump]]  # pointer jumping: reads happen before the write
-            pending_ptr = pending_ptr[~resolved]
+    # Resolve node blocks of geometrically growing size, oldest first. Once every earlier block
+    # is resolved, a pointer into one resolves in a single gather; only dependencies inside the
+    # current block (a bounded share of the history) take further rounds.
+    first = n0
+    while first < num_nodes:
+        last = min(num_nodes, first + max(_PA_BLOCK_MIN, int(first * _PA_BLOCK_GROWTH)))
+        lo, hi = e0 + (first - n0) * m, e0 + (last - n0) * m
+        _resolve_block(ref, lo, hi, sentinel, triad_pick, n0, e0, m)
+        first = last
+    target = -ref[:sentinel] - 1
     return target, creator
+
+
+_PA_BLOCK_GROWTH = 0.5  # a block of nodes spans [first, first * 1.5)
+_PA_BLOCK_MIN = 1 << 14
+
+
+def _resolve_block(
+    ref: Tensor, lo: int, hi: int, sentinel: int, triad_pick: Optional[Tensor], n0: int, e0: int, m: int
+) -> None:
+    """Resolve in place the references of edges ``lo..hi-1`` (whole nodes), all earlier resolved.
+
+    Rounds of: triad edges whose previous edge is resolved become pointers (or are resolved
+    directly for a clique node), then every pending pointer follows one hop: it copies a resolved
+    target, jumps to its target's pointer (pointer doubling), or waits on an unready triad edge.
+    """
+    block = ref[lo:hi]
+    pending = torch.nonzero((block >= 0) & (block < sentinel)).squeeze(1) + lo
+    triad_ready = torch.zeros(0, dtype=torch.int64)
+    if triad_pick is not None:
+        triad = torch.nonzero(block == sentinel).squeeze(1) + lo
+        triad_ready = triad[ref[triad - 1] < 0]
+    while pending.numel() > 0 or triad_ready.numel() > 0:
+        resolved_now = []
+        if triad_ready.numel() > 0:
+            # Triad edges whose previous edge (same node) is resolved to w.
+            w = -ref[triad_ready - 1] - 1
+            k = triad_pick[triad_ready]
+            # A clique node w: one of its m clique neighbours (w + 1 + k) mod (m + 1), resolved.
+            # A later node w: the target of its k-th own edge, an earlier edge (w < creator).
+            in_clique = w < n0
+            ref[triad_ready] = torch.where(in_clique, -torch.remainder(w + 1 + k, n0) - 1, e0 + (w - n0) * m + k)
+            resolved_now.append(triad_ready[in_clique])
+            pending = torch.cat([pending, triad_ready[~in_clique]])
+        if pending.numel() > 0:
+            p = ref[pending]
+            q = ref[p]
+            # Resolved target: copy it. Pointer: jump (pointer doubling). Waiting triad: stay.
+            new = torch.where(q == sentinel, p, q)
+            ref[pending] = new
+            done = new < 0
+            resolved_now.append(pending[done])
+            pending = pending[~done]
+        if triad_pick is not None:
+            # Event-driven: a triad edge becomes ready when its previous edge resolves. Blocks end
+            # at node boundaries, so `after` stays inside the block or hits a first (PA) edge.
+            after = torch.cat(resolved_now) + 1
+            after = after[after < hi]
+            triad_ready = after[ref[after] == sentinel]
 
 
 def _check_pa_args(num_nodes: object, m: object) -> tuple[int, int]:

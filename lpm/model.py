@@ -13,6 +13,7 @@ from lpm.dynamics.emotion import EmotionContagion
 from lpm.errors import ConfigError
 from lpm.graph import Graph
 from lpm.relax import Estimator, StraightThrough
+from lpm.rng import STREAM_ACTIVITY, STREAM_OPINION, CounterRNG
 from lpm.state import PopulationState
 
 __all__ = ["Model", "StepEvents"]
@@ -73,7 +74,7 @@ class Model(nn.Module):
         state: PopulationState,
         graph: Graph,
         t: int,
-        generator: Optional[torch.Generator] = None,
+        rng: CounterRNG,
         estimator: Estimator = StraightThrough(),
     ) -> tuple[PopulationState, StepEvents]:
         """Advance every scenario by one step; pure (mutates nothing) and free of host syncs.
@@ -81,8 +82,8 @@ class Model(nn.Module):
         Args:
             state: the current state, ``B`` scenarios of ``N`` agents.
             graph: the follower graph on the state's device.
-            t: index of this step; time is ``t * dt`` hours.
-            generator: source of all random draws in the step.
+            t: index of this step, which runs from ``t * dt`` to ``(t + 1) * dt`` hours.
+            rng: per-scenario counter RNG; every draw of the step is a function of (seed, t).
             estimator: how discrete events are sampled and differentiated.
 
         Returns:
@@ -92,12 +93,14 @@ class Model(nn.Module):
         posts = log_prob = None
         changes: dict[str, Tensor] = {}
         if self.activity is not None:
-            uniform = torch.rand(state.activity.shape, generator=generator, device=state.device,
-                                 dtype=state.opinion.dtype)
+            uniform = rng.uniform(t, STREAM_ACTIVITY, (state.num_agents,), state.opinion.dtype)
             posts, changes["activity"], log_prob = self.activity(state, graph, time_h, self.dt, estimator, uniform)
         seen = posts if (posts is not None and self.gate_by_posts) else None
         if self.opinion is not None:
-            changes["opinion"] = self.opinion(state, graph, seen, generator)
+            uniform = None
+            if getattr(self.opinion, "draws_uniform", False):
+                uniform = rng.uniform(t, STREAM_OPINION, (state.num_agents,), state.opinion.dtype)
+            changes["opinion"] = self.opinion(state, graph, seen, uniform)
         if self.emotion is not None:
             changes["emotion"], changes["emotion_velocity"] = self.emotion(state, graph, time_h, self.dt, seen)
         return state.replace(**changes), StepEvents(posts=posts, log_prob=log_prob)

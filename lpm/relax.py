@@ -53,7 +53,7 @@ class StraightThrough:
 
     def sample(self, prob: Tensor, uniform: Tensor) -> tuple[Tensor, Optional[Tensor]]:
         hard = (uniform < prob.detach()).to(prob.dtype)
-        return hard + prob - prob.detach(), None
+        return hard + (prob - prob.detach()), None
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class RelaxedBernoulli:
         if not self.hard:
             return soft, None
         hard = (uniform < prob.detach()).to(prob.dtype)
-        return hard + soft - soft.detach(), None
+        return hard + (soft - soft.detach()), None
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -17,11 +17,14 @@ from lpm.graph import Graph
 from lpm.model import Model, StepEvents
 from lpm.observables import DEFAULT, Observable
 from lpm.relax import Estimator, ScoreFunction, StraightThrough, magic_box
+from lpm.rng import CounterRNG
 from lpm.state import PopulationState
 
 __all__ = ["simulate", "Trajectory"]
 
 _SAVE_FORMAT = 1
+
+Seed = Union[int, Sequence[int], Tensor]
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,8 +94,8 @@ class Trajectory:
 
 
 def _check_inputs(model: Model, state: PopulationState, graph: Graph, steps: int,
-                  generator: Optional[torch.Generator], seed: Optional[int],
-                  checkpoint_every: Optional[int], save_path, save_every: Optional[int]) -> torch.Generator:
+                  generator: Optional[torch.Generator], seed: Optional[Seed],
+                  checkpoint_every: Optional[int], save_path, save_every: Optional[int]) -> CounterRNG:
     if not isinstance(model, Model):
         raise ConfigError(f"Expected 'model' to be lpm.Model (got {type(model).__name__})")
     if not isinstance(state, PopulationState):
@@ -130,12 +133,14 @@ def _check_inputs(model: Model, state: PopulationState, graph: Graph, steps: int
                 raise ConfigError(f"Expected shock targets of length {state.num_agents} (got {shock.targets.numel()})")
     if (generator is None) == (seed is None):
         raise ConfigError("Expected exactly one of 'generator' or 'seed' (randomness is always explicit)")
-    if generator is None:
-        generator = torch.Generator(device=state.device).manual_seed(int(seed))
-    elif generator.device.type != state.device.type:
-        raise ConfigError(f"Expected a generator on {state.device.type} (got one on {generator.device.type})")
+    if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise ConfigError(f"Expected 'generator' to be a torch.Generator (got {type(generator).__name__})")
+        seed = torch.randint(-(2**63), 2**63 - 1, (state.batch_size,), generator=generator, dtype=torch.int64,
+                             device=generator.device)
+    rng = CounterRNG.from_seed(seed, state.batch_size, state.device)
     state.validate()
-    return generator
+    return rng
 
 
 def _record(record: Mapping[str, Observable], state: PopulationState, events: StepEvents,
@@ -150,49 +155,39 @@ def _record(record: Mapping[str, Observable], state: PopulationState, events: St
 
 
 def _run(model: Model, state: PopulationState, graph: Graph, t0: int, count: int,
-         generator: torch.Generator, estimator: Estimator, record: Mapping[str, Observable],
+         rng: CounterRNG, estimator: Estimator, record: Mapping[str, Observable],
          log_prob: Optional[Tensor]) -> tuple[PopulationState, Optional[Tensor], list[list[Tensor]]]:
     """``count`` steps from step index ``t0``; returns the state, summed log-prob and records."""
     rows = []
     for t in range(t0, t0 + count):
-        state, events = model.step(state, graph, t, generator, estimator)
+        state, events = model.step(state, graph, t, rng, estimator)
         if log_prob is not None and events.log_prob is not None:
             log_prob = log_prob + events.log_prob
         rows.append(_record(record, state, events, log_prob))
     return state, log_prob, rows
 
 
-def _run_checkpointed(model, state, graph, t0, count, generator, estimator, record, log_prob):
-    """As :func:`_run`, storing only the chunk's inputs for backward and replaying it there.
+def _run_checkpointed(model, state, graph, t0, count, rng, estimator, record, log_prob):
+    """As :func:`_run`, keeping only the chunk's inputs for backward and replaying the chunk there.
 
-    The replay must draw the same random numbers, so the chunk runs on a private generator started
-    from the caller's state; the caller's generator is then advanced to where the chunk left it.
+    The replay draws the same random numbers because draws are a function of (seed, step).
     """
-    start = generator.get_state()
-    end_state: list[Tensor] = []
     n_state = len(state.flat())
-    names = list(record)
+    n_record = len(record)
 
     def chunk(*tensors: Tensor) -> tuple[Tensor, ...]:
-        local = torch.Generator(device=generator.device)
-        local.set_state(start)
         s = PopulationState.from_flat(list(tensors[:n_state]))
         lp = tensors[n_state] if log_prob is not None else None
-        s, lp, rows = _run(model, s, graph, t0, count, local, estimator, record, lp)
-        if not end_state:
-            end_state.append(local.get_state())
-        stacked = [torch.stack([row[k] for row in rows]) for k in range(len(names))]
-        extra = [lp] if lp is not None else []
-        return (*s.flat(), *extra, *stacked)
+        s, lp, rows = _run(model, s, graph, t0, count, rng, estimator, record, lp)
+        stacked = [torch.stack([row[k] for row in rows]) for k in range(n_record)]
+        return (*s.flat(), *([lp] if lp is not None else []), *stacked)
 
     inputs = state.flat() + ([log_prob] if log_prob is not None else [])
     outputs = _grad_checkpoint(chunk, *inputs, use_reentrant=False)
-    generator.set_state(end_state[0])
     new_state = PopulationState.from_flat(list(outputs[:n_state]))
-    offset = n_state + (1 if log_prob is not None else 0)
     new_log_prob = outputs[n_state] if log_prob is not None else None
-    stacked = outputs[offset:]
-    rows = [[stacked[k][i] for k in range(len(names))] for i in range(count)]
+    stacked = outputs[n_state + (1 if log_prob is not None else 0):]
+    rows = [[stacked[k][i] for k in range(n_record)] for i in range(count)]
     return new_state, new_log_prob, rows
 
 
@@ -202,14 +197,14 @@ def _guard_finite(state: PopulationState, step: int) -> None:
             raise NumericalError(f"Expected a finite '{name}' at step {step} (got NaN or Inf)")
 
 
-def _save(path: Path, step: int, state: PopulationState, generator: torch.Generator,
+def _save(path: Path, step: int, state: PopulationState, rng: CounterRNG,
           rows: list[list[Tensor]], log_prob: Optional[Tensor]) -> None:
     """Write a resumable snapshot atomically: a crash mid-write leaves the previous one intact."""
     payload = {
         "format": _SAVE_FORMAT,
         "step": step,
         "state": [t.detach().cpu() for t in state.flat()],
-        "generator": generator.get_state(),
+        "seeds": rng.seeds.cpu(),
         "rows": [[v.detach().cpu() for v in row] for row in rows],
         "log_prob": None if log_prob is None else log_prob.detach().cpu(),
     }
@@ -230,8 +225,8 @@ def simulate(
     *,
     steps: int,
     record: Optional[Mapping[str, Observable]] = None,
+    seed: Optional[Seed] = None,
     generator: Optional[torch.Generator] = None,
-    seed: Optional[int] = None,
     estimator: Estimator = StraightThrough(),
     checkpoint_every: Optional[int] = None,
     save_path: Optional[str | os.PathLike] = None,
@@ -248,14 +243,17 @@ def simulate(
         steps: number of steps.
         record: observables to record, ``{name: fn(state, events) -> (B, ...)}``;
             :data:`lpm.observables.DEFAULT` if ``None``.
-        generator: source of every random draw; or give ``seed`` to make one on the state's device.
-        seed: seed of a fresh generator (exactly one of ``generator`` / ``seed``).
+        seed: an int (scenario ``b`` gets an independent seed derived from it and ``b``) or ``B``
+            seeds, one per scenario (repeat a seed to give scenarios common random numbers). Every
+            draw is a function of (scenario seed, step, agent): see :mod:`lpm.rng`.
+        generator: alternatively, a ``torch.Generator`` from which the ``B`` seeds are drawn
+            (exactly one of ``seed`` / ``generator``).
         estimator: how discrete events are sampled and differentiated (:mod:`lpm.relax`). With
             :class:`~lpm.relax.ScoreFunction`, recorded observables carry the score-function
             gradient of their expectation (their values are unchanged).
         checkpoint_every: gradient checkpointing through time: keep only every k-th state for
             backward and replay the steps in between (memory ~ steps / k states instead of steps).
-        save_path: file for resumable snapshots (state, generator, records so far).
+        save_path: file for resumable snapshots (state, seeds, records so far).
         save_every: snapshot every k steps (and at the end); requires ``save_path``.
         resume: continue from the snapshot at ``save_path`` if one exists. A resumed run gives the
             same trajectory as an uninterrupted one; gradients do not flow across the resume.
@@ -273,7 +271,7 @@ def simulate(
         each recorded observable ``(steps + 1, B, ...)``.
     """
     record = DEFAULT if record is None else record
-    generator = _check_inputs(model, state, graph, steps, generator, seed, checkpoint_every, save_path, save_every)
+    rng = _check_inputs(model, state, graph, steps, generator, seed, checkpoint_every, save_path, save_every)
     scoring = isinstance(estimator, ScoreFunction)
     log_prob = state.opinion.new_zeros(state.batch_size) if scoring else None
     save_path = Path(save_path) if save_path is not None else None
@@ -281,7 +279,7 @@ def simulate(
     t = 0
     rows = [_record(record, state, StepEvents(), log_prob)]
     if resume and save_path is not None and save_path.exists():
-        t, state, rows, log_prob = _load(save_path, steps, state, generator, len(record))
+        t, state, rows, log_prob = _load(save_path, steps, state, rng, len(record))
 
     from tqdm.auto import tqdm
 
@@ -293,13 +291,13 @@ def simulate(
         count = min(chunk, steps - t)
         if save_every is not None:
             count = min(count, save_every - t % save_every)
-        state, log_prob, new_rows = runner(model, state, graph, t, count, generator, estimator, record, log_prob)
+        state, log_prob, new_rows = runner(model, state, graph, t, count, rng, estimator, record, log_prob)
         rows.extend(new_rows)
         t += count
         bar.update(count)
         if save_path is not None and save_every is not None and (t % save_every == 0 or t == steps):
             _guard_finite(state, t)
-            _save(save_path, t, state, generator, rows, log_prob)
+            _save(save_path, t, state, rng, rows, log_prob)
     bar.close()
     _guard_finite(state, t)
 
@@ -308,7 +306,7 @@ def simulate(
     return Trajectory(times_h=times, values=values, final=state, dt=model.dt)
 
 
-def _load(path: Path, steps: int, like: PopulationState, generator: torch.Generator, n_record: int):
+def _load(path: Path, steps: int, like: PopulationState, rng: CounterRNG, n_record: int):
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unreadable snapshot is reported as such, with its path
@@ -324,7 +322,8 @@ def _load(path: Path, steps: int, like: PopulationState, generator: torch.Genera
     state = PopulationState.from_flat([t.to(device=device, dtype=dtype) for t in payload["state"]])
     if state.opinion.shape != like.opinion.shape:
         raise StateError(f"Expected a snapshot of shape {tuple(like.opinion.shape)} (got {tuple(state.opinion.shape)})")
-    generator.set_state(payload["generator"])
+    if not torch.equal(payload["seeds"], rng.seeds.cpu()):
+        raise ConfigError(f"Expected the snapshot at {path} to come from a run with the same seeds (they differ)")
     rows = [[v.to(device) for v in row] for row in payload["rows"]]
     log_prob = payload["log_prob"].to(device=device, dtype=dtype) if payload["log_prob"] is not None else None
     return step, state, rows, log_prob

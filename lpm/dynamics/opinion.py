@@ -1,6 +1,7 @@
 """Opinion dynamics on the follower graph. Opinions live in [-1, 1], one value per topic.
 
-Every model maps ``(state, graph, seen)`` to the next opinions. ``seen`` is an optional ``(B, N)``
+Every model maps ``(state, graph, seen, uniform)`` to the next opinions; models that set
+``draws_uniform = True`` receive ``(B, N)`` uniform draws from the model's counter RNG. ``seen`` is an optional ``(B, N)``
 weight per source agent (whether it posted this step, relaxed or exact): with it, an agent is
 moved only by the followees whose posts it saw; without it, by all of its followees. Topics are
 independent: distances and confidence sets are per topic.
@@ -60,7 +61,7 @@ class DeGroot(nn.Module):
         return torch.sigmoid(self.raw_self_weight)
 
     def forward(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
-                generator: Optional[torch.Generator] = None) -> Tensor:
+                uniform: Optional[Tensor] = None) -> Tensor:
         rate = (1 - self.self_weight) * state.traits.susceptibility[..., None]
         return state.opinion + rate * _neighbour_mean_shift(graph, state.opinion, seen)
 
@@ -85,7 +86,7 @@ class FriedkinJohnsen(nn.Module):
         return torch.sigmoid(self.raw_anchoring)
 
     def forward(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
-                generator: Optional[torch.Generator] = None) -> Tensor:
+                uniform: Optional[Tensor] = None) -> Tensor:
         anchor = (self.anchoring * state.traits.stubbornness)[..., None]
         averaged = state.opinion + _neighbour_mean_shift(graph, state.opinion, seen)
         return anchor * state.opinion_anchor + (1 - anchor) * averaged
@@ -119,7 +120,7 @@ class BoundedConfidence(nn.Module):
         return torch.sigmoid(self.raw_rate)
 
     def forward(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
-                generator: Optional[torch.Generator] = None) -> Tensor:
+                uniform: Optional[Tensor] = None) -> Tensor:
         pair = kernels.SmoothBoundedConfidence(eps=self.eps * state.traits.confidence[..., None], tau=self.tau)
         pull, weight = kernels.neighbor_pull(graph, state.opinion, pair, seen)
         rate = self.rate * state.traits.susceptibility[..., None]
@@ -133,8 +134,10 @@ class Deffuant(nn.Module):
     The classic model (Deffuant et al. 2000; NDlib's Algorithmic Bias with gamma = 0) updates one
     random pair at a time, both ends; here all agents update at once, each as the follower of its
     chosen followee (information flows one way on a follower graph). With ``seen`` the meeting only
-    counts if the followee posted.
+    counts if the followee posted. Needs ``uniform`` ``(B, N)`` draws to choose partners.
     """
+
+    draws_uniform = True
 
     def __init__(self, eps: float = 0.3, rate: float = 0.5, tau: float = 0.02) -> None:
         super().__init__()
@@ -151,9 +154,8 @@ class Deffuant(nn.Module):
         return torch.sigmoid(self.raw_rate)
 
     def forward(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
-                generator: Optional[torch.Generator] = None) -> Tensor:
+                uniform: Optional[Tensor] = None) -> Tensor:
         x = state.opinion
-        uniform = torch.rand(x.shape[:2], generator=generator, device=x.device, dtype=x.dtype)
         partner = kernels.sample_followee(graph, uniform)  # (B, N)
         x_partner = torch.gather(x, 1, partner[..., None].expand_as(x))
         diff = x_partner - x
@@ -201,7 +203,7 @@ class BiasedAssimilation(nn.Module):
         return torch.sigmoid(self.raw_rate)
 
     def forward(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
-                generator: Optional[torch.Generator] = None) -> Tensor:
+                uniform: Optional[Tensor] = None) -> Tensor:
         pair = kernels.AttractRepel(
             eps=self.eps * state.traits.confidence[..., None], rho=self.rho, tau=self.tau, repulsion=self.repulsion
         )

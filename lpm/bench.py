@@ -1,0 +1,617 @@
+"""Benchmarks behind ``lpm bench``. Section 1 of BENCHMARKS.md: lpm against NDlib, on the CPU.
+
+:func:`bench_ndlib` runs NDlib's opinion models and their lpm counterparts side by side, on the same
+Barabasi-Albert graph (the same edges: lpm's generator builds it, NDlib gets it as a networkx graph)
+from the same seeded initial opinions, and reports seconds per iteration, their ratio and how well
+the two agree. Graph construction and model setup are timed apart from stepping. NDlib's
+Hegselmann-Krause runs in a child process so that an iteration longer than the time cap can be
+abandoned; everything else runs in this process, one thing at a time.
+
+What one iteration is (NDlib 6.0.1; checked against its source):
+
+* **Algorithmic Bias, gamma = 0** (asynchronous Deffuant). NDlib: ``N`` pairwise encounters; each
+  draws an initiator uniformly (with replacement) and one of its neighbours uniformly; if their
+  opinions (in [0, 1]) differ by less than ``epsilon`` both take their mean (the convergence
+  parameter is fixed at 1/2 in this NDlib). Every encounter sees the previous ones. lpm
+  (:class:`~lpm.dynamics.Deffuant`): one synchronous step; every agent meets one random followee
+  and moves half-way toward it when within ``eps`` (one way: only the follower moves). On the
+  mutual-follow graph an NDlib iteration moves ~2N encounter ends and an lpm step N, so the
+  distance between the final distributions is also reported after 2k lpm steps.
+* **Hegselmann-Krause**. NDlib: ``N`` draws of an agent, each computing the mean opinion of its
+  neighbours (itself excluded) within ``epsilon`` from the pre-iteration opinions. Every draw
+  rebuilds ``list(graph.nodes)``, so an iteration costs O(N^2); and only the last drawn agent's new
+  opinion is stored (the assignment sits after the loop), so an NDlib iteration moves at most one
+  agent. lpm (:class:`~lpm.dynamics.BoundedConfidence`, rate 0.999, tau 1e-3): one synchronous
+  step; every agent moves to the mean of itself and its followees within ``eps`` (classic HK).
+  Agreement is therefore reported twice: the KS distance between final distributions (large:
+  different processes) and, for the agents NDlib moved, the difference between NDlib's new opinion
+  and the same confidence-set mean computed with lpm's aggregation kernel.
+
+NDlib opinions live in [0, 1] and lpm's in [-1, 1]: ``x_lpm = 2 x_ndlib - 1``, so lpm's radius is
+``2 epsilon``. Statistics are computed on the [0, 1] scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import random
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+from lpm import kernels
+from lpm.dynamics import BoundedConfidence, Deffuant
+from lpm.errors import ConfigError
+from lpm.graph import Graph
+from lpm.model import Model
+from lpm.state import PopulationState, Traits
+
+__all__ = ["bench_ndlib", "format_table", "add_arguments", "run", "main"]
+
+BA_M = 5  # edges per new node of the Barabasi-Albert graph
+AB_EPSILON = 0.32  # NDlib units (opinions in [0, 1])
+AB_GAMMA = 0.0  # no algorithmic bias: classic Deffuant
+AB_MU = 0.5  # NDlib's convergence parameter, fixed in its code
+HK_EPSILON = 0.32  # NDlib units
+HK_RATE = 0.999  # lpm's rate must lie in (0, 1); rate -> 1 is classic HK
+TAU = 1e-3  # lpm's smooth-indicator temperature, -> 0 is the hard indicator
+LPM_MIN_STEPS = 20  # lpm steps are cheap: time at least this many for the median
+
+AB_DEFINITION = (
+    "NDlib: N asynchronous pairwise encounters (random initiator, random neighbour, both move to "
+    "their mean if |dx| < eps); lpm: 1 synchronous step, every agent meets 1 random followee and "
+    "moves halfway toward it if within eps (one way)"
+)
+HK_DEFINITION = (
+    "NDlib: N random draws, each an O(N) node lookup plus its confidence-set mean (neighbours only), "
+    "but only the last drawn agent's new opinion is stored; lpm: 1 synchronous step, every agent "
+    "moves to the mean of itself and its followees within eps"
+)
+
+
+# ---------------------------------------------------------------------------------------- set-up
+def _import_ndlib():
+    try:
+        import ndlib.models.ModelConfig as model_config
+        from ndlib.models.opinions import AlgorithmicBiasModel, HKModel
+    except ImportError as exc:
+        raise ImportError(
+            f"Expected ndlib (with six, scikit-learn, tqdm) to be installed for `lpm bench ndlib` "
+            f"(got {type(exc).__name__}: {exc}); install it with: pip install 'lpm[bench]'"
+        ) from exc
+    return model_config, AlgorithmicBiasModel, HKModel
+
+
+def _ks(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    from scipy.stats import ks_2samp
+
+    result = ks_2samp(a, b, method="asymp")
+    return float(result.statistic), float(result.pvalue)
+
+
+def _build_graphs(num_nodes: int, seed: int):
+    """The same BA graph for both: lpm's CSR graph and a networkx graph with the same edges.
+
+    Returns ``(graph, nx_graph, lpm_graph_s, ndlib_graph_s, source)``; the NDlib time is that of
+    building the networkx graph from the edge list (what NDlib needs as input).
+    """
+    import networkx as nx
+
+    try:
+        from lpm.generators import barabasi_albert
+    except ImportError:
+        barabasi_albert = None
+    if barabasi_albert is not None:
+        start = time.perf_counter()
+        graph = barabasi_albert(num_nodes, BA_M, seed=seed)
+        lpm_graph_s = time.perf_counter() - start
+        source = "lpm.generators.barabasi_albert"
+        start = time.perf_counter()
+        edges = graph.edge_index.t().numpy()
+        edges = edges[edges[:, 0] < edges[:, 1]]  # mutual follows: one undirected edge per pair
+        nx_graph = nx.Graph()
+        nx_graph.add_nodes_from(range(num_nodes))
+        nx_graph.add_edges_from(edges.tolist())
+        ndlib_graph_s = time.perf_counter() - start
+    else:
+        start = time.perf_counter()
+        nx_graph = nx.barabasi_albert_graph(num_nodes, BA_M, seed=seed)
+        ndlib_graph_s = time.perf_counter() - start
+        source = "networkx.barabasi_albert_graph"
+        start = time.perf_counter()
+        pairs = torch.tensor(list(nx_graph.edges()), dtype=torch.int64).t()
+        graph = Graph.from_edge_index(torch.cat([pairs, pairs.flip(0)], dim=1), num_nodes)
+        lpm_graph_s = time.perf_counter() - start
+    return graph, nx_graph, lpm_graph_s, ndlib_graph_s, source
+
+
+def _initial_opinions(num_nodes: int, seed: int) -> np.ndarray:
+    """Uniform opinions in [0, 1] (NDlib's scale and default distribution), float64."""
+    return np.random.default_rng([seed, num_nodes, 1]).uniform(0.0, 1.0, num_nodes)
+
+
+def _lpm_state(x01: np.ndarray) -> PopulationState:
+    n = x01.size
+    opinion = torch.from_numpy(2.0 * x01 - 1.0).to(torch.float32).view(1, n, 1)
+    return PopulationState.create(opinion, torch.zeros(1, n, 0), traits=Traits.uniform(n))
+
+
+def _lpm_rng(seed: int):
+    """The step's source of randomness: lpm's counter RNG (a torch.Generator before it existed)."""
+    try:
+        from lpm.rng import CounterRNG
+    except ImportError:
+        return torch.Generator().manual_seed(seed)
+    return CounterRNG.from_seed(seed, 1)
+
+
+def _to_unit(opinion: torch.Tensor) -> np.ndarray:
+    return ((opinion[0, :, 0].double() + 1.0) / 2.0).numpy()
+
+
+def _ndlib_opinions(model, num_nodes: int) -> np.ndarray:
+    status = model.status
+    return np.fromiter((status[i] for i in range(num_nodes)), dtype=np.float64, count=num_nodes)
+
+
+def _set_ndlib_opinions(model, x01: np.ndarray) -> None:
+    """Overwrite the opinions NDlib drew in ``set_initial_status`` with ours (same node order)."""
+    model.status = {i: float(v) for i, v in enumerate(x01)}
+    model.initial_status = dict(model.status)
+
+
+class _GlobalRandomState:
+    """NDlib draws from the global ``random`` and ``numpy.random``: seed them, restore on exit."""
+
+    def __init__(self) -> None:
+        self.saved = (random.getstate(), np.random.get_state())
+
+    def seed(self, seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+
+    def restore(self) -> None:
+        random.setstate(self.saved[0])
+        np.random.set_state(self.saved[1])
+
+
+def _median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+# ---------------------------------------------------------------------------------------- lpm
+@dataclass
+class _LpmRun:
+    setup_s: float
+    step_times: list[float]
+    snapshots: dict[int, np.ndarray]
+
+
+def _run_lpm(opinion_module: torch.nn.Module, graph: Graph, x01: np.ndarray, steps: int,
+             snapshot_at: Sequence[int], seed: int) -> _LpmRun:
+    """Time ``steps`` steps of lpm one by one (no autograd), keeping opinions after ``snapshot_at``."""
+    start = time.perf_counter()
+    model = Model(opinion=opinion_module, gate_by_posts=False)
+    state = _lpm_state(x01)
+    rng = _lpm_rng(seed)
+    setup_s = time.perf_counter() - start
+    times, snapshots = [], {}
+    with torch.no_grad():
+        for t in range(1, steps + 1):
+            start = time.perf_counter()
+            state, _ = model.step(state, graph, t, rng)
+            times.append(time.perf_counter() - start)
+            if t in snapshot_at:
+                snapshots[t] = _to_unit(state.opinion)
+    return _LpmRun(setup_s, times, snapshots)
+
+
+# ---------------------------------------------------------------------------------------- NDlib
+def _run_ndlib_ab(nx_graph, x01: np.ndarray, iterations: int, budget_s: float, seed: int) -> dict[str, Any]:
+    """NDlib Algorithmic Bias in this process; stops early once ``budget_s`` would be exceeded."""
+    model_config, AlgorithmicBiasModel, _ = _import_ndlib()
+    rng_state = _GlobalRandomState()
+    try:
+        start = time.perf_counter()
+        model = AlgorithmicBiasModel(nx_graph, seed=seed)
+        config = model_config.Configuration()
+        config.add_model_parameter("epsilon", AB_EPSILON)
+        config.add_model_parameter("gamma", AB_GAMMA)
+        model.set_initial_status(config)
+        _set_ndlib_opinions(model, x01)
+        model.iteration(node_status=False)  # NDlib's iteration 0 only reports the initial state
+        setup_s = time.perf_counter() - start
+        rng_state.seed(seed)
+        times: list[float] = []
+        for _ in range(iterations):
+            start = time.perf_counter()
+            model.iteration(node_status=False)
+            times.append(time.perf_counter() - start)
+            if sum(times) + times[-1] > budget_s:
+                break
+        return {"setup_s": setup_s, "times": times, "final": _ndlib_opinions(model, x01.size)}
+    finally:
+        rng_state.restore()
+
+
+def _hk_worker(conn, nx_graph, x01: np.ndarray, iterations: int, cap_s: float, seed: int) -> None:
+    """Child process: NDlib HK, one message per finished iteration (its time and the opinions)."""
+    try:
+        model_config, _, HKModel = _import_ndlib()
+        start = time.perf_counter()
+        model = HKModel(nx_graph)  # reseeds numpy from the OS: seed only after construction
+        config = model_config.Configuration()
+        config.add_model_parameter("epsilon", HK_EPSILON)
+        model.set_initial_status(config)
+        _set_ndlib_opinions(model, x01)
+        model.iteration(node_status=False)  # iteration 0 only reports the initial state
+        conn.send(("setup", time.perf_counter() - start))
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        spent = 0.0
+        for _ in range(iterations):
+            start = time.perf_counter()
+            model.iteration(node_status=False)
+            elapsed = time.perf_counter() - start
+            spent += elapsed
+            conn.send(("iteration", elapsed, _ndlib_opinions(model, x01.size)))
+            if spent + elapsed > cap_s:  # the next one would (probably) not fit
+                break
+        conn.send(("done",))
+    except BaseException as exc:  # reported to the parent, which raises it
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def _run_ndlib_hk(nx_graph, x01: np.ndarray, iterations: int, cap_s: float, seed: int,
+                  setup_timeout_s: float = 300.0) -> dict[str, Any]:
+    """NDlib HK in a child process, abandoned (killed) once its stepping time passes ``cap_s``."""
+    _import_ndlib()  # fail here, with the install hint, rather than in the child
+    methods = mp.get_all_start_methods()
+    ctx = mp.get_context("fork" if "fork" in methods else "spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_hk_worker, args=(sender, nx_graph, x01, iterations, cap_s, seed), daemon=True)
+    proc.start()
+    sender.close()
+    setup_s = None
+    times: list[float] = []
+    opinions: list[np.ndarray] = []
+    finished = False
+    deadline = time.monotonic() + setup_timeout_s
+    try:
+        while not finished:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not receiver.poll(remaining):
+                break
+            try:
+                message = receiver.recv()
+            except EOFError:
+                break
+            kind = message[0]
+            if kind == "setup":
+                setup_s = message[1]
+                # A little slack for the last message to arrive, never more than 1 s.
+                deadline = time.monotonic() + cap_s + min(1.0, 0.05 * cap_s)
+            elif kind == "iteration":
+                times.append(message[1])
+                opinions.append(message[2])
+            elif kind == "done":
+                finished = True
+            elif kind == "error":
+                raise RuntimeError(f"NDlib's HKModel failed in the benchmark's child process: {message[1]}")
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+        receiver.close()
+    if setup_s is None:
+        raise RuntimeError(f"Expected NDlib's HKModel to be set up within {setup_timeout_s:.0f} s (it was not)")
+    final = opinions[-1] if opinions else None
+    return {"setup_s": setup_s, "times": times, "opinions": opinions, "final": final, "capped": not times}
+
+
+def _hk_rule_check(graph: Graph, x01: np.ndarray, trajectory: Sequence[np.ndarray]) -> tuple[float, int]:
+    """Max |NDlib's new opinion - confidence-set mean from lpm's kernel| over the agents NDlib moved.
+
+    For every NDlib iteration (``trajectory[k]`` the opinions after iteration ``k + 1``, ``x01``
+    before the first), the agents whose opinion changed are compared with NDlib's rule, the mean of
+    the neighbours within eps (the agent itself excluded), computed from the opinions before that
+    iteration with :func:`lpm.kernels.neighbor_pull` and the smooth indicator of lpm's HK:
+    ``x + pull / W``.
+
+    Returns:
+        ``(max_abs_diff, agents_checked)``; ``(nan, 0)`` if NDlib moved nobody.
+    """
+    pair = kernels.SmoothBoundedConfidence(eps=2.0 * HK_EPSILON, tau=TAU)
+    worst, checked = float("nan"), 0
+    before = x01
+    for after in trajectory:
+        moved = np.flatnonzero(after != before)
+        if moved.size:
+            x = torch.from_numpy(2.0 * before - 1.0).view(1, -1, 1)
+            with torch.no_grad():
+                pull, weight = kernels.neighbor_pull(graph, x, pair)
+            mean = (x + pull / weight.clamp_min(1e-300))[0, :, 0].numpy()
+            diff = float(np.max(np.abs((mean[moved] + 1.0) / 2.0 - after[moved])))
+            worst = diff if checked == 0 else max(worst, diff)
+            checked += int(moved.size)
+        before = after
+    return worst, checked
+
+
+# ---------------------------------------------------------------------------------------- rows
+_DETAIL_DEFAULTS: dict[str, Any] = {
+    "ks": None,
+    "ks_pvalue": None,
+    "ks_lpm_2k_steps": None,
+    "ks_ndlib_vs_initial": None,
+    "ks_lpm_vs_initial": None,
+    "ndlib_agents_moved": None,
+    "hk_rule_max_abs_diff": None,
+    "hk_rule_agents": None,
+}
+
+
+def _row(model_name: str, n: int, graph: Graph, ndlib: dict[str, Any], lpm_run: _LpmRun,
+         common: dict[str, Any]) -> dict[str, Any]:
+    ndlib_s = _median(ndlib["times"]) if ndlib["times"] else float(common["cap_s"])
+    lpm_s = _median(lpm_run.step_times)
+    capped = bool(ndlib.get("capped", False))
+    return {
+        "model": model_name,
+        "n": n,
+        "ndlib_s_per_iter": ndlib_s,
+        "lpm_s_per_iter": lpm_s,
+        "ratio": ndlib_s / lpm_s,
+        "ndlib_capped": capped,
+        "ratio_is_lower_bound": capped,
+        "num_edges": graph.num_edges,
+        "ndlib_iterations": len(ndlib["times"]),
+        "ndlib_s_per_iter_min": min(ndlib["times"]) if ndlib["times"] else None,
+        "lpm_steps": len(lpm_run.step_times),
+        "lpm_s_per_iter_min": min(lpm_run.step_times),
+        "ndlib_setup_s": ndlib["setup_s"],
+        "lpm_setup_s": lpm_run.setup_s,
+        **_DETAIL_DEFAULTS,
+        **common,
+    }
+
+
+def bench_ndlib(
+    sizes: Sequence[int] = (10_000, 100_000),
+    *,
+    seed: int = 0,
+    iterations: int = 10,
+    hk_time_cap_s: float = 120.0,
+    ab_time_budget_s: float = 120.0,
+    threads: Optional[int] = 1,
+    out_json: Optional[str | os.PathLike] = None,
+    verbose: bool = True,
+) -> list[dict[str, Any]]:
+    """lpm against NDlib: Algorithmic Bias (gamma = 0) and Hegselmann-Krause, per graph size.
+
+    Args:
+        sizes: numbers of agents ``n`` of the BA graphs (m = 5).
+        seed: seeds the graph, the initial opinions and both models' random draws.
+        iterations: NDlib iterations to run and time per model and size (fewer if a cap or budget
+            stops them); the agreement statistics compare both after that many iterations.
+        hk_time_cap_s: cap on NDlib HK's stepping time. If not even one iteration finishes within
+            it, NDlib's time is reported as the cap, ``ndlib_capped`` is true and the ratio is a
+            lower bound.
+        ab_time_budget_s: NDlib Algorithmic Bias stops starting iterations past this (at least one).
+        threads: torch CPU threads for lpm (NDlib is single-threaded); ``None`` leaves torch's setting.
+        out_json: write the rows to this file as a JSON list.
+        verbose: print progress and the table.
+
+    Returns:
+        One row per (model, size) with keys ``model, n, ndlib_s_per_iter, lpm_s_per_iter, ratio``
+        (ratio = NDlib / lpm time per iteration, medians) and details: agreement statistics,
+        iteration counts, setup times, threads, versions.
+
+    Raises:
+        ConfigError: bad sizes, iterations, caps or threads.
+        ImportError: ndlib (or scipy) is not installed.
+    """
+    sizes = [int(s) for s in sizes]
+    if not sizes or any(s <= BA_M + 1 for s in sizes):
+        raise ConfigError(f"Expected sizes > {BA_M + 1} (got {sizes})")
+    if not (isinstance(iterations, int) and iterations >= 1):
+        raise ConfigError(f"Expected iterations >= 1 (got {iterations!r})")
+    if not (hk_time_cap_s > 0 and ab_time_budget_s > 0):
+        raise ConfigError(f"Expected positive time caps (got {hk_time_cap_s!r}, {ab_time_budget_s!r})")
+    if threads is not None and not (isinstance(threads, int) and threads >= 1):
+        raise ConfigError(f"Expected threads >= 1 or None (got {threads!r})")
+    _import_ndlib()
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ndlib_version = version("ndlib")
+    except PackageNotFoundError:
+        ndlib_version = "unknown"
+    say = print if verbose else (lambda *a, **k: None)
+    saved_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    environment = {
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "cpu": platform.processor() or platform.machine(),
+        "torch_version": torch.__version__,
+        "ndlib_version": ndlib_version,
+        "seed": seed,
+        "ba_m": BA_M,
+    }
+    rows: list[dict[str, Any]] = []
+    try:
+        for n in sizes:
+            graph, nx_graph, lpm_graph_s, ndlib_graph_s, source = _build_graphs(n, seed)
+            x01 = _initial_opinions(n, seed)
+            graphs = {"lpm_graph_s": lpm_graph_s, "ndlib_graph_s": ndlib_graph_s, "graph_source": source}
+            say(f"[n={n}] graph: {graph.num_edges} directed edges "
+                f"(lpm {lpm_graph_s:.3f} s, networkx {ndlib_graph_s:.3f} s)")
+
+            # Algorithmic Bias / Deffuant.
+            say(f"[n={n}] NDlib AlgorithmicBias: up to {iterations} iterations ...")
+            ab = _run_ndlib_ab(nx_graph, x01, iterations, ab_time_budget_s, seed)
+            k = len(ab["times"])
+            deffuant = Deffuant(eps=2 * AB_EPSILON, rate=AB_MU, tau=TAU)
+            run_ab = _run_lpm(deffuant, graph, x01, max(2 * k, LPM_MIN_STEPS), (k, 2 * k), seed)
+            ks, p_value = _ks(run_ab.snapshots[k], ab["final"])
+            ks_matched, _ = _ks(run_ab.snapshots[2 * k], ab["final"])
+            rows.append(_row("algorithmic_bias", n, graph, ab, run_ab, {
+                **environment, **graphs, "cap_s": None,
+                "agreement_stat": "ks", "agreement": ks,
+                "ks": ks, "ks_pvalue": p_value, "ks_lpm_2k_steps": ks_matched,
+                "ks_ndlib_vs_initial": _ks(ab["final"], x01)[0],
+                "ks_lpm_vs_initial": _ks(run_ab.snapshots[k], x01)[0],
+                "ndlib_params": {"epsilon": AB_EPSILON, "gamma": AB_GAMMA, "mu": AB_MU},
+                "lpm_params": {"eps": 2 * AB_EPSILON, "rate": AB_MU, "tau": TAU},
+                "iteration_definition": AB_DEFINITION,
+            }))
+            say(f"[n={n}] algorithmic_bias: NDlib {rows[-1]['ndlib_s_per_iter']:.4g} s/iter, "
+                f"lpm {rows[-1]['lpm_s_per_iter']:.4g} s/step, KS {ks:.4f}")
+
+            # Hegselmann-Krause.
+            say(f"[n={n}] NDlib HK: up to {iterations} iterations, capped at {hk_time_cap_s:g} s ...")
+            hk = _run_ndlib_hk(nx_graph, x01, iterations, hk_time_cap_s, seed)
+            k = len(hk["times"])
+            hegselmann = BoundedConfidence(eps=2 * HK_EPSILON, rate=HK_RATE, tau=TAU)
+            snapshot_at = (k,) if k else ()
+            run_hk = _run_lpm(hegselmann, graph, x01, max(k, LPM_MIN_STEPS), snapshot_at, seed)
+            extra: dict[str, Any] = {"ks": None}
+            if k:
+                ks, p_value = _ks(run_hk.snapshots[k], hk["final"])
+                rule_diff, rule_agents = _hk_rule_check(graph, x01, hk["opinions"])
+                extra = {"ks": ks, "ks_pvalue": p_value,
+                         "ndlib_agents_moved": int(np.count_nonzero(hk["final"] != x01)),
+                         "hk_rule_max_abs_diff": rule_diff, "hk_rule_agents": rule_agents,
+                         "ks_ndlib_vs_initial": _ks(hk["final"], x01)[0],
+                         "ks_lpm_vs_initial": _ks(run_hk.snapshots[k], x01)[0]}
+            rows.append(_row("hegselmann_krause", n, graph, hk, run_hk, {
+                **environment, **graphs, "cap_s": hk_time_cap_s,
+                "agreement_stat": "ks", "agreement": extra["ks"], **extra,
+                "ndlib_params": {"epsilon": HK_EPSILON},
+                "lpm_params": {"eps": 2 * HK_EPSILON, "rate": HK_RATE, "tau": TAU},
+                "iteration_definition": HK_DEFINITION,
+            }))
+            ndlib_text = (f">= {hk_time_cap_s:g} s/iter (capped)" if hk["capped"]
+                          else f"{rows[-1]['ndlib_s_per_iter']:.4g} s/iter")
+            say(f"[n={n}] hegselmann_krause: NDlib {ndlib_text}, lpm {rows[-1]['lpm_s_per_iter']:.4g} s/step")
+    finally:
+        torch.set_num_threads(saved_threads)
+
+    say("")
+    say(format_table(rows))
+    if out_json is not None:
+        path = Path(out_json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rows, indent=2, allow_nan=True) + "\n")
+        say(f"\nwrote {len(rows)} rows to {path}")
+    return rows
+
+
+# ---------------------------------------------------------------------------------------- output
+def _agreement_text(row: dict[str, Any]) -> str:
+    if row["model"] == "algorithmic_bias":
+        return (f"KS={row['ks']:.3f} after {row['ndlib_iterations']} iters "
+                f"(lpm at 2x steps: {row['ks_lpm_2k_steps']:.3f}; NDlib vs initial: {row['ks_ndlib_vs_initial']:.3f})")
+    if row["ks"] is None:
+        return "n/a (NDlib did not finish an iteration)"
+    rule = row["hk_rule_max_abs_diff"]
+    rule_text = f"{rule:.1e} on {row['hk_rule_agents']} agent(s)" if row["hk_rule_agents"] else "n/a (nobody moved)"
+    return (f"KS={row['ks']:.3f} after {row['ndlib_iterations']} iters (NDlib moved {row['ndlib_agents_moved']} "
+            f"agents, lpm all); rule |d|={rule_text}")
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows as a plain-text table, with set-up times and iteration definitions below it."""
+    header = ["model", "n", "NDlib s/iter", "lpm s/iter", "ratio", "agreement"]
+    body = []
+    for row in rows:
+        capped = row["ndlib_capped"]
+        ndlib_text = f">={row['ndlib_s_per_iter']:.4g}" if capped else f"{row['ndlib_s_per_iter']:.4g}"
+        ratio_text = f"{'>=' if capped else ''}{row['ratio']:.0f}x"
+        body.append([row["model"], f"{row['n']:.0e}".replace("+0", ""), ndlib_text,
+                     f"{row['lpm_s_per_iter']:.3g}", ratio_text, _agreement_text(row)])
+    widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header] + body]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    if rows:
+        first = rows[0]
+        lines.append("")
+        lines.append(f"medians over timed iterations; device=cpu, lpm torch threads={first['threads']}, "
+                     f"NDlib single-threaded; ndlib {first['ndlib_version']}, torch {first['torch_version']}")
+        lines.append("set-up (s), not included above: model, n, graph lpm / networkx, model setup lpm / NDlib")
+        for row in rows:
+            lines.append(f"  {row['model']}, {row['n']}: {row['lpm_graph_s']:.3f} / {row['ndlib_graph_s']:.3f}, "
+                         f"{row['lpm_setup_s']:.4f} / {row['ndlib_setup_s']:.4f}")
+        if any(r["ndlib_capped"] for r in rows):
+            lines.append("'>=': NDlib did not finish one iteration within the cap; its time is the cap and "
+                         "the ratio a lower bound")
+        lines.append(f"algorithmic_bias iteration: {AB_DEFINITION}")
+        lines.append(f"hegselmann_krause iteration: {HK_DEFINITION}")
+        lines.append("rule |d|: NDlib's new opinion vs the confidence-set mean (self excluded, as NDlib) "
+                     "from lpm's aggregation kernel, for every agent NDlib moved, from the opinions before that iteration")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------- CLI
+def _parse_sizes(text: str) -> list[int]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"Expected comma-separated sizes like 1e4,1e5 (got {text!r})") from exc
+    if not values or any(v != int(v) or v <= BA_M + 1 for v in values):
+        raise argparse.ArgumentTypeError(f"Expected whole sizes > {BA_M + 1} (got {text!r})")
+    return [int(v) for v in values]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Options of ``lpm bench ndlib``."""
+    parser.add_argument("--sizes", type=_parse_sizes, default=[10_000, 100_000],
+                        help="comma-separated numbers of agents (default 1e4,1e5)")
+    parser.add_argument("--json", dest="json", default=None, help="write the rows to this JSON file")
+    parser.add_argument("--hk-cap-s", type=float, default=120.0,
+                        help="cap on NDlib HK's stepping time in seconds (default 120)")
+    parser.add_argument("--ab-budget-s", type=float, default=120.0,
+                        help="NDlib Algorithmic Bias stops starting iterations past this (default 120)")
+    parser.add_argument("--iterations", type=int, default=10, help="NDlib iterations timed per model (default 10)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads for lpm (default 1: NDlib is single-threaded); 0 keeps torch's default")
+    parser.add_argument("--seed", type=int, default=0, help="seed of graph, opinions and draws (default 0)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``lpm bench ndlib`` with parsed ``args``; returns the exit status."""
+    bench_ndlib(
+        args.sizes,
+        seed=args.seed,
+        iterations=args.iterations,
+        hk_time_cap_s=args.hk_cap_s,
+        ab_time_budget_s=args.ab_budget_s,
+        threads=args.threads or None,
+        out_json=args.json,
+    )
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Standalone entry: ``python -m lpm.bench [--sizes 1e4,1e5] [--json FILE] ...``."""
+    parser = add_arguments(argparse.ArgumentParser(prog="lpm bench ndlib", description=__doc__.splitlines()[0]))
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,39 @@
+"""Small builders shared by the tests."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from lpm.graph import Graph
+from lpm.state import PopulationState, Traits
+
+
+def make_state(num_agents: int, *, batch: int = 2, topics: int = 2, emotions: int = 2, seed: int = 0,
+               dtype=torch.float64, device="cpu", traits: Traits | None = None) -> PopulationState:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, num_agents, topics, generator=gen, dtype=dtype) * 1.8 - 0.9
+    e = torch.randn(batch, num_agents, emotions, generator=gen, dtype=dtype) * 0.3
+    activity = torch.rand(batch, num_agents, generator=gen, dtype=dtype)
+    if traits is None:
+        traits = Traits.sample(num_agents, seed=seed, batch=batch, dtype=dtype)
+    return PopulationState.create(x.to(device), e.to(device), activity=activity.to(device), traits=traits.to(device))
+
+
+def gradcheck_parameters(module: nn.Module, fn: Callable[[Callable[..., object]], torch.Tensor]) -> bool:
+    """gradcheck of ``fn(call)`` with respect to every learnable parameter of ``module`` (float64).
+
+    ``call(*args)`` runs ``module(*args)`` with the parameters under test swapped in.
+    """
+    module = module.double()
+    names = [n for n, _ in module.named_parameters()]
+    values = tuple(p.detach().clone().requires_grad_() for _, p in module.named_parameters())
+
+    def wrapped(*params: torch.Tensor) -> torch.Tensor:
+        overrides = dict(zip(names, params))
+        return fn(lambda *args: functional_call(module, overrides, args))
+
+    return torch.autograd.gradcheck(wrapped, values, atol=1e-6, rtol=1e-4)

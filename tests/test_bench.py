@@ -1,0 +1,66 @@
+"""``lpm bench ndlib`` on a tiny graph: the row schema, finite positive numbers, the time cap, the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import pytest
+
+pytest.importorskip("ndlib")
+pytest.importorskip("scipy")
+
+from lpm.bench import add_arguments, bench_ndlib, format_table  # noqa: E402
+from lpm.errors import ConfigError  # noqa: E402
+
+REQUIRED = {"model", "n", "ndlib_s_per_iter", "lpm_s_per_iter", "ratio"}
+
+
+def _positive_finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def test_rows_schema_and_json(tmp_path):
+    out = tmp_path / "bench.json"
+    rows = bench_ndlib(sizes=(500,), iterations=2, hk_time_cap_s=10.0, ab_time_budget_s=10.0,
+                       out_json=out, verbose=False)
+    assert [r["model"] for r in rows] == ["algorithmic_bias", "hegselmann_krause"]
+    assert json.loads(out.read_text()) == json.loads(json.dumps(rows))
+    keys = set(rows[0])
+    for row in rows:
+        assert REQUIRED <= set(row) and set(row) == keys  # every row has the same keys
+        assert row["n"] == 500 and row["device"] == "cpu" and row["threads"] == 1
+        for name in ("ndlib_s_per_iter", "lpm_s_per_iter", "ratio", "ndlib_setup_s", "lpm_setup_s",
+                     "lpm_graph_s", "ndlib_graph_s"):
+            assert _positive_finite(row[name]), (row["model"], name, row[name])
+        assert row["ndlib_capped"] is False and row["ndlib_iterations"] >= 1
+        assert row["lpm_steps"] >= 2 * row["ndlib_iterations"]
+        assert 0.0 <= row["ks"] <= 1.0
+    hk = rows[1]
+    if hk["hk_rule_agents"]:
+        # NDlib's HK rule, recomputed with lpm's aggregation kernel, for the agents it moved.
+        assert hk["hk_rule_max_abs_diff"] < 1e-6
+    table = format_table(rows)
+    assert "algorithmic_bias" in table and "hegselmann_krause" in table
+
+
+def test_hk_cap_gives_lower_bound():
+    # One NDlib HK iteration at n = 3000 takes tens of milliseconds: a 1 ms cap abandons it.
+    rows = bench_ndlib(sizes=(3000,), iterations=1, hk_time_cap_s=1e-3, verbose=False)
+    hk = rows[1]
+    assert hk["ndlib_capped"] is True and hk["ratio_is_lower_bound"] is True
+    assert hk["ndlib_iterations"] == 0 and hk["ks"] is None
+    assert hk["ndlib_s_per_iter"] == pytest.approx(1e-3)
+    assert _positive_finite(hk["ratio"]) and _positive_finite(hk["lpm_s_per_iter"])
+    assert ">=" in format_table(rows)
+
+
+def test_arguments_parse_sizes_and_reject_bad_input():
+    parser = add_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(["--sizes", "1e4,2e3", "--hk-cap-s", "5", "--json", "out.json", "--seed", "3"])
+    assert args.sizes == [10_000, 2_000] and args.hk_cap_s == 5.0 and args.json == "out.json" and args.seed == 3
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--sizes", "1.5e0"])
+    with pytest.raises(ConfigError):
+        bench_ndlib(sizes=(500,), iterations=0, verbose=False)
