@@ -39,26 +39,32 @@ def neighbor_pull(
 ) -> tuple[Tensor, Tensor]:
     """See :func:`lpm.kernels.neighbor_pull`."""
     batch, num_nodes, dim = x.shape
-    x_src = x.index_select(1, col)  # (B, E, d)
-    w = None if edge_weight is None else edge_weight.to(x.dtype)  # (E,)
-    if source_weight is not None:
-        gate = source_weight.index_select(1, col)  # (B, E)
-        w = gate if w is None else gate * w
-    if pair is None and source_weight is None:
-        # Static weights: pull_i = sum_j a_ij x_j - (sum_j a_ij) x_i, no receiver gather needed.
-        msg = x_src if w is None else x_src * w[:, None]
+    edge_w = None if edge_weight is None else edge_weight.to(x.dtype)[:, None]  # (E, 1)
+    if pair is None:
+        # No receiver-dependent weight: pull_i = sum_j a_ij s_j x_j - x_i sum_j a_ij s_j, so one gather
+        # and one scatter of [s x, s] suffice (no gather of the receiver, no per-edge difference).
+        if source_weight is None:
+            values = x
+        else:
+            gate = source_weight[..., None].to(x.dtype)
+            values = torch.cat([gate * x, gate], -1)  # (B, N, d + 1)
+        msg = values.index_select(1, col)
+        if edge_w is not None:
+            msg = msg * edge_w
         total = _segment_sum(msg, row, num_nodes)
-        weight = in_weight.to(x.dtype)[None, :, None].expand(batch, num_nodes, 1)
-        return total - weight * x, weight
-    diff = x_src - x.index_select(1, row)  # (B, E, d)
-    # Per-edge weight, broadcastable to (B, E, width): width d with a pair kernel, else 1.
-    w = x.new_ones(1, 1, 1) if w is None else (w[..., None] if w.dim() == 2 else w[None, :, None])
-    if pair is not None:
-        w = w * pair.weight(diff.abs(), row)
-    width = w.size(-1)
-    pull = _segment_sum((w * diff).expand(batch, -1, dim), row, num_nodes)
-    weight = _segment_sum(w.abs().expand(batch, col.numel(), width), row, num_nodes)
-    return pull, weight
+        if source_weight is None:
+            weight = in_weight.to(x.dtype)[None, :, None].expand(batch, num_nodes, 1)
+            return total - weight * x, weight
+        weight = total[..., dim:]
+        return total[..., :dim] - weight * x, weight
+    diff = x.index_select(1, col) - x.index_select(1, row)  # (B, E, d)
+    w = pair.weight(diff.abs(), row)  # (B, E, d)
+    if source_weight is not None:
+        w = w * source_weight.index_select(1, col)[..., None].to(x.dtype)
+    if edge_w is not None:
+        w = w * edge_w
+    total = _segment_sum(torch.cat([w * diff, w.abs()], -1), row, num_nodes)
+    return total[..., :dim], total[..., dim:]
 
 
 def sample_followee(rowptr: Tensor, col: Tensor, uniform: Tensor) -> Tensor:

@@ -64,6 +64,7 @@ AB_MU = 0.5  # NDlib's convergence parameter, fixed in its code
 HK_EPSILON = 0.32  # NDlib units
 HK_RATE = 0.999  # lpm's rate must lie in (0, 1); rate -> 1 is classic HK
 TAU = 1e-3  # lpm's smooth-indicator temperature, -> 0 is the hard indicator
+RULE_TAU = 1e-12  # the hard-indicator limit, for checking NDlib's HK rule against lpm's kernel
 LPM_MIN_STEPS = 20  # lpm steps are cheap: time at least this many for the median
 
 AB_DEFINITION = (
@@ -192,7 +193,8 @@ def _median(values: Sequence[float]) -> float:
 @dataclass
 class _LpmRun:
     setup_s: float
-    step_times: list[float]
+    step_times: list[float]  # wall clock
+    step_cpu_times: list[float]  # process CPU time (sums over torch threads)
     snapshots: dict[int, np.ndarray]
 
 
@@ -204,15 +206,16 @@ def _run_lpm(opinion_module: torch.nn.Module, graph: Graph, x01: np.ndarray, ste
     state = _lpm_state(x01)
     rng = _lpm_rng(seed)
     setup_s = time.perf_counter() - start
-    times, snapshots = [], {}
+    times, cpu_times, snapshots = [], [], {}
     with torch.no_grad():
         for t in range(1, steps + 1):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             state, _ = model.step(state, graph, t, rng)
+            cpu_times.append(time.process_time() - start_cpu)
             times.append(time.perf_counter() - start)
             if t in snapshot_at:
                 snapshots[t] = _to_unit(state.opinion)
-    return _LpmRun(setup_s, times, snapshots)
+    return _LpmRun(setup_s, times, cpu_times, snapshots)
 
 
 # ---------------------------------------------------------------------------------------- NDlib
@@ -232,13 +235,16 @@ def _run_ndlib_ab(nx_graph, x01: np.ndarray, iterations: int, budget_s: float, s
         setup_s = time.perf_counter() - start
         rng_state.seed(seed)
         times: list[float] = []
+        cpu_times: list[float] = []
         for _ in range(iterations):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             model.iteration(node_status=False)
+            cpu_times.append(time.process_time() - start_cpu)
             times.append(time.perf_counter() - start)
             if sum(times) + times[-1] > budget_s:
                 break
-        return {"setup_s": setup_s, "times": times, "final": _ndlib_opinions(model, x01.size)}
+        return {"setup_s": setup_s, "times": times, "cpu_times": cpu_times,
+                "final": _ndlib_opinions(model, x01.size)}
     finally:
         rng_state.restore()
 
@@ -259,11 +265,12 @@ def _hk_worker(conn, nx_graph, x01: np.ndarray, iterations: int, cap_s: float, s
         np.random.seed(seed % 2**32)
         spent = 0.0
         for _ in range(iterations):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             model.iteration(node_status=False)
+            cpu = time.process_time() - start_cpu
             elapsed = time.perf_counter() - start
             spent += elapsed
-            conn.send(("iteration", elapsed, _ndlib_opinions(model, x01.size)))
+            conn.send(("iteration", elapsed, cpu, _ndlib_opinions(model, x01.size)))
             if spent + elapsed > cap_s:  # the next one would (probably) not fit
                 break
         conn.send(("done",))
@@ -285,6 +292,7 @@ def _run_ndlib_hk(nx_graph, x01: np.ndarray, iterations: int, cap_s: float, seed
     sender.close()
     setup_s = None
     times: list[float] = []
+    cpu_times: list[float] = []
     opinions: list[np.ndarray] = []
     finished = False
     deadline = time.monotonic() + setup_timeout_s
@@ -304,7 +312,8 @@ def _run_ndlib_hk(nx_graph, x01: np.ndarray, iterations: int, cap_s: float, seed
                 deadline = time.monotonic() + cap_s + min(1.0, 0.05 * cap_s)
             elif kind == "iteration":
                 times.append(message[1])
-                opinions.append(message[2])
+                cpu_times.append(message[2])
+                opinions.append(message[3])
             elif kind == "done":
                 finished = True
             elif kind == "error":
@@ -317,22 +326,23 @@ def _run_ndlib_hk(nx_graph, x01: np.ndarray, iterations: int, cap_s: float, seed
     if setup_s is None:
         raise RuntimeError(f"Expected NDlib's HKModel to be set up within {setup_timeout_s:.0f} s (it was not)")
     final = opinions[-1] if opinions else None
-    return {"setup_s": setup_s, "times": times, "opinions": opinions, "final": final, "capped": not times}
+    return {"setup_s": setup_s, "times": times, "cpu_times": cpu_times, "opinions": opinions, "final": final,
+            "capped": not times}
 
 
-def _hk_rule_check(graph: Graph, x01: np.ndarray, trajectory: Sequence[np.ndarray]) -> tuple[float, int]:
+def _hk_rule_check(graph: Graph, x01: np.ndarray, trajectory: Sequence[np.ndarray], tau: float) -> tuple[float, int]:
     """Max |NDlib's new opinion - confidence-set mean from lpm's kernel| over the agents NDlib moved.
 
     For every NDlib iteration (``trajectory[k]`` the opinions after iteration ``k + 1``, ``x01``
     before the first), the agents whose opinion changed are compared with NDlib's rule, the mean of
     the neighbours within eps (the agent itself excluded), computed from the opinions before that
-    iteration with :func:`lpm.kernels.neighbor_pull` and the smooth indicator of lpm's HK:
-    ``x + pull / W``.
+    iteration with :func:`lpm.kernels.neighbor_pull` and the smooth indicator of lpm's HK at
+    temperature ``tau`` (on lpm's [-1, 1] scale): ``x + pull / W``.
 
     Returns:
         ``(max_abs_diff, agents_checked)``; ``(nan, 0)`` if NDlib moved nobody.
     """
-    pair = kernels.SmoothBoundedConfidence(eps=2.0 * HK_EPSILON, tau=TAU)
+    pair = kernels.SmoothBoundedConfidence(eps=2.0 * HK_EPSILON, tau=tau)
     worst, checked = float("nan"), 0
     before = x01
     for after in trajectory:
@@ -359,6 +369,7 @@ _DETAIL_DEFAULTS: dict[str, Any] = {
     "ndlib_agents_moved": None,
     "hk_rule_max_abs_diff": None,
     "hk_rule_agents": None,
+    "hk_rule_max_abs_diff_at_tau": None,
 }
 
 
@@ -367,6 +378,8 @@ def _row(model_name: str, n: int, graph: Graph, ndlib: dict[str, Any], lpm_run: 
     ndlib_s = _median(ndlib["times"]) if ndlib["times"] else float(common["cap_s"])
     lpm_s = _median(lpm_run.step_times)
     capped = bool(ndlib.get("capped", False))
+    ndlib_cpu = _median(ndlib["cpu_times"]) if ndlib["cpu_times"] else None
+    lpm_cpu = _median(lpm_run.step_cpu_times)
     return {
         "model": model_name,
         "n": n,
@@ -375,6 +388,9 @@ def _row(model_name: str, n: int, graph: Graph, ndlib: dict[str, Any], lpm_run: 
         "ratio": ndlib_s / lpm_s,
         "ndlib_capped": capped,
         "ratio_is_lower_bound": capped,
+        "ndlib_cpu_s_per_iter": ndlib_cpu,
+        "lpm_cpu_s_per_iter": lpm_cpu,
+        "ratio_cpu": ndlib_cpu / lpm_cpu if ndlib_cpu is not None and lpm_cpu > 0 else None,
         "num_edges": graph.num_edges,
         "ndlib_iterations": len(ndlib["times"]),
         "ndlib_s_per_iter_min": min(ndlib["times"]) if ndlib["times"] else None,
@@ -492,10 +508,12 @@ def bench_ndlib(
             extra: dict[str, Any] = {"ks": None}
             if k:
                 ks, p_value = _ks(run_hk.snapshots[k], hk["final"])
-                rule_diff, rule_agents = _hk_rule_check(graph, x01, hk["opinions"])
+                rule_diff, rule_agents = _hk_rule_check(graph, x01, hk["opinions"], RULE_TAU)
+                rule_diff_tau, _ = _hk_rule_check(graph, x01, hk["opinions"], TAU)
                 extra = {"ks": ks, "ks_pvalue": p_value,
                          "ndlib_agents_moved": int(np.count_nonzero(hk["final"] != x01)),
                          "hk_rule_max_abs_diff": rule_diff, "hk_rule_agents": rule_agents,
+                         "hk_rule_max_abs_diff_at_tau": rule_diff_tau,
                          "ks_ndlib_vs_initial": _ks(hk["final"], x01)[0],
                          "ks_lpm_vs_initial": _ks(run_hk.snapshots[k], x01)[0]}
             rows.append(_row("hegselmann_krause", n, graph, hk, run_hk, {
@@ -528,30 +546,37 @@ def _agreement_text(row: dict[str, Any]) -> str:
                 f"(lpm at 2x steps: {row['ks_lpm_2k_steps']:.3f}; NDlib vs initial: {row['ks_ndlib_vs_initial']:.3f})")
     if row["ks"] is None:
         return "n/a (NDlib did not finish an iteration)"
-    rule = row["hk_rule_max_abs_diff"]
-    rule_text = f"{rule:.1e} on {row['hk_rule_agents']} agent(s)" if row["hk_rule_agents"] else "n/a (nobody moved)"
+    if row["hk_rule_agents"]:
+        rule_text = (f"rule |d|={row['hk_rule_max_abs_diff']:.1e} (tau->0), "
+                     f"{row['hk_rule_max_abs_diff_at_tau']:.1e} (tau={row['lpm_params']['tau']:g}) "
+                     f"on {row['hk_rule_agents']} agent(s)")
+    else:
+        rule_text = "rule: n/a (nobody moved)"
     return (f"KS={row['ks']:.3f} after {row['ndlib_iterations']} iters (NDlib moved {row['ndlib_agents_moved']} "
-            f"agents, lpm all); rule |d|={rule_text}")
+            f"agents, lpm all); {rule_text}")
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """The rows as a plain-text table, with set-up times and iteration definitions below it."""
-    header = ["model", "n", "NDlib s/iter", "lpm s/iter", "ratio", "agreement"]
+    header = ["model", "n", "NDlib s/iter", "lpm s/iter", "ratio", "ratio (CPU time)", "agreement"]
     body = []
     for row in rows:
         capped = row["ndlib_capped"]
         ndlib_text = f">={row['ndlib_s_per_iter']:.4g}" if capped else f"{row['ndlib_s_per_iter']:.4g}"
         ratio_text = f"{'>=' if capped else ''}{row['ratio']:.0f}x"
+        cpu_text = "n/a" if row["ratio_cpu"] is None else f"{row['ratio_cpu']:.0f}x"
         body.append([row["model"], f"{row['n']:.0e}".replace("+0", ""), ndlib_text,
-                     f"{row['lpm_s_per_iter']:.3g}", ratio_text, _agreement_text(row)])
+                     f"{row['lpm_s_per_iter']:.3g}", ratio_text, cpu_text, _agreement_text(row)])
     widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header] + body]
     lines.insert(1, "  ".join("-" * w for w in widths))
     if rows:
         first = rows[0]
         lines.append("")
-        lines.append(f"medians over timed iterations; device=cpu, lpm torch threads={first['threads']}, "
+        lines.append(f"wall-clock medians over timed iterations; device=cpu, lpm torch threads={first['threads']}, "
                      f"NDlib single-threaded; ndlib {first['ndlib_version']}, torch {first['torch_version']}")
+        lines.append("ratio (CPU time): the same with process CPU time, less sensitive to other load on a shared "
+                     "machine (it sums torch threads, so it favours NDlib when threads > 1)")
         lines.append("set-up (s), not included above: model, n, graph lpm / networkx, model setup lpm / NDlib")
         for row in rows:
             lines.append(f"  {row['model']}, {row['n']}: {row['lpm_graph_s']:.3f} / {row['ndlib_graph_s']:.3f}, "
@@ -562,7 +587,8 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         lines.append(f"algorithmic_bias iteration: {AB_DEFINITION}")
         lines.append(f"hegselmann_krause iteration: {HK_DEFINITION}")
         lines.append("rule |d|: NDlib's new opinion vs the confidence-set mean (self excluded, as NDlib) "
-                     "from lpm's aggregation kernel, for every agent NDlib moved, from the opinions before that iteration")
+                     "from lpm's aggregation kernel, for every agent NDlib moved, from the opinions before that "
+                     "iteration; at tau -> 0 (the hard indicator) and at the benchmark's tau")
     return "\n".join(lines)
 
 

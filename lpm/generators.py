@@ -90,9 +90,11 @@ def _preferential_attachment(num_nodes: int, m: int, p_triad: float, gen: torch.
     one of ``w``'s own ``m`` targets (again a pointer to an earlier edge), or for a clique node one
     of its clique neighbours.
 
-    All pointers are resolved together by rounds of pointer jumping; every dependency points to a
-    strictly earlier edge, so each round resolves at least the earliest pending edge and in
-    practice the pending set shrinks geometrically.
+    Every dependency points to a strictly earlier edge. Pointers are resolved by vectorised rounds
+    of pointer jumping, over blocks of nodes of geometrically growing size taken oldest first: a
+    pointer into an earlier (resolved) block resolves in one gather, so only the short dependency
+    chains inside a block take further rounds (about 190 small rounds in all for ``N = 10**6,
+    m = 5, p_triad = 0.9``; 34 for ``p_triad = 0``). The result does not depend on the blocking.
 
     Returns:
         ``(old, new)``: int64 ``(E,)`` tensors; ``new`` is the node that created the edge.

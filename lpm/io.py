@@ -79,7 +79,7 @@ def _build(
         raise GraphFormatError(f"{where}: {err}") from err
 
 
-def _read_bytes_table(path: PathLike, kind: str, columns: list[str], sep: str) -> "Any":
+def _read_table(path: PathLike, kind: str, columns: list[str], sep: str) -> "Any":
     """Read ``columns`` of a CSV or Parquet file into a pandas DataFrame, or raise GraphFormatError."""
     import pandas as pd
 
@@ -196,7 +196,7 @@ def read_edge_table(
     kind = "CSV" if format == "csv" else "Parquet"
     where = os.fspath(path)
     columns = [source, target] + ([weight] if weight is not None else [])
-    frame = _read_bytes_table(path, kind, list(dict.fromkeys(columns)), sep)
+    frame = _read_table(path, kind, list(dict.fromkeys(columns)), sep)
 
     src = _id_column(frame[source].to_numpy(), source, where)
     dst = _id_column(frame[target].to_numpy(), target, where)
@@ -267,7 +267,7 @@ def from_parquet(
 
 # --------------------------------------------------------------------------------------- GML
 _GRAPH_OPEN = re.compile(r"\bgraph\s*\[")
-_HEADER_KEY = re.compile(r"^\s*(directed|multigraph)\s+(\S+)\s*$", re.MULTILINE)
+_HEADER_KEY = re.compile(r"(?<![\w\"])(directed|multigraph)\s+(-?\d+)\b")
 _FIRST_ITEM = re.compile(r"\b(node|edge)\s*\[")
 
 
@@ -326,7 +326,7 @@ def read_gml(
     header_end = first_item.start() if first_item is not None else len(text)
     header = text[opened.end():header_end]
     declared = {key: value for key, value in _HEADER_KEY.findall(header)}
-    file_directed = declared.get("directed", "0") == "1"
+    file_directed = int(declared.get("directed", "0")) != 0
     header = _HEADER_KEY.sub("", header)
     text = text[: opened.end()] + "\n  directed 1\n  multigraph 1\n" + header + text[header_end:]
 

@@ -57,13 +57,14 @@ def emotion_mean(state: PopulationState, events: StepEvents) -> Tensor:
     return state.emotion.mean(1)
 
 
-def negative_share(state: PopulationState, events: StepEvents, temperature: float = 0.02) -> Tensor:
-    """``(B,)`` share of agents with negative valence (emotion dimension 0).
+def negative_share(state: PopulationState, events: StepEvents, margin: float = 0.1,
+                   temperature: float = 0.02) -> Tensor:
+    """``(B,)`` share of agents whose valence (emotion dimension 0) is clearly negative, below ``-margin``.
 
-    Smoothed as ``mean(sigmoid(-valence / temperature))`` so it has a gradient; within ~0.05 of the
-    hard share when few agents sit within ``temperature`` of neutral.
+    Smoothed as ``mean(sigmoid((-valence - margin) / temperature))`` so it has a gradient: an
+    agent at neutral valence counts ~0.7%, one at ``-margin - 0.1`` counts 99.3%.
     """
-    return torch.sigmoid(-state.emotion[..., 0] / temperature).mean(1)
+    return torch.sigmoid((-state.emotion[..., 0] - margin) / temperature).mean(1)
 
 
 def posts(state: PopulationState, events: StepEvents) -> Tensor:

@@ -35,6 +35,7 @@ def test_rows_schema_and_json(tmp_path):
                      "lpm_graph_s", "ndlib_graph_s"):
             assert _positive_finite(row[name]), (row["model"], name, row[name])
         assert row["ndlib_capped"] is False and row["ndlib_iterations"] >= 1
+        assert _positive_finite(row["ratio_cpu"]) and _positive_finite(row["lpm_cpu_s_per_iter"])
         assert row["lpm_steps"] >= 2 * row["ndlib_iterations"]
         assert 0.0 <= row["ks"] <= 1.0
     hk = rows[1]
@@ -51,7 +52,7 @@ def test_hk_cap_gives_lower_bound():
     hk = rows[1]
     assert hk["ndlib_capped"] is True and hk["ratio_is_lower_bound"] is True
     assert hk["ndlib_iterations"] == 0 and hk["ks"] is None
-    assert hk["ndlib_s_per_iter"] == pytest.approx(1e-3)
+    assert hk["ndlib_s_per_iter"] == pytest.approx(1e-3) and hk["ratio_cpu"] is None
     assert _positive_finite(hk["ratio"]) and _positive_finite(hk["lpm_s_per_iter"])
     assert ">=" in format_table(rows)
 

@@ -143,6 +143,51 @@ class TestBarabasiAlbert:
             barabasi_albert(**kwargs)
 
 
+# ------------------------------------------------------- parallel resolution vs. sequential
+def sequential_reference(num_nodes: int, m: int, p_triad: float, seed: int) -> set[tuple[int, int]]:
+    """The same random draws as lpm.generators, resolved one edge at a time in plain Python."""
+    gen = torch.Generator().manual_seed(seed)
+    n0, e0 = m + 1, m * (m + 1) // 2
+    num_new = num_nodes - n0
+    node_idx = torch.arange(num_new).repeat_interleave(m)
+    u = torch.rand(node_idx.shape, dtype=torch.float64, generator=gen)
+    high = 2 * (e0 + node_idx * m)
+    slot = torch.minimum((u * high.double()).long(), high - 1).tolist()
+    triad = [False] * (num_new * m)
+    pick = None
+    if p_triad > 0:
+        j = torch.arange(m).repeat(num_new)
+        triad = ((j > 0) & (torch.rand(j.shape, dtype=torch.float64, generator=gen) < p_triad)).tolist()
+        pick = torch.randint(0, m, (e0 + num_new * m,), generator=gen, dtype=torch.int64).tolist()
+    clique = torch.triu_indices(n0, n0, 1).tolist()
+    target, creator = clique[0], clique[1]  # clique edge: older -> newer
+    for i in range(num_new * m):
+        e = e0 + i
+        creator.append(n0 + i // m)
+        if triad[i]:
+            w, k = target[e - 1], pick[e]
+            target.append((w + 1 + k) % n0 if w < n0 else target[e0 + (w - n0) * m + k])
+        else:
+            s_ = slot[i]
+            target.append(creator[s_ // 2] if s_ % 2 == 0 else target[s_ // 2])
+    return {(t, c) for t, c in zip(target, creator)}
+
+
+@pytest.mark.parametrize("p_triad", [0.0, 0.6, 1.0])
+def test_parallel_resolution_matches_sequential(p_triad):
+    graph = holme_kim(400, 3, p_triad, seed=13, directed=True)
+    assert edge_set(graph) == sequential_reference(400, 3, p_triad, seed=13)
+
+
+def test_resolution_independent_of_blocking(monkeypatch):
+    from lpm import generators
+
+    default = holme_kim(3_000, 4, 0.8, seed=2)
+    monkeypatch.setattr(generators, "_PA_BLOCK_MIN", 7)
+    monkeypatch.setattr(generators, "_PA_BLOCK_GROWTH", 0.05)
+    assert edge_set(holme_kim(3_000, 4, 0.8, seed=2)) == edge_set(default)
+
+
 # -------------------------------------------------------------------------------- Holme-Kim
 class TestHolmeKim:
     def test_p_zero_is_barabasi_albert(self):

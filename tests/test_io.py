@@ -6,7 +6,6 @@ import re
 import textwrap
 
 import networkx as nx
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -299,6 +298,15 @@ class TestGML:
         )
         graph = from_gml(path, directed=None, weight="value")
         assert weighted_edges_of(graph) == {(1, 0): 2.5}
+        path.write_text(
+            "graph [ directed 1 multigraph 1 node [ id 0 ] node [ id 1 ] "
+            "edge [ source 1 target 0 ] edge [ source 1 target 0 ] ]"
+        )
+        assert edges_of(from_gml(path, directed=None)) == {(1, 0)}
+        assert from_gml(path, directed=None, dedupe=False).num_edges == 2
+        path.write_text("graph [\n directed 0\n node [ id 0 ]\n node [ id 1 ]\n edge [ source 1 target 0 ]\n]")
+        assert edges_of(from_gml(path, directed=None)) == {(1, 0), (0, 1)}
+        assert edges_of(from_gml(path)) == {(1, 0)}
 
     @pytest.mark.parametrize(
         "nodes",

@@ -1,0 +1,5 @@
+import sys
+
+from lpm.cli import main
+
+sys.exit(main())

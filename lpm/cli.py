@@ -1,0 +1,72 @@
+"""Command line: ``lpm run | bench``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from lpm.errors import LPMError
+
+__all__ = ["main"]
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from lpm.scenario import format_summary, load_scenario, run_scenario, summary_rows, with_overrides, write_outputs
+
+    scenario = with_overrides(load_scenario(args.scenario), agents=args.agents, seed=args.seed)
+    steps = args.steps if args.steps is not None else scenario.steps
+    print(f"lpm run {scenario.name}: {scenario.agents:,} agents, {steps} steps of {scenario.dt * 60:.0f} min "
+          f"({steps * scenario.dt / 24:.2f} days), device {args.device}, seed {scenario.seed}")
+    result = run_scenario(scenario, device=args.device, steps=steps, progress=not args.quiet)
+    paths = write_outputs(result, args.out)
+    t = result.timings_s
+    print(f"graph: {result.graph.num_edges:,} follow edges built in {t['graph_s']:.1f} s; "
+          f"setup {t['setup_s']:.1f} s; simulated in {t['simulate_s']:.1f} s ({t['ms_per_step']:.1f} ms/step)")
+    print(format_summary(summary_rows(result.trajectory)))
+    print(f"wrote {paths['observables']} and {len(paths) - 2} plots in {paths['observables'].parent}")
+    return 0
+
+
+def _cmd_bench_ndlib(args: argparse.Namespace) -> int:
+    from lpm import bench
+
+    return bench.run(args) or 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lpm", description="Large Population Model of social media.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a scenario and write observables, plots and a summary")
+    run.add_argument("scenario", nargs="?", default="default", help="scenario name in lpm.scenarios, or a .py file")
+    run.add_argument("--agents", type=int, default=None, help="number of agents (default: the scenario's)")
+    run.add_argument("--steps", type=int, default=None, help="number of steps (default: the scenario's horizon)")
+    run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
+    run.add_argument("--seed", type=int, default=None, help="seed (default: the scenario's)")
+    run.add_argument("--out", default="runs", help="output folder (default: runs)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=_cmd_run)
+
+    bench_parser = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench_parser.add_subparsers(dest="bench", required=True)
+    from lpm import bench
+
+    ndlib = bench_sub.add_parser("ndlib", help="lpm vs NDlib on the CPU, side by side (BENCHMARKS.md section 1)")
+    bench.add_arguments(ndlib)
+    ndlib.set_defaults(func=_cmd_bench_ndlib)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except LPMError as exc:
+        print(f"lpm: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

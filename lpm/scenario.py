@@ -1,0 +1,201 @@
+"""A scenario: a plain description of a run (graph, population, model, horizon), and how to run it.
+
+Scenarios live as modules in ``scenarios/`` (installed as ``lpm.scenarios``), each exposing a
+``SCENARIO`` object; ``lpm run NAME`` imports ``lpm.scenarios.NAME``. A scenario is a frozen
+dataclass, so variants are ``dataclasses.replace(SCENARIO, agents=...)`` and a sweep is a list
+comprehension.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Optional
+
+import torch
+
+from lpm.errors import ConfigError
+from lpm.graph import Graph
+from lpm.model import Model
+from lpm.observables import DEFAULT, Observable
+from lpm.simulate import Trajectory, simulate
+from lpm.state import PopulationState
+
+__all__ = ["Scenario", "ScenarioResult", "load_scenario", "run_scenario"]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Everything needed to run one simulation.
+
+    Args:
+        name: short name; outputs go to ``<out>/<name>/``.
+        description: one paragraph for humans.
+        build_graph: ``(agents, seed, device) -> Graph``.
+        build_population: ``(graph, batch, seed) -> PopulationState`` on the graph's device.
+        build_model: ``(graph, dt, seed) -> Model``.
+        agents: N.
+        days: simulated horizon in days.
+        dt: step length in hours.
+        batch: scenarios simulated together (B).
+        seed: seed of graph, population and dynamics.
+        record: observables to record.
+    """
+
+    name: str
+    description: str
+    build_graph: Callable[[int, int, torch.device], Graph]
+    build_population: Callable[[Graph, int, int], PopulationState]
+    build_model: Callable[[Graph, float, int], Model]
+    agents: int = 100_000
+    days: float = 7.0
+    dt: float = 1.0 / 6.0
+    batch: int = 1
+    seed: int = 0
+    record: Mapping[str, Observable] = field(default_factory=lambda: dict(DEFAULT))
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.agents, int) and self.agents >= 2):
+            raise ConfigError(f"Expected agents >= 2 (got {self.agents!r})")
+        if not self.days > 0 or not self.dt > 0:
+            raise ConfigError(f"Expected positive days and dt (got days={self.days}, dt={self.dt})")
+        if not (isinstance(self.batch, int) and self.batch >= 1):
+            raise ConfigError(f"Expected batch >= 1 (got {self.batch!r})")
+
+    @property
+    def steps(self) -> int:
+        return max(1, round(self.days * 24.0 / self.dt))
+
+
+@dataclass(frozen=True, eq=False)
+class ScenarioResult:
+    """A finished run: the trajectory and what it cost."""
+
+    scenario: Scenario
+    trajectory: Trajectory
+    graph: Graph
+    timings_s: dict[str, float]
+    device: str
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    """``SCENARIO`` from ``lpm.scenarios.<name>`` or from a ``.py`` file path.
+
+    Raises:
+        ConfigError: unknown name, unreadable file, or a module without a ``SCENARIO``.
+    """
+    if name_or_path.endswith(".py"):
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ConfigError(f"Expected a scenario file at {path} (not found)")
+        spec = importlib.util.spec_from_file_location(f"lpm_user_scenario_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        if not name_or_path.isidentifier():
+            raise ConfigError(f"Expected a scenario name (a Python identifier) or a .py path (got {name_or_path!r})")
+        try:
+            module = importlib.import_module(f"lpm.scenarios.{name_or_path}")
+        except ModuleNotFoundError as exc:
+            import lpm.scenarios as pkg
+
+            known = sorted(p.stem for p in Path(pkg.__file__).parent.glob("*.py") if not p.stem.startswith("_"))
+            raise ConfigError(f"Expected one of the scenarios {known} or a .py path (got {name_or_path!r})") from exc
+    scenario = getattr(module, "SCENARIO", None)
+    if not isinstance(scenario, Scenario):
+        raise ConfigError(f"Expected {name_or_path} to define SCENARIO = lpm.Scenario(...) (got {type(scenario).__name__})")
+    return scenario
+
+
+def run_scenario(scenario: Scenario, *, device: str | torch.device = "cpu", steps: Optional[int] = None,
+                 progress: bool = True) -> ScenarioResult:
+    """Build the graph, population and model of ``scenario`` and simulate it without gradients."""
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("Expected a CUDA device to be available for --device cuda (none found)")
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    graph = scenario.build_graph(scenario.agents, scenario.seed, device)
+    timings["graph_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    state = scenario.build_population(graph, scenario.batch, scenario.seed)
+    model = scenario.build_model(graph, scenario.dt, scenario.seed).to(device=device, dtype=state.opinion.dtype)
+    timings["setup_s"] = time.perf_counter() - start
+    steps = scenario.steps if steps is None else steps
+    start = time.perf_counter()
+    with torch.no_grad():
+        trajectory = simulate(model, state, graph, steps=steps, seed=scenario.seed, record=scenario.record,
+                              progress=progress)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    timings["simulate_s"] = time.perf_counter() - start
+    timings["ms_per_step"] = 1e3 * timings["simulate_s"] / max(steps, 1)
+    return ScenarioResult(scenario, trajectory, graph, timings, str(device))
+
+
+def write_outputs(result: ScenarioResult, out_dir: str | Path) -> dict[str, Path]:
+    """``observables.parquet``, PNG plots and ``summary.json`` under ``out_dir/<name>/``."""
+    from lpm.plots import plot_trajectory
+
+    folder = Path(out_dir) / result.scenario.name
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"observables": result.trajectory.to_parquet(folder / "observables.parquet")}
+    for path in plot_trajectory(result.trajectory, folder, title=result.scenario.name):
+        paths[path.stem] = path
+    summary = {
+        "scenario": result.scenario.name,
+        "agents": result.scenario.agents,
+        "edges": result.graph.num_edges,
+        "steps": int(result.trajectory.times_h.numel() - 1),
+        "dt_h": result.scenario.dt,
+        "device": result.device,
+        "timings_s": result.timings_s,
+        "summary": summary_rows(result.trajectory),
+    }
+    tmp = folder / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2))
+    tmp.replace(folder / "summary.json")
+    paths["summary"] = folder / "summary.json"
+    return paths
+
+
+def summary_rows(trajectory: Trajectory) -> list[dict[str, float | str]]:
+    """Start, end, min and max of every scalar component, averaged over the batch."""
+    rows = []
+    for name, value in trajectory.values.items():
+        series = value.detach().double().cpu().reshape(value.size(0), value.size(1), -1).mean(1)  # (S, K)
+        for k in range(series.size(1)):
+            label = name if series.size(1) == 1 else f"{name}[{k}]"
+            column = series[:, k]
+            peak = int(torch.argmax(column))
+            rows.append({
+                "observable": label,
+                "start": float(column[0]),
+                "end": float(column[-1]),
+                "min": float(column.min()),
+                "max": float(column.max()),
+                "peak_time_h": float(trajectory.times_h[peak]),
+            })
+    return rows
+
+
+def format_summary(rows: list[dict[str, float | str]]) -> str:
+    header = f"{'observable':<18}{'start':>10}{'end':>10}{'min':>10}{'max':>10}{'peak at (h)':>13}"
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        lines.append(
+            f"{row['observable']:<18}{row['start']:>10.4g}{row['end']:>10.4g}{row['min']:>10.4g}"
+            f"{row['max']:>10.4g}{row['peak_time_h']:>13.1f}"
+        )
+    return "\n".join(lines)
+
+
+def with_overrides(scenario: Scenario, **overrides) -> Scenario:
+    """``scenario`` with the non-``None`` overrides applied."""
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(scenario, **changes) if changes else scenario
