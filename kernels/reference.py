@@ -63,8 +63,11 @@ def neighbor_pull(
         w = w * source_weight.index_select(1, col)[..., None].to(x.dtype)
     if edge_w is not None:
         w = w * edge_w
-    total = _segment_sum(torch.cat([w * diff, w.abs()], -1), row, num_nodes)
-    return total[..., :dim], total[..., dim:]
+    # One scatter for pull and weight: stacked on a leading dimension, which is cheaper than
+    # concatenating along the last one.
+    stacked = torch.stack([w * diff, w.abs()]).reshape(2 * batch, -1, dim)
+    total = _segment_sum(stacked, row, num_nodes).reshape(2, batch, num_nodes, dim)
+    return total[0], total[1]
 
 
 def sample_followee(rowptr: Tensor, col: Tensor, uniform: Tensor) -> Tensor:
@@ -74,6 +77,6 @@ def sample_followee(rowptr: Tensor, col: Tensor, uniform: Tensor) -> Tensor:
     degree = rowptr[1:].long() - start  # (N,)
     offset = (uniform * degree).long().clamp_max_(torch.clamp(degree - 1, min=0))  # (B, N)
     position = (start + offset).clamp_max_(max(col.numel() - 1, 0))
-    chosen = col.long()[position]
+    chosen = col.index_select(0, position.reshape(-1)).reshape(position.shape).long()
     self_index = torch.arange(num_nodes, device=col.device)
     return torch.where(degree > 0, chosen, self_index)
