@@ -13,6 +13,8 @@ from typing import Union
 import torch
 from torch import Tensor
 
+from .reference import gather_rows
+
 __all__ = ["PairKernel", "SmoothBoundedConfidence", "AttractRepel"]
 
 Param = Union[float, Tensor]
@@ -20,8 +22,10 @@ Param = Union[float, Tensor]
 
 def _per_receiver(value: Param, row: Tensor) -> Param:
     """Gather a per-agent parameter of shape ``(B, N, 1)`` or ``(N, 1)`` to edges; pass scalars."""
-    if isinstance(value, Tensor) and value.dim() >= 2 and value.size(-2) > 1:
-        return value.index_select(-2, row)
+    if isinstance(value, Tensor) and value.dim() == 3:
+        return gather_rows(value, row)
+    if isinstance(value, Tensor) and value.dim() == 2 and value.size(0) > 1:
+        return value.index_select(0, row)
     return value
 
 

@@ -6,14 +6,43 @@ memory-hungry at scale, and what makes them the ground truth every fused kernel 
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 from torch import Tensor
 
-from .pair import PairKernel
+if TYPE_CHECKING:
+    from .pair import PairKernel
 
-__all__ = ["neighbor_pull", "sample_followee"]
+__all__ = ["neighbor_pull", "sample_followee", "gather_rows"]
+
+
+class _GatherRows(torch.autograd.Function):
+    """``x.index_select(1, index)`` whose backward scatters with ``scatter_add_``.
+
+    The built-in backward of ``index_select`` is ``index_add_`` along dimension 1, which on the CPU
+    is 15-30x slower than ``scatter_add_``; this keeps the fast op in both directions.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, index: Tensor) -> Tensor:
+        ctx.save_for_backward(index)
+        ctx.num_nodes = x.size(1)
+        return x.index_select(1, index)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        (index,) = ctx.saved_tensors
+        return _segment_sum(grad, index.long(), ctx.num_nodes), None
+
+
+def gather_rows(x: Tensor, index: Tensor) -> Tensor:
+    """Rows ``index`` of agent tensors: ``(B, N, ...) -> (B, E, ...)``, differentiable in ``x``."""
+    if not x.requires_grad:
+        return x.index_select(1, index)
+    if x.dim() == 2:
+        return _GatherRows.apply(x[..., None], index)[..., 0]
+    return _GatherRows.apply(x, index)
 
 
 def _segment_sum(values: Tensor, row: Tensor, num_nodes: int) -> Tensor:
@@ -27,6 +56,7 @@ def _segment_sum(values: Tensor, row: Tensor, num_nodes: int) -> Tensor:
     return values.new_zeros(batch, num_nodes, dim).scatter_add_(1, index, values)
 
 
+
 def neighbor_pull(
     rowptr: Tensor,
     col: Tensor,
@@ -34,7 +64,7 @@ def neighbor_pull(
     edge_weight: Optional[Tensor],
     in_weight: Tensor,
     x: Tensor,
-    pair: Optional[PairKernel] = None,
+    pair: Optional["PairKernel"] = None,
     source_weight: Optional[Tensor] = None,
 ) -> tuple[Tensor, Tensor]:
     """See :func:`lpm.kernels.neighbor_pull`."""
@@ -48,7 +78,7 @@ def neighbor_pull(
         else:
             gate = source_weight[..., None].to(x.dtype)
             values = torch.cat([gate * x, gate], -1)  # (B, N, d + 1)
-        msg = values.index_select(1, col)
+        msg = gather_rows(values, col)
         if edge_w is not None:
             msg = msg * edge_w
         total = _segment_sum(msg, row, num_nodes)
@@ -57,10 +87,10 @@ def neighbor_pull(
             return total - weight * x, weight
         weight = total[..., dim:]
         return total[..., :dim] - weight * x, weight
-    diff = x.index_select(1, col) - x.index_select(1, row)  # (B, E, d)
+    diff = gather_rows(x, col) - gather_rows(x, row)  # (B, E, d)
     w = pair.weight(diff.abs(), row)  # (B, E, d)
     if source_weight is not None:
-        w = w * source_weight.index_select(1, col)[..., None].to(x.dtype)
+        w = w * gather_rows(source_weight, col)[..., None].to(x.dtype)
     if edge_w is not None:
         w = w * edge_w
     # One scatter for pull and weight: stacked on a leading dimension, which is cheaper than
