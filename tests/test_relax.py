@@ -74,3 +74,10 @@ def test_magic_box_value_is_one():
 def test_relaxed_rejects_bad_temperature(bad):
     with pytest.raises(ConfigError, match="temperature"):
         relax.RelaxedBernoulli(bad)
+
+
+def test_score_function_log_prob_gradcheck():
+    """The score is d log P(y) / dp with y held fixed: checked against finite differences."""
+    p = _draws((3, 5), 11).clamp(0.05, 0.95).requires_grad_()
+    u = _draws((3, 5), 12)
+    assert torch.autograd.gradcheck(lambda p: relax.ScoreFunction().sample(p, u)[1], (p,))

@@ -92,7 +92,25 @@ class FriedkinJohnsen(nn.Module):
         return anchor * state.opinion_anchor + (1 - anchor) * averaged
 
 
-class BoundedConfidence(nn.Module):
+class _ConfidenceBound(nn.Module):
+    """Shared parameters of the bounded-confidence family: radius ``eps``, step ``rate``, temperature ``tau``."""
+
+    def __init__(self, eps: float = 0.3, rate: float = 0.5, tau: float = 0.02) -> None:
+        super().__init__()
+        self.raw_eps = positive("eps", eps)
+        self.raw_rate = unit_interval("rate", rate)
+        self.tau = _check_tau(tau)
+
+    @property
+    def eps(self) -> Tensor:
+        return softplus(self.raw_eps)
+
+    @property
+    def rate(self) -> Tensor:
+        return torch.sigmoid(self.raw_rate)
+
+
+class BoundedConfidence(_ConfidenceBound):
     """Smooth Hegselmann-Krause: ``x_i' = x_i + rate s_i pull_i / (1 + W_i)``, ``w_ij = sigmoid((eps c_i - |x_j - x_i|) / tau)``.
 
     The ``1 +`` counts the agent itself, so with ``rate = 1`` and ``tau -> 0`` this is the classic
@@ -105,20 +123,6 @@ class BoundedConfidence(nn.Module):
         tau: temperature of the smooth indicator (fixed).
     """
 
-    def __init__(self, eps: float = 0.3, rate: float = 0.5, tau: float = 0.02) -> None:
-        super().__init__()
-        self.raw_eps = positive("eps", eps)
-        self.raw_rate = unit_interval("rate", rate)
-        self.tau = _check_tau(tau)
-
-    @property
-    def eps(self) -> Tensor:
-        return softplus(self.raw_eps)
-
-    @property
-    def rate(self) -> Tensor:
-        return torch.sigmoid(self.raw_rate)
-
     def forward(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
                 uniform: Optional[Tensor] = None) -> Tensor:
         pair = kernels.SmoothBoundedConfidence(eps=self.eps * state.traits.confidence[..., None], tau=self.tau)
@@ -127,7 +131,7 @@ class BoundedConfidence(nn.Module):
         return state.opinion + rate * pull / (1 + weight)
 
 
-class Deffuant(nn.Module):
+class Deffuant(_ConfidenceBound):
     """Vectorised Deffuant: each agent meets one random followee ``j`` per step and moves toward it
     if their opinions are close: ``x_i' = x_i + rate s_i w_ij (x_j - x_i)``, ``w_ij = sigmoid((eps c_i - |x_j - x_i|) / tau)``.
 
@@ -138,20 +142,6 @@ class Deffuant(nn.Module):
     """
 
     draws_uniform = True
-
-    def __init__(self, eps: float = 0.3, rate: float = 0.5, tau: float = 0.02) -> None:
-        super().__init__()
-        self.raw_eps = positive("eps", eps)
-        self.raw_rate = unit_interval("rate", rate)
-        self.tau = _check_tau(tau)
-
-    @property
-    def eps(self) -> Tensor:
-        return softplus(self.raw_eps)
-
-    @property
-    def rate(self) -> Tensor:
-        return torch.sigmoid(self.raw_rate)
 
     def forward(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
                 uniform: Optional[Tensor] = None) -> Tensor:
