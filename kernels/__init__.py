@@ -17,7 +17,7 @@ from .pair import AttractRepel, PairKernel, SmoothBoundedConfidence
 if TYPE_CHECKING:
     from lpm.graph import Graph
 
-__all__ = ["neighbor_pull", "sample_followee", "PairKernel", "SmoothBoundedConfidence", "AttractRepel"]
+__all__ = ["neighbor_pull", "neighbor_sum", "sample_followee", "PairKernel", "SmoothBoundedConfidence", "AttractRepel"]
 
 
 def neighbor_pull(
@@ -50,6 +50,15 @@ def neighbor_pull(
     return reference.neighbor_pull(
         graph.rowptr, graph.col, graph.row, graph.weight, graph.in_weight, x, pair, source_weight
     )
+
+
+def neighbor_sum(graph: "Graph", x: Tensor) -> Tensor:
+    """``sum_j a_ij x_j`` over the followees ``j`` of each agent ``i`` (a sparse matrix product).
+
+    Shapes:
+        x: ``(B, N, d)``; returns ``(B, N, d)``.
+    """
+    return reference.neighbor_sum(graph.col, graph.row, graph.weight, x)
 
 
 def sample_followee(graph: "Graph", uniform: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ from torch import Tensor
 if TYPE_CHECKING:
     from .pair import PairKernel
 
-__all__ = ["neighbor_pull", "sample_followee", "gather_rows"]
+__all__ = ["neighbor_pull", "neighbor_sum", "sample_followee", "gather_rows"]
 
 
 class _GatherRows(torch.autograd.Function):
@@ -78,10 +78,7 @@ def neighbor_pull(
         else:
             gate = source_weight[..., None].to(x.dtype)
             values = torch.cat([gate * x, gate], -1)  # (B, N, d + 1)
-        msg = gather_rows(values, col)
-        if edge_w is not None:
-            msg = msg * edge_w
-        total = _segment_sum(msg, row, num_nodes)
+        total = neighbor_sum(col, row, edge_weight, values)
         if source_weight is None:
             weight = in_weight.to(x.dtype)[None, :, None].expand(batch, num_nodes, 1)
             return total - weight * x, weight
@@ -98,6 +95,14 @@ def neighbor_pull(
     stacked = torch.stack([w * diff, w.abs()]).reshape(2 * batch, -1, dim)
     total = _segment_sum(stacked, row, num_nodes).reshape(2, batch, num_nodes, dim)
     return total[0], total[1]
+
+
+def neighbor_sum(col: Tensor, row: Tensor, edge_weight: Optional[Tensor], x: Tensor) -> Tensor:
+    """See :func:`lpm.kernels.neighbor_sum`."""
+    msg = gather_rows(x, col)
+    if edge_weight is not None:
+        msg = msg * edge_weight.to(x.dtype)[:, None]
+    return _segment_sum(msg, row, x.size(1))
 
 
 def sample_followee(rowptr: Tensor, col: Tensor, uniform: Tensor) -> Tensor:

@@ -1,9 +1,9 @@
 """Benchmarks behind ``lpm bench``. Section 1 of BENCHMARKS.md: lpm against NDlib, on the CPU.
 
-:func:`bench_ndlib` runs NDlib's opinion models and their lpm counterparts side by side, on the same
-Barabasi-Albert graph (the same edges: lpm's generator builds it, NDlib gets it as a networkx graph)
-from the same seeded initial opinions, and reports seconds per iteration, their ratio and how well
-the two agree. Graph construction and model setup are timed apart from stepping. NDlib's
+:func:`bench_ndlib` runs NDlib's Independent Cascade and opinion models and their lpm counterparts
+side by side, on the same Barabasi-Albert graph (the same edges: lpm's generator builds it, NDlib
+gets it as a networkx graph) from the same seeded initial state (opinions; seed sets), and reports
+seconds per iteration, their ratio and how well the two agree. Graph construction and model setup are timed apart from stepping. NDlib's
 Hegselmann-Krause runs in a child process so that an iteration longer than the time cap can be
 abandoned; everything else runs in this process, one thing at a time.
 
@@ -27,6 +27,19 @@ What one iteration is (NDlib 6.0.1; checked against its source):
   different processes) and, for the agents NDlib moved, the difference between NDlib's new opinion
   and the same confidence-set mean computed with lpm's aggregation kernel.
 
+* **Independent Cascade** (p = 0.1, 1% of the nodes as seeds). NDlib (``IndependentCascadesModel``
+  on the undirected graph, every edge's ``threshold`` set to p): an iteration visits every node;
+  each node infected in the previous iteration (the frontier, seeds first) tries each still
+  susceptible neighbour once, infecting it when a uniform draw is ``<= threshold``, and is then
+  removed. lpm (:meth:`Cascade.independent_cascade <lpm.dynamics.Cascade.independent_cascade>`,
+  one item, everyone online, no reshare trees): one synchronous step, every agent that has not
+  reshared reshares with probability ``1 - (1 - p)^k``, ``k`` its followees in the frontier (the
+  same law on the mutual-follow graph). All seeds of a run form one cascade: they are written into
+  the initial cascade state (reshared and in the frontier), and the item's own start lies past the
+  run. The final size is everyone ever infected (NDlib: infected + removed; lpm: reshared), seeds
+  included; both run until the frontier is empty. 100 seed sets, the same in both; lpm runs them as
+  one batch of 100 scenarios. The two samples of final sizes are compared with a two-sample KS test.
+
 NDlib opinions live in [0, 1] and lpm's in [-1, 1]: ``x_lpm = 2 x_ndlib - 1``, so lpm's radius is
 ``2 epsilon``. Statistics are computed on the [0, 1] scale.
 """
@@ -49,13 +62,16 @@ import numpy as np
 import torch
 
 from lpm import kernels
-from lpm.dynamics import BoundedConfidence, Deffuant
+from lpm.dynamics import BoundedConfidence, Cascade, Deffuant, Item, init_cascade_state
 from lpm.errors import ConfigError
 from lpm.graph import Graph
 from lpm.model import Model
+from lpm.relax import Hard
 from lpm.state import PopulationState, Traits
 
-__all__ = ["bench_ndlib", "format_table", "add_arguments", "run", "main"]
+__all__ = ["bench_ndlib", "format_table", "add_arguments", "run", "main", "MODELS"]
+
+MODELS = ("algorithmic_bias", "hegselmann_krause", "independent_cascade")
 
 BA_M = 5  # edges per new node of the Barabasi-Albert graph
 AB_EPSILON = 0.32  # NDlib units (opinions in [0, 1])
@@ -66,11 +82,20 @@ HK_RATE = 0.999  # lpm's rate must lie in (0, 1); rate -> 1 is classic HK
 TAU = 1e-3  # lpm's smooth-indicator temperature, -> 0 is the hard indicator
 RULE_TAU = 1e-12  # the hard-indicator limit, for checking NDlib's HK rule against lpm's kernel
 LPM_MIN_STEPS = 20  # lpm steps are cheap: time at least this many for the median
+IC_P = 0.1  # Independent Cascade transmission probability (NDlib's per-edge threshold)
+IC_SEED_FRACTION = 0.01  # share of the nodes seeding each cascade
+IC_RUNS = 100  # seed sets (runs) per size
+IC_MAX_STEPS = 4096  # lpm's batched run doubles its steps until every frontier is empty, up to this
 
 AB_DEFINITION = (
     "NDlib: N asynchronous pairwise encounters (random initiator, random neighbour, both move to "
     "their mean if |dx| < eps); lpm: 1 synchronous step, every agent meets 1 random followee and "
     "moves halfway toward it if within eps (one way)"
+)
+IC_DEFINITION = (
+    "NDlib: 1 pass over all nodes, each node infected in the previous iteration tries each susceptible "
+    "neighbour once (uniform <= p) and is removed; lpm: 1 synchronous step, each non-resharer reshares "
+    "w.p. 1-(1-p)^k, k = its frontier followees (one frontier expansion in both)"
 )
 HK_DEFINITION = (
     "NDlib: N random draws, each an O(N) node lookup plus its confidence-set mean (neighbours only), "
@@ -92,10 +117,10 @@ def _import_ndlib():
     return model_config, AlgorithmicBiasModel, HKModel
 
 
-def _ks(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+def _ks(a: np.ndarray, b: np.ndarray, method: str = "asymp") -> tuple[float, float]:
     from scipy.stats import ks_2samp
 
-    result = ks_2samp(a, b, method="asymp")
+    result = ks_2samp(a, b, method=method)
     return float(result.statistic), float(result.pvalue)
 
 
@@ -359,6 +384,149 @@ def _hk_rule_check(graph: Graph, x01: np.ndarray, trajectory: Sequence[np.ndarra
     return worst, checked
 
 
+# ---------------------------------------------------------------------------------------- cascade
+def _ic_seed_sets(num_nodes: int, runs: int, seed: int) -> tuple[list[np.ndarray], list[int]]:
+    """``runs`` seed sets of ``1%`` of the nodes (at least one) and one lpm RNG seed per run."""
+    rng = np.random.default_rng([seed, num_nodes, 2])
+    k = max(1, int(num_nodes * IC_SEED_FRACTION))
+    seed_sets = [np.sort(rng.choice(num_nodes, size=k, replace=False)) for _ in range(runs)]
+    lpm_seeds = [int(s) for s in rng.integers(0, 2**62, size=runs)]
+    return seed_sets, lpm_seeds
+
+
+def _run_ndlib_ic(nx_graph, seed_sets: Sequence[np.ndarray], iterations: int, budget_s: float,
+                  seed: int) -> dict[str, Any]:
+    """NDlib Independent Cascade, one run per seed set until nobody is infected.
+
+    The model is configured once (every edge's threshold = p; NDlib keeps edge thresholds only if
+    there is one per edge of the networkx graph, each undirected edge once) and ``reset`` to each
+    seed set. The first run always finishes; later ones start only while the time spent so far
+    plus the mean run time fits in ``budget_s``. Run ``r`` seeds NumPy's global RNG (NDlib's
+    source) with ``(seed, r)``.
+
+    Returns:
+        ``times`` / ``cpu_times``: the first ``iterations`` iterations of every run (the timed
+        sample); ``all_times``: every iteration; ``run_times``: each run's stepping time;
+        ``run_iterations``; ``sizes``: final sizes (infected + removed, seeds included).
+    """
+    import ndlib.models.ModelConfig as model_config
+    from ndlib.models.epidemics import IndependentCascadesModel
+
+    num_nodes = nx_graph.number_of_nodes()
+    rng_state = _GlobalRandomState()
+    try:
+        start = time.perf_counter()
+        model = IndependentCascadesModel(nx_graph)  # reseeds numpy from the OS: seed per run below
+        config = model_config.Configuration()
+        for edge in nx_graph.edges():
+            config.add_edge_configuration("threshold", edge, IC_P)
+        config.add_model_initial_configuration("Infected", seed_sets[0].tolist())
+        model.set_initial_status(config)
+        setup_s = time.perf_counter() - start
+        stored = len(model.params["edges"].get("threshold", {}))
+        if stored != nx_graph.number_of_edges():
+            raise RuntimeError(f"Expected NDlib to keep a threshold for each of {nx_graph.number_of_edges()} "
+                               f"edges (got {stored})")
+        times: list[float] = []
+        cpu_times: list[float] = []
+        all_times: list[float] = []
+        run_times: list[float] = []
+        run_iterations: list[int] = []
+        sizes: list[int] = []
+        for r, seeds in enumerate(seed_sets):
+            if run_times and sum(run_times) + statistics.fmean(run_times) > budget_s:
+                break
+            model.reset(infected_nodes=seeds.tolist())
+            rng_state.seed(int(np.random.SeedSequence([seed, r]).generate_state(1)[0]))
+            model.iteration(node_status=False)  # iteration 0 only reports the initial state
+            spent, count = 0.0, 0
+            while True:
+                start, start_cpu = time.perf_counter(), time.process_time()
+                result = model.iteration(node_status=False)
+                cpu = time.process_time() - start_cpu
+                elapsed = time.perf_counter() - start
+                spent += elapsed
+                count += 1
+                all_times.append(elapsed)
+                if count <= iterations:
+                    times.append(elapsed)
+                    cpu_times.append(cpu)
+                if result["node_count"][1] == 0:
+                    break
+            run_times.append(spent)
+            run_iterations.append(count)
+            sizes.append(num_nodes - result["node_count"][0])
+        return {"setup_s": setup_s, "times": times, "cpu_times": cpu_times, "all_times": all_times,
+                "run_times": run_times, "run_iterations": run_iterations, "sizes": np.asarray(sizes)}
+    finally:
+        rng_state.restore()
+
+
+def _ic_state(num_nodes: int, seed_sets: Sequence[np.ndarray], seed: int) -> PopulationState:
+    """``B = len(seed_sets)`` scenarios, scenario ``b``'s seeds resharing (and in the frontier) at 0."""
+    state = init_cascade_state(PopulationState.sample(num_nodes, seed=seed, batch=len(seed_sets)), 1)
+    reshared = torch.zeros_like(state.reshared)
+    for b, seeds in enumerate(seed_sets):
+        reshared[b, torch.from_numpy(seeds).long(), 0] = 1.0
+    reshare_time = torch.where(reshared > 0, torch.zeros_like(reshared), state.reshare_time)
+    return state.replace(reshared=reshared, frontier=reshared.clone(), reshare_time=reshare_time)
+
+
+def _ic_model(seed_sets: Sequence[np.ndarray]) -> Model:
+    # The item's own posting (at its start_h) lies past any run: the seeds come from the state.
+    item = Item(source=int(seed_sets[0][0]), start_h=1e9)
+    return Model(cascade=Cascade.independent_cascade([item], IC_P, record_trees=False), dt=1.0)
+
+
+def _run_lpm_ic_single(graph: Graph, seeds: np.ndarray, lpm_seed: int, steps: int, seed: int) -> _LpmRun:
+    """Time ``steps`` steps of one cascade (``B = 1``), one by one, without autograd."""
+    from lpm.rng import CounterRNG
+
+    start = time.perf_counter()
+    state = _ic_state(graph.num_nodes, [seeds], seed)
+    model = _ic_model([seeds])
+    rng = CounterRNG.from_seed([lpm_seed], 1)
+    estimator = Hard()
+    setup_s = time.perf_counter() - start
+    times, cpu_times = [], []
+    with torch.no_grad():
+        for t in range(steps):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            state, _ = model.step(state, graph, t, rng, estimator)
+            cpu_times.append(time.process_time() - start_cpu)
+            times.append(time.perf_counter() - start)
+    return _LpmRun(setup_s, times, cpu_times, {})
+
+
+def _run_lpm_ic_batch(graph: Graph, seed_sets: Sequence[np.ndarray], lpm_seeds: Sequence[int], steps: int,
+                      seed: int, say=lambda *a, **k: None) -> dict[str, Any]:
+    """All seed sets as one batch through :func:`lpm.simulate` (hard samples, no autograd).
+
+    ``steps`` doubles (the run is repeated) until every scenario's frontier is empty at the end.
+    """
+    from lpm import observables
+    from lpm.simulate import simulate
+
+    model = _ic_model(seed_sets)
+    state = _ic_state(graph.num_nodes, seed_sets, seed)
+    while True:
+        start = time.perf_counter()
+        with torch.no_grad():
+            trajectory = simulate(model, state, graph, steps=steps, seed=list(lpm_seeds),
+                                  record={"reshares": observables.reshares}, estimator=Hard())
+        elapsed = time.perf_counter() - start
+        active = int((trajectory.final.frontier.sum(dim=(1, 2)) > 0).sum())
+        if active == 0 or steps >= IC_MAX_STEPS:
+            break
+        say(f"    {active} lpm cascade(s) still active after {steps} steps: rerunning with {2 * steps}")
+        steps *= 2
+    sizes = trajectory.final.reshared.sum(dim=(1, 2)).double().numpy()
+    counts = trajectory["reshares"][:, :, 0]  # (S + 1, B)
+    lengths = (counts != counts[-1:]).sum(dim=0)  # steps until the last new reshare
+    return {"sizes": sizes, "steps": steps, "run_s": elapsed, "s_per_step": elapsed / steps,
+            "active_at_end": active, "lengths": lengths.numpy()}
+
+
 # ---------------------------------------------------------------------------------------- rows
 _DETAIL_DEFAULTS: dict[str, Any] = {
     "ks": None,
@@ -370,6 +538,11 @@ _DETAIL_DEFAULTS: dict[str, Any] = {
     "hk_rule_max_abs_diff": None,
     "hk_rule_agents": None,
     "hk_rule_max_abs_diff_at_tau": None,
+    # Independent Cascade
+    "lpm_batched_s_per_iter": None,
+    "mean_size_lpm": None,
+    "mean_size_ndlib": None,
+    "runs": None,
 }
 
 
@@ -410,11 +583,14 @@ def bench_ndlib(
     iterations: int = 10,
     hk_time_cap_s: float = 120.0,
     ab_time_budget_s: float = 120.0,
+    ic_time_budget_s: float = 300.0,
+    ic_runs: int = IC_RUNS,
+    models: Sequence[str] = MODELS,
     threads: Optional[int] = 1,
     out_json: Optional[str | os.PathLike] = None,
     verbose: bool = True,
 ) -> list[dict[str, Any]]:
-    """lpm against NDlib: Algorithmic Bias (gamma = 0) and Hegselmann-Krause, per graph size.
+    """lpm against NDlib: Algorithmic Bias (gamma = 0), Hegselmann-Krause and Independent Cascade.
 
     Args:
         sizes: numbers of agents ``n`` of the BA graphs (m = 5).
@@ -425,6 +601,11 @@ def bench_ndlib(
             it, NDlib's time is reported as the cap, ``ndlib_capped`` is true and the ratio is a
             lower bound.
         ab_time_budget_s: NDlib Algorithmic Bias stops starting iterations past this (at least one).
+        ic_time_budget_s: NDlib Independent Cascade starts another run only while the runs so far
+            plus one more (at their mean time) fit in this (at least one run); the KS test then
+            compares the runs NDlib finished with lpm's on the same seed sets.
+        ic_runs: Independent Cascade seed sets (runs) per size; lpm runs all of them as one batch.
+        models: which of :data:`MODELS` to run, in that order per size.
         threads: torch CPU threads for lpm (NDlib is single-threaded); ``None`` leaves torch's setting.
         out_json: write the rows to this file as a JSON list.
         verbose: print progress and the table.
@@ -432,7 +613,9 @@ def bench_ndlib(
     Returns:
         One row per (model, size) with keys ``model, n, ndlib_s_per_iter, lpm_s_per_iter, ratio``
         (ratio = NDlib / lpm time per iteration, medians) and details: agreement statistics,
-        iteration counts, setup times, threads, versions.
+        iteration counts, setup times, threads, versions. Independent Cascade rows add
+        ``lpm_batched_s_per_iter`` (the batched run's time per step divided by the batch size),
+        ``mean_size_lpm``, ``mean_size_ndlib``, ``runs`` (seed sets in the KS test) and run details.
 
     Raises:
         ConfigError: bad sizes, iterations, caps or threads.
@@ -443,8 +626,14 @@ def bench_ndlib(
         raise ConfigError(f"Expected sizes > {BA_M + 1} (got {sizes})")
     if not (isinstance(iterations, int) and iterations >= 1):
         raise ConfigError(f"Expected iterations >= 1 (got {iterations!r})")
-    if not (hk_time_cap_s > 0 and ab_time_budget_s > 0):
-        raise ConfigError(f"Expected positive time caps (got {hk_time_cap_s!r}, {ab_time_budget_s!r})")
+    if not (hk_time_cap_s > 0 and ab_time_budget_s > 0 and ic_time_budget_s > 0):
+        raise ConfigError(f"Expected positive time caps "
+                          f"(got {hk_time_cap_s!r}, {ab_time_budget_s!r}, {ic_time_budget_s!r})")
+    if not (isinstance(ic_runs, int) and ic_runs >= 2):
+        raise ConfigError(f"Expected ic_runs >= 2 (got {ic_runs!r})")
+    models = tuple(models)
+    if not models or any(m not in MODELS for m in models):
+        raise ConfigError(f"Expected models among {MODELS} (got {models})")
     if threads is not None and not (isinstance(threads, int) and threads >= 1):
         raise ConfigError(f"Expected threads >= 1 or None (got {threads!r})")
     _import_ndlib()
@@ -478,54 +667,57 @@ def bench_ndlib(
                 f"(lpm {lpm_graph_s:.3f} s, networkx {ndlib_graph_s:.3f} s)")
 
             # Algorithmic Bias / Deffuant.
-            say(f"[n={n}] NDlib AlgorithmicBias: up to {iterations} iterations ...")
-            ab = _run_ndlib_ab(nx_graph, x01, iterations, ab_time_budget_s, seed)
-            k = len(ab["times"])
-            deffuant = Deffuant(eps=2 * AB_EPSILON, rate=AB_MU, tau=TAU)
-            run_ab = _run_lpm(deffuant, graph, x01, max(2 * k, LPM_MIN_STEPS), (k, 2 * k), seed)
-            ks, p_value = _ks(run_ab.snapshots[k], ab["final"])
-            ks_matched, _ = _ks(run_ab.snapshots[2 * k], ab["final"])
-            rows.append(_row("algorithmic_bias", n, graph, ab, run_ab, {
-                **environment, **graphs, "cap_s": None,
-                "agreement_stat": "ks", "agreement": ks,
-                "ks": ks, "ks_pvalue": p_value, "ks_lpm_2k_steps": ks_matched,
-                "ks_ndlib_vs_initial": _ks(ab["final"], x01)[0],
-                "ks_lpm_vs_initial": _ks(run_ab.snapshots[k], x01)[0],
-                "ndlib_params": {"epsilon": AB_EPSILON, "gamma": AB_GAMMA, "mu": AB_MU},
-                "lpm_params": {"eps": 2 * AB_EPSILON, "rate": AB_MU, "tau": TAU},
-                "iteration_definition": AB_DEFINITION,
-            }))
-            say(f"[n={n}] algorithmic_bias: NDlib {rows[-1]['ndlib_s_per_iter']:.4g} s/iter, "
-                f"lpm {rows[-1]['lpm_s_per_iter']:.4g} s/step, KS {ks:.4f}")
+            if "algorithmic_bias" in models:
+                say(f"[n={n}] NDlib AlgorithmicBias: up to {iterations} iterations ...")
+                ab = _run_ndlib_ab(nx_graph, x01, iterations, ab_time_budget_s, seed)
+                k = len(ab["times"])
+                deffuant = Deffuant(eps=2 * AB_EPSILON, rate=AB_MU, tau=TAU)
+                run_ab = _run_lpm(deffuant, graph, x01, max(2 * k, LPM_MIN_STEPS), (k, 2 * k), seed)
+                ks, p_value = _ks(run_ab.snapshots[k], ab["final"])
+                ks_matched, _ = _ks(run_ab.snapshots[2 * k], ab["final"])
+                rows.append(_row("algorithmic_bias", n, graph, ab, run_ab, {
+                    **environment, **graphs, "cap_s": None,
+                    "agreement_stat": "ks", "agreement": ks,
+                    "ks": ks, "ks_pvalue": p_value, "ks_lpm_2k_steps": ks_matched,
+                    "ks_ndlib_vs_initial": _ks(ab["final"], x01)[0],
+                    "ks_lpm_vs_initial": _ks(run_ab.snapshots[k], x01)[0],
+                    "ndlib_params": {"epsilon": AB_EPSILON, "gamma": AB_GAMMA, "mu": AB_MU},
+                    "lpm_params": {"eps": 2 * AB_EPSILON, "rate": AB_MU, "tau": TAU},
+                    "iteration_definition": AB_DEFINITION,
+                }))
+                say(f"[n={n}] algorithmic_bias: NDlib {rows[-1]['ndlib_s_per_iter']:.4g} s/iter, "
+                    f"lpm {rows[-1]['lpm_s_per_iter']:.4g} s/step, KS {ks:.4f}")
 
             # Hegselmann-Krause.
-            say(f"[n={n}] NDlib HK: up to {iterations} iterations, capped at {hk_time_cap_s:g} s ...")
-            hk = _run_ndlib_hk(nx_graph, x01, iterations, hk_time_cap_s, seed)
-            k = len(hk["times"])
-            hegselmann = BoundedConfidence(eps=2 * HK_EPSILON, rate=HK_RATE, tau=TAU)
-            snapshot_at = (k,) if k else ()
-            run_hk = _run_lpm(hegselmann, graph, x01, max(k, LPM_MIN_STEPS), snapshot_at, seed)
-            extra: dict[str, Any] = {"ks": None}
-            if k:
-                ks, p_value = _ks(run_hk.snapshots[k], hk["final"])
-                rule_diff, rule_agents = _hk_rule_check(graph, x01, hk["opinions"], RULE_TAU)
-                rule_diff_tau, _ = _hk_rule_check(graph, x01, hk["opinions"], TAU)
-                extra = {"ks": ks, "ks_pvalue": p_value,
-                         "ndlib_agents_moved": int(np.count_nonzero(hk["final"] != x01)),
-                         "hk_rule_max_abs_diff": rule_diff, "hk_rule_agents": rule_agents,
-                         "hk_rule_max_abs_diff_at_tau": rule_diff_tau,
-                         "ks_ndlib_vs_initial": _ks(hk["final"], x01)[0],
-                         "ks_lpm_vs_initial": _ks(run_hk.snapshots[k], x01)[0]}
-            rows.append(_row("hegselmann_krause", n, graph, hk, run_hk, {
-                **environment, **graphs, "cap_s": hk_time_cap_s,
-                "agreement_stat": "ks", "agreement": extra["ks"], **extra,
-                "ndlib_params": {"epsilon": HK_EPSILON},
-                "lpm_params": {"eps": 2 * HK_EPSILON, "rate": HK_RATE, "tau": TAU},
-                "iteration_definition": HK_DEFINITION,
-            }))
-            ndlib_text = (f">= {hk_time_cap_s:g} s/iter (capped)" if hk["capped"]
-                          else f"{rows[-1]['ndlib_s_per_iter']:.4g} s/iter")
-            say(f"[n={n}] hegselmann_krause: NDlib {ndlib_text}, lpm {rows[-1]['lpm_s_per_iter']:.4g} s/step")
+            if "hegselmann_krause" in models:
+                say(f"[n={n}] NDlib HK: up to {iterations} iterations, capped at {hk_time_cap_s:g} s ...")
+                hk = _run_ndlib_hk(nx_graph, x01, iterations, hk_time_cap_s, seed)
+                k = len(hk["times"])
+                hegselmann = BoundedConfidence(eps=2 * HK_EPSILON, rate=HK_RATE, tau=TAU)
+                snapshot_at = (k,) if k else ()
+                run_hk = _run_lpm(hegselmann, graph, x01, max(k, LPM_MIN_STEPS), snapshot_at, seed)
+                extra: dict[str, Any] = {"ks": None}
+                if k:
+                    ks, p_value = _ks(run_hk.snapshots[k], hk["final"])
+                    rule_diff, rule_agents = _hk_rule_check(graph, x01, hk["opinions"], RULE_TAU)
+                    rule_diff_tau, _ = _hk_rule_check(graph, x01, hk["opinions"], TAU)
+                    extra = {"ks": ks, "ks_pvalue": p_value,
+                             "ndlib_agents_moved": int(np.count_nonzero(hk["final"] != x01)),
+                             "hk_rule_max_abs_diff": rule_diff, "hk_rule_agents": rule_agents,
+                             "hk_rule_max_abs_diff_at_tau": rule_diff_tau,
+                             "ks_ndlib_vs_initial": _ks(hk["final"], x01)[0],
+                             "ks_lpm_vs_initial": _ks(run_hk.snapshots[k], x01)[0]}
+                rows.append(_row("hegselmann_krause", n, graph, hk, run_hk, {
+                    **environment, **graphs, "cap_s": hk_time_cap_s,
+                    "agreement_stat": "ks", "agreement": extra["ks"], **extra,
+                    "ndlib_params": {"epsilon": HK_EPSILON},
+                    "lpm_params": {"eps": 2 * HK_EPSILON, "rate": HK_RATE, "tau": TAU},
+                    "iteration_definition": HK_DEFINITION,
+                }))
+                ndlib_text = (f">= {hk_time_cap_s:g} s/iter (capped)" if hk["capped"]
+                              else f"{rows[-1]['ndlib_s_per_iter']:.4g} s/iter")
+                say(f"[n={n}] hegselmann_krause: NDlib {ndlib_text}, lpm {rows[-1]['lpm_s_per_iter']:.4g} s/step")
+
     finally:
         torch.set_num_threads(saved_threads)
 

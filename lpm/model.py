@@ -1,4 +1,4 @@
-"""A Model composes opinion, emotion and activity dynamics into one pure step."""
+"""A Model composes opinion, emotion, activity and cascade dynamics into one pure step."""
 
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ class Model(nn.Module):
         opinion: an opinion model from :mod:`lpm.dynamics.opinion`, or ``None`` (opinions frozen).
         emotion: :class:`~lpm.dynamics.EmotionContagion` or ``None``.
         activity: :class:`~lpm.dynamics.Hawkes` or ``None``.
+        cascade: :class:`~lpm.dynamics.Cascade`, :class:`~lpm.dynamics.LinearThreshold` or ``None``.
         dt: step length in hours (default 10 minutes, 144 steps a day).
         gate_by_posts: with an activity model, social influence flows only through posts.
     """
@@ -54,6 +55,7 @@ class Model(nn.Module):
         opinion: Optional[nn.Module] = None,
         emotion: Optional[EmotionContagion] = None,
         activity: Optional[Hawkes] = None,
+        cascade: Optional[nn.Module] = None,
         *,
         dt: float = 1.0 / 6.0,
         gate_by_posts: bool = True,
@@ -61,11 +63,12 @@ class Model(nn.Module):
         super().__init__()
         if not (isinstance(dt, (int, float)) and dt > 0):
             raise ConfigError(f"Expected a positive step length dt in hours (got {dt!r})")
-        if opinion is None and emotion is None and activity is None:
-            raise ConfigError("Expected at least one of opinion, emotion, activity (got none)")
+        if opinion is None and emotion is None and activity is None and cascade is None:
+            raise ConfigError("Expected at least one of opinion, emotion, activity, cascade (got none)")
         self.opinion = opinion
         self.emotion = emotion
         self.activity = activity
+        self.cascade = cascade
         self.dt = float(dt)
         self.gate_by_posts = gate_by_posts
 
@@ -103,4 +106,9 @@ class Model(nn.Module):
             changes["opinion"] = self.opinion(state, graph, seen, uniform)
         if self.emotion is not None:
             changes["emotion"], changes["emotion_velocity"] = self.emotion(state, graph, time_h, self.dt, seen)
+        if self.cascade is not None:
+            cascade_changes, cascade_log_prob = self.cascade(state, graph, t, time_h, self.dt, rng, estimator)
+            changes.update(cascade_changes)
+            if cascade_log_prob is not None:
+                log_prob = cascade_log_prob if log_prob is None else log_prob + cascade_log_prob
         return state.replace(**changes), StepEvents(posts=posts, log_prob=log_prob)

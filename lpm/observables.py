@@ -23,6 +23,9 @@ __all__ = [
     "negative_share",
     "posts",
     "activity_mean",
+    "reshares",
+    "exposed",
+    "CASCADE",
     "DEFAULT",
 ]
 
@@ -78,6 +81,18 @@ def activity_mean(state: PopulationState, events: StepEvents) -> Tensor:
     """``(B,)`` mean Hawkes trace."""
     return state.activity.mean(1)
 
+
+def reshares(state: PopulationState, events: StepEvents) -> Tensor:
+    """``(B, C)`` agents who have reshared (or posted) each item: the cascade size."""
+    return state.reshared.sum(1)
+
+
+def exposed(state: PopulationState, events: StepEvents) -> Tensor:
+    """``(B, C)`` agents the item has reached (at least one exposure while online): the reach."""
+    return (state.exposures.detach() > 0).to(state.exposures.dtype).sum(1)
+
+
+CASCADE: Mapping[str, Observable] = {"reshares": reshares, "exposed": exposed}
 
 DEFAULT: Mapping[str, Observable] = {
     "opinion_mean": opinion_mean,

@@ -28,6 +28,9 @@ __all__ = ["CounterRNG", "STREAM_ACTIVITY", "STREAM_OPINION", "STREAM_EMOTION"]
 STREAM_ACTIVITY = 0
 STREAM_OPINION = 1
 STREAM_EMOTION = 2
+STREAM_CASCADE_ONLINE = 3
+STREAM_CASCADE_RESHARE = 4
+STREAM_CASCADE_PARENT = 5
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -107,18 +110,25 @@ class CounterRNG:
         float32 draws use the top 24 bits of the hash and float64 the top 53, so every value is
         exactly representable and strictly below 1.
         """
+        bits = self._hash(step, stream, shape).reshape(self.seeds.numel(), -1)
+        if dtype == torch.float64:
+            u = _shr(bits, 11).to(torch.float64) * (2.0**-53)
+        else:
+            u = (_shr(bits, 40).to(torch.float32) * (2.0**-24)).to(dtype)
+        return u.reshape(self.seeds.numel(), *shape)
+
+    def bits(self, step: int, stream: int, shape: Sequence[int]) -> Tensor:
+        """Non-negative 63-bit random integers (int64) of shape ``(B, *shape)`` for ``(step, stream)``."""
+        return _shr(self._hash(step, stream, shape), 1)
+
+    def _hash(self, step: int, stream: int, shape: Sequence[int]) -> Tensor:
         key = _signed(_mix_int(step * _STEP_KEY + stream * _STREAM_KEY + _GOLDEN))
         base = _mix(self.seeds ^ key)  # (B,)
         count = 1
         for size in shape:
             count *= int(size)
         counter = torch.arange(count, device=self.seeds.device, dtype=torch.int64) * _signed(_GOLDEN)
-        bits = _mix(base[:, None] + counter[None, :])
-        if dtype == torch.float64:
-            u = _shr(bits, 11).to(torch.float64) * (2.0**-53)
-        else:
-            u = (_shr(bits, 40).to(torch.float32) * (2.0**-24)).to(dtype)
-        return u.reshape(self.seeds.numel(), *shape)
+        return _mix(base[:, None] + counter[None, :]).reshape(self.seeds.numel(), *shape)
 
     def select(self, index: int | slice | Tensor) -> "CounterRNG":
         """The seeds of some scenarios (an int keeps a batch dimension of 1)."""

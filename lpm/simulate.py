@@ -131,6 +131,8 @@ def _check_inputs(model: Model, state: PopulationState, graph: Graph, steps: int
                 raise ConfigError(f"Expected a shock impulse of length {dims} (got {len(shock.impulse)})")
             if shock.targets is not None and shock.targets.numel() != state.num_agents:
                 raise ConfigError(f"Expected shock targets of length {state.num_agents} (got {shock.targets.numel()})")
+    if model.cascade is not None:
+        model.cascade.check(state)
     if (generator is None) == (seed is None):
         raise ConfigError("Expected exactly one of 'generator' or 'seed' (randomness is always explicit)")
     if generator is not None:
@@ -191,8 +193,12 @@ def _run_checkpointed(model, state, graph, t0, count, rng, estimator, record, lo
     return new_state, new_log_prob, rows
 
 
+_GUARDED = ("opinion", "opinion_anchor", "emotion", "emotion_velocity", "activity", "reshared", "frontier", "exposures")
+
+
 def _guard_finite(state: PopulationState, step: int) -> None:
-    for name, value in zip(("opinion", "opinion_anchor", "emotion", "emotion_velocity", "activity"), state.flat()):
+    for name in _GUARDED:  # reshare_time is +inf by design for agents who never reshared
+        value = getattr(state, name)
         if not bool(torch.isfinite(value).all()):
             raise NumericalError(f"Expected a finite '{name}' at step {step} (got NaN or Inf)")
 
@@ -271,6 +277,10 @@ def simulate(
         each recorded observable ``(steps + 1, B, ...)``.
     """
     record = DEFAULT if record is None else record
+    if getattr(model, "cascade", None) is not None and isinstance(state, PopulationState) and state.num_items == 0:
+        from lpm.dynamics.cascade import init_cascade_state
+
+        state = init_cascade_state(state, model.cascade.num_items)
     rng = _check_inputs(model, state, graph, steps, generator, seed, checkpoint_every, save_path, save_every)
     scoring = isinstance(estimator, ScoreFunction)
     log_prob = state.opinion.new_zeros(state.batch_size) if scoring else None
@@ -319,7 +329,9 @@ def _load(path: Path, steps: int, like: PopulationState, rng: CounterRNG, n_reco
     if payload["rows"] and len(payload["rows"][0]) != n_record:
         raise ConfigError(f"Expected a snapshot recording {n_record} observables (got {len(payload['rows'][0])})")
     device, dtype = like.device, like.opinion.dtype
-    state = PopulationState.from_flat([t.to(device=device, dtype=dtype) for t in payload["state"]])
+    state = PopulationState.from_flat(
+        [t.to(device=device, dtype=dtype if t.is_floating_point() else None) for t in payload["state"]]
+    )
     if state.opinion.shape != like.opinion.shape:
         raise StateError(f"Expected a snapshot of shape {tuple(like.opinion.shape)} (got {tuple(state.opinion.shape)})")
     if not torch.equal(payload["seeds"], rng.seeds.cpu()):

@@ -18,6 +18,8 @@ from lpm.errors import StateError
 
 __all__ = ["Traits", "PopulationState"]
 
+_CASCADE_FLOAT = ("reshared", "frontier", "exposures", "reshare_time")
+
 
 def _check_shape(name: str, value: Tensor, shape: tuple[int, ...]) -> None:
     if not isinstance(value, Tensor):
@@ -131,6 +133,13 @@ class PopulationState:
         emotion_velocity: ``(B, N, E)``, momentum of second-order emotion dynamics (zeros otherwise).
         activity: ``(B, N)`` >= 0, each agent's Hawkes trace: its recent posts, exponentially decayed.
         traits: per-agent :class:`Traits` of shape ``(B, N)``.
+
+    Per content item ``c`` (``C = 0`` without a cascade model; see :mod:`lpm.dynamics.cascade`):
+        reshared: ``(B, N, C)`` in [0, 1], whether the agent has reshared (or, as source, posted) it.
+        frontier: ``(B, N, C)`` in [0, 1], reshared in the last step: the posts followers see now.
+        exposures: ``(B, N, C)`` >= 0, how many times the item reached the agent's feed while online.
+        reshare_time: ``(B, N, C)`` hours at which the agent reshared it, ``+inf`` if never (a record).
+        parent: ``(B, N, C)`` int64 followee it was reshared from, ``-1`` for sources and non-resharers.
     """
 
     opinion: Tensor
@@ -139,6 +148,11 @@ class PopulationState:
     emotion_velocity: Tensor
     activity: Tensor
     traits: Traits
+    reshared: Optional[Tensor] = None
+    frontier: Optional[Tensor] = None
+    exposures: Optional[Tensor] = None
+    reshare_time: Optional[Tensor] = None
+    parent: Optional[Tensor] = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.opinion, Tensor) or self.opinion.dim() != 3:
@@ -154,6 +168,21 @@ class PopulationState:
         _check_shape("activity", self.activity, (batch, num_agents))
         for name in ("opinion_anchor", "emotion", "emotion_velocity", "activity"):
             _check_float(name, getattr(self, name), self.opinion)
+        cascade = [self.reshared, self.frontier, self.exposures, self.reshare_time, self.parent]
+        if all(v is None for v in cascade):
+            empty = self.opinion.new_zeros(batch, num_agents, 0)
+            for name in _CASCADE_FLOAT:
+                object.__setattr__(self, name, empty)
+            object.__setattr__(self, "parent", torch.zeros(batch, num_agents, 0, dtype=torch.int64, device=self.opinion.device))
+        elif any(v is None for v in cascade):
+            raise StateError("Expected all of reshared, frontier, exposures, reshare_time, parent, or none of them")
+        items = self.reshared.size(-1) if isinstance(self.reshared, Tensor) else -1
+        for name in _CASCADE_FLOAT:
+            _check_shape(name, getattr(self, name), (batch, num_agents, items))
+            _check_float(name, getattr(self, name), self.opinion)
+        _check_shape("parent", self.parent, (batch, num_agents, items))
+        if self.parent.dtype != torch.int64:
+            raise StateError(f"Expected 'parent' of dtype torch.int64 (got {self.parent.dtype})")
         if not isinstance(self.traits, Traits):
             raise StateError(f"Expected 'traits' to be lpm.Traits (got {type(self.traits).__name__})")
         for f in dataclasses.fields(Traits):
@@ -277,11 +306,21 @@ class PopulationState:
         _check_range("emotion", self.emotion, -float("inf"), float("inf"))
         _check_range("emotion_velocity", self.emotion_velocity, -float("inf"), float("inf"))
         _check_range("activity", self.activity, 0.0, float("inf"))
+        _check_range("reshared", self.reshared, 0.0, 1.0)
+        _check_range("frontier", self.frontier, 0.0, 1.0)
+        _check_range("exposures", self.exposures, 0.0, float("inf"))
+        if self.reshare_time.numel() and bool(torch.isnan(self.reshare_time).any()):
+            raise StateError("Expected 'reshare_time' without NaN (+inf marks never)")
+        if self.parent.numel() and (int(self.parent.min()) < -1 or int(self.parent.max()) >= self.num_agents):
+            raise StateError(f"Expected 'parent' ids in [-1, {self.num_agents}) (got [{int(self.parent.min())}, {int(self.parent.max())}])")
         self.traits.validate()
 
     def to(self, device: torch.device | str | None = None, dtype: Optional[torch.dtype] = None) -> "PopulationState":
         """A copy on another device and/or floating dtype."""
-        fields = {f.name: getattr(self, f.name).to(device=device, dtype=dtype) for f in dataclasses.fields(self)}
+        fields = {
+            f.name: getattr(self, f.name).to(device=device, dtype=None if f.name == "parent" else dtype)
+            for f in dataclasses.fields(self)
+        }
         return PopulationState(**fields)
 
     def expand_batch(self, batch: int) -> "PopulationState":
@@ -311,17 +350,27 @@ class PopulationState:
             for f in dataclasses.fields(self)
             if f.name != "traits"
         }
+        parent = fields["parent"]
+        perm_device = perm.to(self.device).long()
+        fields["parent"] = torch.where(parent >= 0, perm_device[parent.clamp_min(0)], parent)
         traits = Traits(*[t.index_select(1, inverse) for t in _tensors(self.traits)])
         return PopulationState(**fields, traits=traits)
+
+    @property
+    def num_items(self) -> int:
+        return self.reshared.size(-1)
 
     # ------------------------------------------------------------------ flattening (checkpoint, save)
     def flat(self) -> list[Tensor]:
         """All tensors, in a fixed order (used by gradient checkpointing and saving)."""
-        own = [getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "traits"]
-        return own + _tensors(self.traits)
+        return [getattr(self, name) for name in _own_fields()] + _tensors(self.traits)
 
     @classmethod
     def from_flat(cls, tensors: list[Tensor]) -> "PopulationState":
         """Inverse of :meth:`flat`."""
-        n_own = len(dataclasses.fields(cls)) - 1
-        return cls(*tensors[:n_own], traits=Traits(*tensors[n_own:]))
+        names = _own_fields()
+        return cls(**dict(zip(names, tensors[: len(names)])), traits=Traits(*tensors[len(names):]))
+
+
+def _own_fields() -> list[str]:
+    return [f.name for f in dataclasses.fields(PopulationState) if f.name != "traits"]

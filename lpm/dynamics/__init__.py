@@ -2,6 +2,7 @@
 parameters are stored unconstrained and read through a transform (softplus or sigmoid)."""
 
 from lpm.dynamics.activity import Burst, Hawkes
+from lpm.dynamics.cascade import Cascade, Item, LinearThreshold, init_cascade_state
 from lpm.dynamics.emotion import EmotionContagion, Shock
 from lpm.dynamics.opinion import BiasedAssimilation, BoundedConfidence, Deffuant, DeGroot, FriedkinJohnsen
 
@@ -15,4 +16,8 @@ __all__ = [
     "Shock",
     "Hawkes",
     "Burst",
+    "Cascade",
+    "Item",
+    "LinearThreshold",
+    "init_cascade_state",
 ]

@@ -1,0 +1,299 @@
+"""Information cascades: content items spreading by reshares over the follower graph.
+
+Each item ``c`` is posted by its source agent at ``start_h``. In every step an agent that reshared
+``c`` in the previous step (the *frontier*) shows it to its followers. Follower ``i`` is online
+with probability ``attention`` (always, if ``attention`` is ``None``); if online, each of its
+``k_ic = sum_j a_ij frontier_jc`` frontier followees independently convinces it to reshare with
+probability ``q_ic``, so
+
+    P(i reshares c in this step) = online_i * (1 - (1 - q_ic h_ic)^k_ic) * (1 - reshared_ic)
+
+    logit q_ic = logit(transmissibility) + prior[archetype_i, c] + interest_weight * sim_ic
+                 + arousal_weight * arousal_i + alignment_weight * opinion_i[topic_c] * stance_c
+
+``h_ic = 1`` for independent exposures; with ``dose_response="complex"``,
+``h = n^g / (n^g + half^g)`` of the agent's cumulative exposures ``n`` (Hill saturation): repeated
+exposures reinforce each other, as in complex contagion (Centola & Macy 2007).
+
+With ``q`` constant and everyone online this is exactly the synchronous Independent Cascade model
+(Kempe, Kleinberg & Tardos 2003): each newly activated agent gets one chance per follower.
+:class:`LinearThreshold` is the other classic special case.
+
+Events are drawn with the estimator passed to :func:`lpm.simulate`. With ``record_trees`` the
+exact reshare trees are recorded: ``reshare_time`` and ``parent``, a uniformly random frontier
+followee among those the item came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from lpm import kernels
+from lpm.dynamics.base import unit_interval
+from lpm.errors import ConfigError
+from lpm.graph import Graph
+from lpm.relax import Estimator
+from lpm.rng import STREAM_CASCADE_ONLINE, STREAM_CASCADE_PARENT, STREAM_CASCADE_RESHARE, CounterRNG
+from lpm.state import PopulationState
+
+__all__ = ["Item", "Cascade", "LinearThreshold", "init_cascade_state"]
+
+_LOW31 = (1 << 31) - 1
+
+
+@dataclass(frozen=True)
+class Item:
+    """A content item.
+
+    Args:
+        source: index of the agent that posts it.
+        start_h: when the source posts it (hours).
+        text: the item's text (embedded elsewhere; kept for provenance).
+        stance: its position on opinion topic ``topic``, in [-1, 1] (for opinion alignment).
+        topic: the opinion topic it speaks to.
+    """
+
+    source: int
+    start_h: float = 0.0
+    text: str = ""
+    stance: float = 0.0
+    topic: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, int) or self.source < 0:
+            raise ConfigError(f"Expected an item source as a non-negative agent index (got {self.source!r})")
+        if not -1.0 <= self.stance <= 1.0:
+            raise ConfigError(f"Expected an item stance in [-1, 1] (got {self.stance})")
+
+
+def init_cascade_state(state: PopulationState, num_items: int) -> PopulationState:
+    """``state`` with empty cascade fields for ``num_items`` items (nobody exposed or resharing)."""
+    b, n = state.batch_size, state.num_agents
+    zeros = state.opinion.new_zeros(b, n, num_items)
+    return state.replace(
+        reshared=zeros, frontier=zeros, exposures=zeros,
+        reshare_time=torch.full_like(zeros, float("inf")),
+        parent=torch.full((b, n, num_items), -1, dtype=torch.int64, device=state.device),
+    )
+
+
+class _CascadeBase(nn.Module):
+    """Item seeding and tree recording shared by the cascade models."""
+
+    def __init__(self, items: Sequence[Item], record_trees: bool) -> None:
+        super().__init__()
+        if len(items) == 0:
+            raise ConfigError("Expected at least one item (got none)")
+        self.items = tuple(items)
+        self.record_trees = record_trees
+        self.register_buffer("_sources", torch.tensor([it.source for it in self.items], dtype=torch.int64), persistent=False)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.items)
+
+    def check(self, state: PopulationState) -> None:
+        """Boundary checks against a state (called by :func:`lpm.simulate`)."""
+        if int(self._sources.max()) >= state.num_agents:
+            raise ConfigError(f"Expected item sources < {state.num_agents} agents (got {int(self._sources.max())})")
+        if state.num_items != self.num_items:
+            raise ConfigError(f"Expected a state with {self.num_items} items (got {state.num_items}); "
+                              "use lpm.dynamics.init_cascade_state")
+
+    def _seed(self, state: PopulationState, time_h: float, dt: float) -> PopulationState:
+        """Sources of items starting in ``[time_h, time_h + dt)`` post them now, so followers online
+        in this step can see them."""
+        starting = [c for c, it in enumerate(self.items) if time_h <= it.start_h < time_h + dt]
+        if not starting:  # decided on the host from Python floats: no device sync
+            return state
+        device, dtype = state.device, state.reshared.dtype
+        items = torch.tensor(starting, device=device)
+        batch = state.batch_size
+        b_idx = torch.arange(batch, device=device).repeat_interleave(len(starting))
+        idx = (b_idx, self._sources.to(device)[items].repeat(batch), items.repeat(batch))
+        ones = torch.ones(b_idx.numel(), dtype=dtype, device=device)
+        starts = torch.tensor([self.items[c].start_h for c in starting], dtype=dtype, device=device).repeat(batch)
+        return state.replace(reshared=state.reshared.index_put(idx, ones), frontier=state.frontier.index_put(idx, ones),
+                             reshare_time=state.reshare_time.index_put(idx, starts))
+
+    def _parents(self, graph: Graph, frontier: Tensor, rng: CounterRNG, t: int) -> Tensor:
+        """``(B, N, C)`` a uniformly random frontier followee per (agent, item), ``-1`` if none.
+
+        Each edge from a frontier followee gets a random key with the followee's index in its low 31
+        bits; the largest key per (agent, item) names the parent.
+        """
+        batch, num_nodes, items = frontier.shape
+        col = graph.col.long()
+        keys = (rng.bits(t, STREAM_CASCADE_PARENT, (col.numel(), items)) >> 32) << 31  # (B, E, C)
+        keys = keys | col[None, :, None]
+        active = frontier.detach().index_select(1, graph.col) > 0.5
+        keys = torch.where(active, keys, torch.full_like(keys, -1))
+        best = torch.full((batch, num_nodes, items), -1, dtype=torch.int64, device=frontier.device)
+        index = graph.row.view(1, -1, 1).expand(batch, -1, items)
+        best = best.scatter_reduce(1, index, keys, reduce="amax", include_self=True)
+        return torch.where(best >= 0, best & _LOW31, best)
+
+    def _record(self, state: PopulationState, graph: Graph, new: Tensor, rng: CounterRNG, t: int,
+                time_h: float, dt: float) -> tuple[Tensor, Tensor]:
+        reshare_time = state.reshare_time
+        if not self.record_trees:
+            return reshare_time, state.parent
+        hard = new.detach() > 0.5
+        parent_now = self._parents(graph, state.frontier, rng, t)
+        parent = torch.where(hard, parent_now, state.parent)
+        reshare_time = torch.where(hard, reshare_time.new_tensor(time_h + dt), reshare_time)
+        return reshare_time, parent
+
+
+class Cascade(_CascadeBase):
+    """Social-media reshare cascades (see the module docstring).
+
+    Args:
+        items: the content items.
+        transmissibility: base per-exposure reshare probability in (0, 1); learnable (sigmoid).
+        interest_weight, arousal_weight, alignment_weight: logit weights (learnable, unconstrained).
+        attention: per-step probability that an agent is online, in (0, 1), learnable (sigmoid);
+            ``None`` means always online (Independent Cascade).
+        prior: ``(K, C)`` logit offsets per archetype and item (e.g. from LLM decisions), with
+            ``archetype (N,)`` giving each agent's archetype.
+        interest_similarity: ``(N, C)`` similarity of each agent's interests to each item.
+        dose_response: ``"independent"`` or ``"complex"`` (Hill reinforcement of repeated exposures).
+        half_exposures, hill: the Hill function's half-saturation count and exponent.
+        record_trees: record ``reshare_time`` and ``parent`` (costs one int64 ``(B, E, C)`` pass).
+    """
+
+    def __init__(
+        self,
+        items: Sequence[Item],
+        *,
+        transmissibility: float = 0.05,
+        interest_weight: float = 0.0,
+        arousal_weight: float = 0.0,
+        alignment_weight: float = 0.0,
+        attention: Optional[float] = None,
+        prior: Optional[Tensor] = None,
+        archetype: Optional[Tensor] = None,
+        interest_similarity: Optional[Tensor] = None,
+        dose_response: str = "independent",
+        half_exposures: float = 2.0,
+        hill: float = 2.0,
+        record_trees: bool = True,
+    ) -> None:
+        super().__init__(items, record_trees)
+        c = len(self.items)
+        self.raw_transmissibility = unit_interval("transmissibility", transmissibility)
+        self.interest_weight = nn.Parameter(torch.tensor(float(interest_weight)))
+        self.arousal_weight = nn.Parameter(torch.tensor(float(arousal_weight)))
+        self.alignment_weight = nn.Parameter(torch.tensor(float(alignment_weight)))
+        self.raw_attention = unit_interval("attention", attention) if attention is not None else None
+        if dose_response not in ("independent", "complex"):
+            raise ConfigError(f"Expected dose_response 'independent' or 'complex' (got {dose_response!r})")
+        if not (half_exposures > 0 and hill > 0):
+            raise ConfigError(f"Expected positive half_exposures and hill (got {half_exposures}, {hill})")
+        self.dose_response, self.half_exposures, self.hill = dose_response, float(half_exposures), float(hill)
+        if (prior is None) != (archetype is None):
+            raise ConfigError("Expected 'prior' and 'archetype' together (got only one)")
+        if prior is not None and (prior.dim() != 2 or prior.size(1) != c):
+            raise ConfigError(f"Expected 'prior' of shape (K, {c}) (got {tuple(prior.shape)})")
+        if archetype is not None and (archetype.dim() != 1 or archetype.dtype.is_floating_point):
+            raise ConfigError(f"Expected 'archetype' as an (N,) integer tensor (got {archetype.dtype}, {tuple(archetype.shape)})")
+        if interest_similarity is not None and (interest_similarity.dim() != 2 or interest_similarity.size(1) != c):
+            raise ConfigError(f"Expected 'interest_similarity' of shape (N, {c}) (got {tuple(interest_similarity.shape)})")
+        self.register_buffer("prior", prior)
+        self.register_buffer("archetype", archetype.long() if archetype is not None else None)
+        self.register_buffer("interest_similarity", interest_similarity)
+        self.register_buffer("stance", torch.tensor([it.stance for it in self.items]))
+        self.register_buffer("topic", torch.tensor([it.topic for it in self.items], dtype=torch.int64), persistent=False)
+
+    @classmethod
+    def independent_cascade(cls, items: Sequence[Item], p: float, *, record_trees: bool = True) -> "Cascade":
+        """The Independent Cascade model with one transmission probability ``p``."""
+        return cls(items, transmissibility=p, record_trees=record_trees)
+
+    @property
+    def transmissibility(self) -> Tensor:
+        return torch.sigmoid(self.raw_transmissibility)
+
+    def check(self, state: PopulationState) -> None:
+        super().check(state)
+        for name in ("archetype", "interest_similarity"):
+            value = getattr(self, name)
+            if value is not None and value.size(0) != state.num_agents:
+                raise ConfigError(f"Expected '{name}' for {state.num_agents} agents (got {value.size(0)})")
+        if int(self.topic.max()) >= state.opinion.size(-1):
+            raise ConfigError(f"Expected item topics < {state.opinion.size(-1)} (got {int(self.topic.max())})")
+
+    def reshare_logit(self, state: PopulationState) -> Tensor:
+        """``(B, N, C)`` logit of the per-exposure reshare probability ``q``."""
+        logits = self.raw_transmissibility.expand(state.batch_size, state.num_agents, self.num_items)
+        if self.prior is not None:
+            logits = logits + self.prior.to(logits.dtype)[self.archetype][None]
+        if self.interest_similarity is not None:
+            logits = logits + self.interest_weight * self.interest_similarity.to(logits.dtype)[None]
+        if state.emotion.size(-1) >= 2:
+            logits = logits + self.arousal_weight * state.emotion[..., 1:2]
+        opinion_on_topic = state.opinion.index_select(2, self.topic)  # (B, N, C)
+        return logits + self.alignment_weight * opinion_on_topic * self.stance.to(logits.dtype)
+
+    def forward(self, state: PopulationState, graph: Graph, t: int, time_h: float, dt: float,
+                rng: CounterRNG, estimator: Estimator) -> tuple[dict[str, Tensor], Optional[Tensor]]:
+        """One step: the changed cascade fields and the log-probability of score-function draws."""
+        n, c, dtype = state.num_agents, self.num_items, state.opinion.dtype
+        state = self._seed(state, time_h, dt)
+        k = kernels.neighbor_sum(graph, state.frontier)  # (B, N, C) frontier followees
+        log_prob = None
+        online: Tensor | float = 1.0
+        if self.raw_attention is not None:
+            attention = torch.sigmoid(self.raw_attention).expand(state.batch_size, n)
+            online, log_prob = estimator.sample(attention, rng.uniform(t, STREAM_CASCADE_ONLINE, (n,), dtype))
+            online = online[..., None]
+        q = torch.sigmoid(self.reshare_logit(state))
+        exposures = state.exposures + online * k
+        if self.dose_response == "complex":
+            dose = exposures.clamp_min(1e-12) ** self.hill
+            q = q * dose / (dose + self.half_exposures**self.hill)
+        p_convinced = -torch.expm1(k * torch.log1p(-q.clamp_max(1 - 1e-7)))
+        prob = online * p_convinced * (1 - state.reshared)
+        new, lp = estimator.sample(prob, rng.uniform(t, STREAM_CASCADE_RESHARE, (n, c), dtype))
+        log_prob = lp if log_prob is None else (log_prob + lp if lp is not None else log_prob)
+        reshare_time, parent = self._record(state, graph, new, rng, t, time_h, dt)
+        changes = dict(reshared=state.reshared + new, frontier=new, exposures=exposures, reshare_time=reshare_time,
+                       parent=parent)
+        return changes, log_prob
+
+
+class LinearThreshold(_CascadeBase):
+    """Linear threshold model (Granovetter 1978; Kempe et al. 2003).
+
+    Agent ``i`` adopts item ``c`` once the weighted share of its followees that adopted reaches its
+    threshold ``theta_ic ~ U(0, 1)`` (drawn once per run from the counter RNG, so it is the same
+    in every step). The relaxed adoption is ``sigmoid((share - theta) / tau)`` through the estimator
+    (with ``tau -> 0`` and the exact estimator it is the classic deterministic rule).
+    """
+
+    def __init__(self, items: Sequence[Item], *, tau: float = 0.01, record_trees: bool = True) -> None:
+        super().__init__(items, record_trees)
+        if not tau > 0:
+            raise ConfigError(f"Expected a positive temperature tau (got {tau})")
+        self.tau = float(tau)
+
+    def forward(self, state: PopulationState, graph: Graph, t: int, time_h: float, dt: float,
+                rng: CounterRNG, estimator: Estimator) -> tuple[dict[str, Tensor], Optional[Tensor]]:
+        n, c, dtype = state.num_agents, self.num_items, state.opinion.dtype
+        state = self._seed(state, time_h, dt)
+        adopted = kernels.neighbor_sum(graph, state.reshared)
+        share = adopted / graph.in_weight.to(dtype).clamp_min(1e-12)[None, :, None]
+        theta = rng.uniform(-1, STREAM_CASCADE_RESHARE, (n, c), dtype)
+        prob = torch.sigmoid((share - theta) / self.tau) * (1 - state.reshared)
+        # the draw at 0.5 makes events exactly "prob > 1/2", i.e. share > theta, for the hard estimators
+        new, log_prob = estimator.sample(prob, torch.full_like(prob, 0.5))
+        exposures = state.exposures + kernels.neighbor_sum(graph, state.frontier)
+        reshare_time, parent = self._record(state, graph, new, rng, t, time_h, dt)
+        changes = dict(reshared=state.reshared + new, frontier=new, exposures=exposures, reshare_time=reshare_time,
+                       parent=parent)
+        return changes, log_prob
+

@@ -1,0 +1,234 @@
+"""Cascades: IC closed forms on trees, the per-step reshare law, complex contagion, linear
+threshold, recorded trees, gradients, and invariances with cascade state."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import lpm
+from lpm import observables, relax
+from lpm.dynamics import Cascade, Item, LinearThreshold, init_cascade_state
+from lpm.errors import ConfigError
+from lpm.graph import Graph
+from lpm.rng import CounterRNG
+from lpm.testing import small_graph
+from tests.helpers import gradcheck_parameters, make_state
+
+RECORD = dict(observables.CASCADE)
+
+
+def binary_tree(depth: int) -> tuple[Graph, torch.Tensor]:
+    """Agent 0 is the root; node k is followed by 2k+1 and 2k+2. Returns the graph and node depths."""
+    n = 2 ** (depth + 1) - 1
+    child = torch.arange(1, n)
+    graph = Graph.from_edge_index(torch.stack([(child - 1) // 2, child]), n)
+    node_depth = torch.floor(torch.log2(torch.arange(n, dtype=torch.float64) + 1)).long()
+    return graph, node_depth
+
+
+def test_independent_cascade_on_a_tree_reaches_depth_d_with_probability_p_to_the_d():
+    graph, depth = binary_tree(4)
+    batch, p = 4000, 0.6
+    state = lpm.PopulationState.sample(graph.num_nodes, seed=0).expand_batch(batch)
+    model = lpm.Model(cascade=Cascade.independent_cascade([Item(source=0)], p), dt=1.0).double()
+    with torch.no_grad():
+        traj = lpm.simulate(model, state.to(dtype=torch.float64), graph, steps=6, seed=1, record=RECORD,
+                            estimator=relax.Hard())
+    reached = traj.final.reshared[..., 0]  # (B, N)
+    p_exact = float(model.cascade.transmissibility.detach())
+    for d in range(5):
+        share = float(reached[:, depth == d].mean())
+        expected = p_exact**d
+        # binomial s.e. over >= 4000 draws is <= 0.008; 0.04 is 5 s.e.
+        assert abs(share - expected) < 0.04, (d, share, expected)
+    # one generation per step: the source posts at 0, depth-d nodes reshare at the end of step d - 1, time d
+    times = traj.final.reshare_time[..., 0]
+    members = torch.isfinite(times)
+    assert torch.equal(times[members], depth.double().expand_as(times)[members])
+    assert torch.equal(traj.final.parent[..., 0][members & (depth > 0)], ((torch.arange(graph.num_nodes) - 1) // 2).expand(batch, -1)[members & (depth > 0)])
+
+
+def test_one_step_reshare_probability_is_one_minus_q_to_the_k():
+    """Agent 3 follows agents 0, 1, 2, all in the frontier: P = 1 - (1 - q)^3."""
+    graph = Graph.from_edge_index(torch.tensor([[0, 1, 2], [3, 3, 3]]), 4)
+    batch = 20000
+    state = init_cascade_state(lpm.PopulationState.sample(4, seed=0).to(dtype=torch.float64), 1).expand_batch(batch)
+    frontier = state.frontier.clone()
+    frontier[:, :3, 0] = 1
+    state = state.replace(frontier=frontier, reshared=frontier.clone())
+    cascade = Cascade([Item(source=0, start_h=1e9)], transmissibility=0.2).double()
+    changes, _ = cascade(state, graph, 0, 0.0, 1.0, CounterRNG.from_seed(0, batch), relax.Hard())
+    q = float(cascade.transmissibility)
+    share = float(changes["reshared"][:, 3, 0].mean())
+    assert abs(share - (1 - (1 - q) ** 3)) < 0.015  # s.e. 0.0035
+    assert torch.all(changes["exposures"][:, 3, 0] == 3)
+    assert torch.all(changes["parent"][:, 3, 0][changes["reshared"][:, 3, 0] > 0] >= 0)
+
+
+def test_complex_contagion_probability_saturates_with_exposures():
+    """One frontier followee, n - 1 earlier exposures: P = q h(n), h(n) = n^2 / (n^2 + 2^2)."""
+    graph = Graph.from_edge_index(torch.tensor([[0], [1]]), 2)
+    cascade = Cascade([Item(source=0, start_h=1e9)], transmissibility=0.5, dose_response="complex",
+                      half_exposures=2.0, hill=2.0).double()
+    batch = 20000
+    base = init_cascade_state(lpm.PopulationState.sample(2, seed=0).to(dtype=torch.float64), 1).expand_batch(batch)
+    frontier = base.frontier.clone()
+    frontier[:, 0, 0] = 1
+    q = float(cascade.transmissibility.detach())
+    shares = []
+    for earlier in (0.0, 1.0, 2.0, 5.0, 50.0):
+        exposures = base.exposures.clone()
+        exposures[:, 1, 0] = earlier
+        state = base.replace(frontier=frontier, exposures=exposures)
+        changes, _ = cascade(state, graph, int(earlier), 0.0, 1.0, CounterRNG.from_seed(1, batch), relax.Hard())
+        share = float(changes["reshared"][:, 1, 0].mean())
+        n = earlier + 1
+        assert abs(share - q * n**2 / (n**2 + 4.0)) < 0.015  # s.e. <= 0.0036
+        shares.append(share)
+    assert shares == sorted(shares) and shares[1] > 2 * shares[0]  # the second exposure reinforces the first
+
+
+def test_complex_contagion_raises_reshares_after_repeated_exposure():
+    graph = small_graph(200, 6.0, seed=1, isolated=0, hub=False)
+    state = lpm.PopulationState.sample(200, seed=1).to(dtype=torch.float64).expand_batch(200)
+    sizes = {}
+    for dose in ("independent", "complex"):
+        model = lpm.Model(cascade=Cascade([Item(source=i) for i in range(3)], transmissibility=0.08,
+                                          dose_response=dose, half_exposures=1.0, hill=3.0), dt=1.0).double()
+        with torch.no_grad():
+            traj = lpm.simulate(model, state, graph, steps=25, seed=2, record=RECORD, estimator=relax.Hard())
+        sizes[dose] = float(traj["reshares"][-1].mean())
+    # with half-saturation at 1 exposure and hill 3, single exposures are 2x less effective: smaller cascades
+    assert sizes["complex"] < sizes["independent"]
+
+
+def test_linear_threshold_matches_explicit_rule():
+    graph = small_graph(30, 4.0, seed=3, isolated=0, hub=False)
+    state = init_cascade_state(lpm.PopulationState.sample(30, seed=3).to(dtype=torch.float64), 2)
+    reshared = state.reshared.clone()
+    reshared[0, :8, 0] = 1
+    reshared[0, 10:20, 1] = 1
+    state = state.replace(reshared=reshared, frontier=reshared.clone())
+    lt = LinearThreshold([Item(source=0, start_h=1e9), Item(source=10, start_h=1e9)], tau=1e-6).double()
+    rng = CounterRNG.from_seed(0, 1)
+    changes, _ = lt(state, graph, 0, 0.0, 1.0, rng, relax.Hard())
+    theta = rng.uniform(-1, 4, (30, 2), torch.float64)[0]
+    adj = torch.zeros(30, 30, dtype=torch.float64)
+    adj[graph.row, graph.col.long()] = 1
+    for i in range(30):  # explicit per-agent rule
+        for c in range(2):
+            share = float((adj[i] * reshared[0, :, c]).sum() / adj[i].sum())
+            expected = 1.0 if reshared[0, i, c] == 1 or share > theta[i, c] else 0.0
+            assert float(changes["reshared"][0, i, c]) == expected
+
+
+def cascade_model(**kwargs) -> lpm.Model:
+    n = 12
+    gen = torch.Generator().manual_seed(0)
+    cascade = Cascade(
+        [Item(source=0, stance=0.8), Item(source=5, stance=-0.5, start_h=1.0)],
+        transmissibility=0.3, interest_weight=0.5, arousal_weight=0.7, alignment_weight=1.2, attention=0.7,
+        prior=torch.randn(3, 2, generator=gen), archetype=torch.randint(0, 3, (n,), generator=gen),
+        interest_similarity=torch.rand(n, 2, generator=gen), **kwargs,
+    )
+    return lpm.Model(cascade=cascade, emotion=lpm.dynamics.EmotionContagion(), dt=0.5).double()
+
+
+@pytest.mark.parametrize("dose", ["independent", "complex"])
+def test_cascade_gradcheck(dose):
+    graph = small_graph(12, 3.0, seed=4)
+    state = init_cascade_state(make_state(12, seed=4), 2)
+    frontier = state.frontier.clone()
+    frontier[:, 0, 0] = 1
+    frontier[:, 3, 1] = 0.6
+    state = state.replace(frontier=frontier, reshared=frontier.clone(), exposures=frontier * 2)
+    rng = CounterRNG.from_seed(0, 2)
+    module = cascade_model(dose_response=dose).cascade
+
+    def fn(call):
+        changes, _ = call(state, graph, 3, 1.5, 0.5, rng, relax.RelaxedBernoulli(0.5))
+        return torch.cat([changes["reshared"], changes["exposures"]], -1)
+
+    assert gradcheck_parameters(module, fn)
+
+
+def test_finite_differences_of_final_reach_through_simulate():
+    graph = small_graph(12, 3.0, seed=5)
+    state = make_state(12, batch=2, seed=5)
+    model = cascade_model()
+    estimator = relax.RelaxedBernoulli(0.5)
+
+    def loss():
+        return lpm.simulate(model, state, graph, steps=12, seed=[3, 4], estimator=estimator, record=RECORD)["reshares"][-1].sum()
+
+    model.zero_grad()
+    loss().backward()
+    for name, param in model.cascade.named_parameters():
+        assert param.grad is not None and param.grad.abs().max() > 1e-8, name
+        for index in range(param.numel()):
+            h = 1e-5
+            flat = param.data.view(-1)
+            flat[index] += h
+            up = float(loss())
+            flat[index] -= 2 * h
+            down = float(loss())
+            flat[index] += h
+            numeric = (up - down) / (2 * h)
+            assert abs(float(param.grad.view(-1)[index]) - numeric) <= 1e-5 * max(1.0, abs(numeric)), (name, index)
+
+
+def test_cascade_batch_checkpoint_and_resume_invariances(tmp_path):
+    graph = small_graph(40, 3.0, seed=6)
+    state = make_state(40, batch=3, seed=6)
+    model = lpm.Model(cascade=Cascade([Item(source=0), Item(source=7, start_h=2.0)], transmissibility=0.4,
+                                      attention=0.8), dt=0.5).double()
+    with torch.no_grad():
+        full = lpm.simulate(model, state, graph, steps=20, seed=[5, 6, 5], record=RECORD)
+        single = lpm.simulate(model, state.select(1), graph, steps=20, seed=[6], record=RECORD)
+        chunked = lpm.simulate(model, state, graph, steps=20, seed=[5, 6, 5], record=RECORD, checkpoint_every=3)
+        path = tmp_path / "c.pt"
+        lpm.simulate(model, state, graph, steps=10, seed=[5, 6, 5], record=RECORD, save_path=path, save_every=5)
+        resumed = lpm.simulate(model, state, graph, steps=20, seed=[5, 6, 5], record=RECORD, save_path=path,
+                               save_every=5, resume=True)
+    assert torch.equal(full["reshares"][:, 1:2], single["reshares"])
+    assert torch.equal(full["reshares"][:, 0], full["reshares"][:, 2])  # same seed, same draws
+    for other in (chunked, resumed):
+        assert torch.equal(full["reshares"], other["reshares"])
+        assert torch.equal(full.final.parent, other.final.parent)
+    # the second item starts at 2 h: nobody has it before then
+    assert torch.all(full["reshares"][:4, :, 1] == 0) and torch.all(full["reshares"][5:, :, 1] >= 1)  # 4 steps = 2 h
+
+
+def test_cascade_permutation_relabels_trees():
+    graph = small_graph(30, 3.0, seed=7)
+    state = make_state(30, batch=1, seed=7)
+    perm = torch.randperm(30, generator=torch.Generator().manual_seed(0))
+    model = lpm.Model(cascade=Cascade.independent_cascade([Item(source=0)], 0.5), dt=1.0).double()
+    rel_model = lpm.Model(cascade=Cascade.independent_cascade([Item(source=int(perm[0]))], 0.5), dt=1.0).double()
+    # deterministic spread (p -> 1) so that draws tied to agent indices do not matter
+    for m in (model, rel_model):
+        m.cascade.raw_transmissibility.data.fill_(40.0)
+    with torch.no_grad():
+        a = lpm.simulate(model, state, graph, steps=10, seed=0, record=RECORD).final
+        b = lpm.simulate(rel_model, state.permute(perm), graph.permute(perm), steps=10, seed=0, record=RECORD).final
+    inverse = torch.argsort(perm)
+    assert torch.equal(b.reshare_time.index_select(1, perm), a.reshare_time)
+
+
+def test_cascade_rejects_bad_config():
+    with pytest.raises(ConfigError, match="at least one item"):
+        Cascade([])
+    with pytest.raises(ConfigError, match="stance"):
+        Item(source=0, stance=2.0)
+    with pytest.raises(ConfigError, match="non-negative agent index"):
+        Item(source=-1)
+    with pytest.raises(ConfigError, match="dose_response"):
+        Cascade([Item(0)], dose_response="sigmoid")
+    with pytest.raises(ConfigError, match="together"):
+        Cascade([Item(0)], prior=torch.zeros(2, 1))
+    with pytest.raises(ConfigError, match=r"shape \(K, 1\)"):
+        Cascade([Item(0)], prior=torch.zeros(2, 3), archetype=torch.zeros(5, dtype=torch.long))
+    model = lpm.Model(cascade=Cascade([Item(source=50)]))
+    with pytest.raises(ConfigError, match="sources < 20"):
+        lpm.simulate(model, lpm.PopulationState.sample(20, seed=0), small_graph(20), steps=1, seed=0)
