@@ -52,13 +52,14 @@ def neighbor_pull(
     )
 
 
-def neighbor_sum(graph: "Graph", x: Tensor) -> Tensor:
-    """``sum_j a_ij x_j`` over the followees ``j`` of each agent ``i`` (a sparse matrix product).
+def neighbor_sum(graph: "Graph", x: Tensor, edge_scale: Optional[Tensor] = None) -> Tensor:
+    """``sum_j a_ij e_ij x_j`` over the followees ``j`` of each agent ``i`` (a sparse matrix product),
+    with an optional per-scenario edge multiplier ``e`` (e.g. blocked edges).
 
     Shapes:
-        x: ``(B, N, d)``; returns ``(B, N, d)``.
+        x: ``(B, N, d)``; edge_scale: ``(B, E)``; returns ``(B, N, d)``.
     """
-    return reference.neighbor_sum(graph.col, graph.row, graph.weight, x)
+    return reference.neighbor_sum(graph.col, graph.row, graph.weight, x, edge_scale)
 
 
 def sample_followee(graph: "Graph", uniform: Tensor) -> Tensor:

@@ -97,11 +97,14 @@ def neighbor_pull(
     return total[0], total[1]
 
 
-def neighbor_sum(col: Tensor, row: Tensor, edge_weight: Optional[Tensor], x: Tensor) -> Tensor:
+def neighbor_sum(col: Tensor, row: Tensor, edge_weight: Optional[Tensor], x: Tensor,
+                 edge_scale: Optional[Tensor] = None) -> Tensor:
     """See :func:`lpm.kernels.neighbor_sum`."""
     msg = gather_rows(x, col)
     if edge_weight is not None:
         msg = msg * edge_weight.to(x.dtype)[:, None]
+    if edge_scale is not None:
+        msg = msg * edge_scale.to(x.dtype)[..., None]
     return _segment_sum(msg, row, x.size(1))
 
 

@@ -3,9 +3,10 @@
 :func:`bench_ndlib` runs NDlib's Independent Cascade and opinion models and their lpm counterparts
 side by side, on the same Barabasi-Albert graph (the same edges: lpm's generator builds it, NDlib
 gets it as a networkx graph) from the same seeded initial state (opinions; seed sets), and reports
-seconds per iteration, their ratio and how well the two agree. Graph construction and model setup are timed apart from stepping. NDlib's
-Hegselmann-Krause runs in a child process so that an iteration longer than the time cap can be
-abandoned; everything else runs in this process, one thing at a time.
+seconds per iteration, their ratio and how well the two agree. Graph construction and model setup
+are timed apart from stepping. NDlib's Hegselmann-Krause runs in a child process so that an
+iteration longer than the time cap can be abandoned; everything else runs in this process, one thing
+at a time.
 
 What one iteration is (NDlib 6.0.1; checked against its source):
 
@@ -543,6 +544,7 @@ _DETAIL_DEFAULTS: dict[str, Any] = {
     "mean_size_lpm": None,
     "mean_size_ndlib": None,
     "runs": None,
+    "ic": None,
 }
 
 
@@ -717,7 +719,55 @@ def bench_ndlib(
                 ndlib_text = (f">= {hk_time_cap_s:g} s/iter (capped)" if hk["capped"]
                               else f"{rows[-1]['ndlib_s_per_iter']:.4g} s/iter")
                 say(f"[n={n}] hegselmann_krause: NDlib {ndlib_text}, lpm {rows[-1]['lpm_s_per_iter']:.4g} s/step")
-
+            # Independent Cascade.
+            if "independent_cascade" in models:
+                seed_sets, lpm_seeds = _ic_seed_sets(n, ic_runs, seed)
+                say(f"[n={n}] NDlib IndependentCascades: {ic_runs} runs of {seed_sets[0].size} seeds, "
+                    f"budget {ic_time_budget_s:g} s ...")
+                ic = _run_ndlib_ic(nx_graph, seed_sets, iterations, ic_time_budget_s, seed)
+                runs = len(ic["sizes"])
+                run_ic = _run_lpm_ic_single(graph, seed_sets[0], lpm_seeds[0], max(iterations, LPM_MIN_STEPS), seed)
+                say(f"[n={n}] lpm: {ic_runs} cascades as one batch ...")
+                batch = _run_lpm_ic_batch(graph, seed_sets, lpm_seeds, int(1.5 * max(ic["run_iterations"])) + 8,
+                                          seed, say)
+                lpm_sizes = batch["sizes"][:runs]  # the seed sets NDlib ran
+                ks, p_value = _ks(lpm_sizes, ic["sizes"], method="auto")
+                rows.append(_row("independent_cascade", n, graph, ic, run_ic, {
+                    **environment, **graphs, "cap_s": ic_time_budget_s,
+                    "agreement_stat": "ks", "agreement": ks, "ks": ks, "ks_pvalue": p_value,
+                    "lpm_batched_s_per_iter": batch["s_per_step"] / ic_runs,
+                    "mean_size_lpm": float(np.mean(lpm_sizes)),
+                    "mean_size_ndlib": float(np.mean(ic["sizes"])),
+                    "runs": runs,
+                    "ic": {
+                        "runs_requested": ic_runs,
+                        "ndlib_budget_s": ic_time_budget_s,
+                        "ndlib_runs_capped": runs < ic_runs,
+                        "seeds_per_run": int(seed_sets[0].size),
+                        "std_size_lpm": float(np.std(lpm_sizes)),
+                        "std_size_ndlib": float(np.std(ic["sizes"])),
+                        "mean_size_lpm_all_runs": float(np.mean(batch["sizes"])),
+                        "ndlib_run_s_median": _median(ic["run_times"]),
+                        "ndlib_run_s_total": float(sum(ic["run_times"])),
+                        "ndlib_iterations_per_run_mean": float(np.mean(ic["run_iterations"])),
+                        "ndlib_iterations_per_run_max": int(max(ic["run_iterations"])),
+                        "ndlib_s_per_iter_all_median": _median(ic["all_times"]),
+                        "lpm_batch_size": ic_runs,
+                        "lpm_batched_steps": batch["steps"],
+                        "lpm_batched_run_s": batch["run_s"],
+                        "lpm_batched_s_per_step": batch["s_per_step"],
+                        "lpm_cascade_steps_mean": float(np.mean(batch["lengths"])),
+                        "lpm_cascade_steps_max": int(np.max(batch["lengths"])),
+                        "lpm_active_at_end": batch["active_at_end"],
+                    },
+                    "ndlib_params": {"threshold": IC_P, "seed_fraction": IC_SEED_FRACTION},
+                    "lpm_params": {"transmissibility": IC_P, "seed_fraction": IC_SEED_FRACTION,
+                                   "record_trees": False, "estimator": "Hard"},
+                    "iteration_definition": IC_DEFINITION,
+                }))
+                say(f"[n={n}] independent_cascade: NDlib {rows[-1]['ndlib_s_per_iter']:.4g} s/iter, "
+                    f"lpm {rows[-1]['lpm_s_per_iter']:.4g} s/step (B=1), KS {ks:.4f} (p={p_value:.3g}) "
+                    f"over {runs} runs")
     finally:
         torch.set_num_threads(saved_threads)
 
@@ -733,6 +783,10 @@ def bench_ndlib(
 
 # ---------------------------------------------------------------------------------------- output
 def _agreement_text(row: dict[str, Any]) -> str:
+    if row["model"] == "independent_cascade":
+        capped = " (NDlib budget)" if row["ic"]["ndlib_runs_capped"] else ""
+        return (f"KS={row['ks']:.3f} p={row['ks_pvalue']:.3g} over {row['runs']} runs{capped}; "
+                f"mean size lpm {row['mean_size_lpm']:.1f} / NDlib {row['mean_size_ndlib']:.1f}")
     if row["model"] == "algorithmic_bias":
         return (f"KS={row['ks']:.3f} after {row['ndlib_iterations']} iters "
                 f"(lpm at 2x steps: {row['ks_lpm_2k_steps']:.3f}; NDlib vs initial: {row['ks_ndlib_vs_initial']:.3f})")
@@ -750,15 +804,18 @@ def _agreement_text(row: dict[str, Any]) -> str:
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """The rows as a plain-text table, with set-up times and iteration definitions below it."""
-    header = ["model", "n", "NDlib s/iter", "lpm s/iter", "ratio", "ratio (CPU time)", "agreement"]
+    header = ["model", "n", "NDlib s/iter", "lpm s/iter", "ratio", "ratio (CPU time)", "lpm batched s/iter/B",
+              "agreement"]
     body = []
     for row in rows:
         capped = row["ndlib_capped"]
         ndlib_text = f">={row['ndlib_s_per_iter']:.4g}" if capped else f"{row['ndlib_s_per_iter']:.4g}"
         ratio_text = f"{'>=' if capped else ''}{row['ratio']:.0f}x"
         cpu_text = "n/a" if row["ratio_cpu"] is None else f"{row['ratio_cpu']:.0f}x"
+        batched = row["lpm_batched_s_per_iter"]
+        batched_text = "-" if batched is None else f"{batched:.3g} (B={row['ic']['lpm_batch_size']})"
         body.append([row["model"], f"{row['n']:.0e}".replace("+0", ""), ndlib_text,
-                     f"{row['lpm_s_per_iter']:.3g}", ratio_text, cpu_text, _agreement_text(row)])
+                     f"{row['lpm_s_per_iter']:.3g}", ratio_text, cpu_text, batched_text, _agreement_text(row)])
     widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header] + body]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -776,11 +833,29 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         if any(r["ndlib_capped"] for r in rows):
             lines.append("'>=': NDlib did not finish one iteration within the cap; its time is the cap and "
                          "the ratio a lower bound")
-        lines.append(f"algorithmic_bias iteration: {AB_DEFINITION}")
-        lines.append(f"hegselmann_krause iteration: {HK_DEFINITION}")
-        lines.append("rule |d|: NDlib's new opinion vs the confidence-set mean (self excluded, as NDlib) "
-                     "from lpm's aggregation kernel, for every agent NDlib moved, from the opinions before that "
-                     "iteration; at tau -> 0 (the hard indicator) and at the benchmark's tau")
+        models = {r["model"] for r in rows}
+        if "independent_cascade" in models:
+            lines.append("independent_cascade: NDlib s/iter is the median over the first iterations of every run "
+                         "(ndlib_s_per_iter_all_median: all iterations), lpm s/iter the median step of one cascade "
+                         "(B=1); lpm batched: one simulate() of all runs as B scenarios, wall time / steps / B")
+            for row in rows:
+                if row["model"] == "independent_cascade":
+                    ic = row["ic"]
+                    lines.append(
+                        f"  n={row['n']}: {row['runs']}/{ic['runs_requested']} NDlib runs of {ic['seeds_per_run']} "
+                        f"seeds, {ic['ndlib_iterations_per_run_mean']:.1f} iterations and "
+                        f"{ic['ndlib_run_s_median']:.3g} s per run (median), {ic['ndlib_run_s_total']:.1f} s in all; "
+                        f"lpm: {ic['lpm_batched_steps']} steps in {ic['lpm_batched_run_s']:.1f} s, cascades stop "
+                        f"after {ic['lpm_cascade_steps_mean']:.1f} steps (max {ic['lpm_cascade_steps_max']}); "
+                        f"size sd lpm {ic['std_size_lpm']:.1f} / NDlib {ic['std_size_ndlib']:.1f}")
+            lines.append(f"independent_cascade iteration: {IC_DEFINITION}")
+        if "algorithmic_bias" in models:
+            lines.append(f"algorithmic_bias iteration: {AB_DEFINITION}")
+        if "hegselmann_krause" in models:
+            lines.append(f"hegselmann_krause iteration: {HK_DEFINITION}")
+            lines.append("rule |d|: NDlib's new opinion vs the confidence-set mean (self excluded, as NDlib) "
+                         "from lpm's aggregation kernel, for every agent NDlib moved, from the opinions before that "
+                         "iteration; at tau -> 0 (the hard indicator) and at the benchmark's tau")
     return "\n".join(lines)
 
 
@@ -795,6 +870,13 @@ def _parse_sizes(text: str) -> list[int]:
     return [int(v) for v in values]
 
 
+def _parse_models(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names or any(name not in MODELS for name in names):
+        raise argparse.ArgumentTypeError(f"Expected a comma-separated subset of {','.join(MODELS)} (got {text!r})")
+    return names
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Options of ``lpm bench ndlib``."""
     parser.add_argument("--sizes", type=_parse_sizes, default=[10_000, 100_000],
@@ -804,7 +886,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="cap on NDlib HK's stepping time in seconds (default 120)")
     parser.add_argument("--ab-budget-s", type=float, default=120.0,
                         help="NDlib Algorithmic Bias stops starting iterations past this (default 120)")
-    parser.add_argument("--iterations", type=int, default=10, help="NDlib iterations timed per model (default 10)")
+    parser.add_argument("--ic-budget-s", type=float, default=300.0,
+                        help="NDlib Independent Cascade starts no run past this many seconds of stepping; the KS "
+                             "test uses the runs that fit (default 300)")
+    parser.add_argument("--ic-runs", type=int, default=IC_RUNS,
+                        help=f"Independent Cascade seed sets (runs) per size (default {IC_RUNS})")
+    parser.add_argument("--models", type=_parse_models, default=list(MODELS),
+                        help=f"comma-separated subset of {','.join(MODELS)} (default all)")
+    parser.add_argument("--iterations", type=int, default=10,
+                        help="NDlib iterations timed per model; for Independent Cascade, the first this many of "
+                             "every run (default 10)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads for lpm (default 1: NDlib is single-threaded); 0 keeps torch's default")
     parser.add_argument("--seed", type=int, default=0, help="seed of graph, opinions and draws (default 0)")
@@ -819,6 +910,9 @@ def run(args: argparse.Namespace) -> int:
         iterations=args.iterations,
         hk_time_cap_s=args.hk_cap_s,
         ab_time_budget_s=args.ab_budget_s,
+        ic_time_budget_s=args.ic_budget_s,
+        ic_runs=args.ic_runs,
+        models=args.models,
         threads=args.threads or None,
         out_json=args.json,
     )

@@ -78,16 +78,41 @@ def _check_reshare_time(reshare_time: Tensor) -> None:
         )
 
 
-def _first_bad(mask: Tensor) -> str:
-    """Where the first True of a ``(B, N, C)`` mask is, for an error message."""
-    b, i, c = (int(v) for v in mask.nonzero()[0])
+def _where(flat_index: int, shape: torch.Size) -> str:
+    """``scenario b, agent i, item c`` of a flat index into a ``(B, N, C)`` tensor, for error messages."""
+    _, num_agents, items = shape
+    b, rest = divmod(int(flat_index), num_agents * items)
+    i, c = divmod(rest, items)
     return f"scenario {b}, agent {i}, item {c}"
 
 
-def _check_tree(parent: Tensor, reshare_time: Tensor) -> tuple[Tensor, Tensor]:
-    """Validate a cascade forest; returns ``(parent as int64, member mask)``.
+@dataclass(frozen=True)
+class _Members:
+    """The members of all cascades as flat ``(M,)`` arrays, cascade ``(b, c)`` numbered ``b * C + c``.
 
-    Cycles are caught later, by the pointer jumping of :func:`_depth`.
+    Everything after validation works on these arrays, so its cost scales with the number of
+    reshares rather than with ``B * N * C`` (most agents never reshare most items).
+    """
+
+    flat: Tensor  # (M,) int64 index into the flattened (B, N, C) tensors
+    cascade: Tensor  # (M,) int64 b * C + c
+    time: Tensor  # (M,) reshare time
+    parent_pos: Optional[Tensor]  # (M,) int64 position of the parent in these arrays, -1 for sources
+    num_cascades: int
+    depth: Optional[Tensor] = None  # (M,) int64
+
+
+def _members(reshare_time: Tensor, member: Tensor) -> _Members:
+    batch, num_agents, items = reshare_time.shape
+    flat = member.reshape(-1).nonzero().squeeze(1)  # (b * N + i) * C + c
+    cascade = torch.div(flat, num_agents * items, rounding_mode="floor") * items + flat % items
+    return _Members(flat, cascade, reshare_time.reshape(-1)[flat], None, batch * items)
+
+
+def _check_tree(parent: Tensor, reshare_time: Tensor) -> _Members:
+    """Validate a cascade forest and return its members with parent links and depths.
+
+    Cycles are caught by the pointer jumping of :func:`_depth`.
     """
     _check_reshare_time(reshare_time)
     if not isinstance(parent, Tensor):
@@ -103,41 +128,49 @@ def _check_tree(parent: Tensor, reshare_time: Tensor) -> tuple[Tensor, Tensor]:
         raise ConfigError(
             f"Expected 'parent' on the device of 'reshare_time' {reshare_time.device} (got {parent.device})"
         )
-    parent = parent.long()
-    num_agents = parent.size(1)
+    shape = reshare_time.shape
+    num_agents, items = shape[1], shape[2]
     if parent.numel() > 0:
         low, high = int(parent.min()), int(parent.max())
         if low < -1 or high >= num_agents:
             raise ConfigError(f"Expected 'parent' ids in [-1, {num_agents}) (got range [{low}, {high}])")
     member = torch.isfinite(reshare_time)
-    has_parent = parent >= 0
-    bad = has_parent & ~member
-    if bool(bad.any()):
+    orphan = ((parent >= 0) & ~member).reshape(-1).nonzero()
+    if orphan.numel() > 0:
         raise ConfigError(
-            f"Expected parent -1 for agents that never reshared (got a parent at {_first_bad(bad)}, "
+            f"Expected parent -1 for agents that never reshared (got a parent at {_where(orphan[0], shape)}, "
             "whose reshare_time is +inf)"
         )
-    index = parent.clamp(min=0)
-    bad = has_parent & ~torch.gather(member, 1, index)
-    if bool(bad.any()):
+    members = _members(reshare_time, member)
+    flat = members.flat
+    p = parent.reshape(-1)[flat].long()
+    has_parent = p >= 0
+    position = torch.full((member.numel(),), -1, dtype=torch.long, device=flat.device)
+    position[flat] = torch.arange(flat.numel(), device=flat.device)
+    b = torch.div(flat, num_agents * items, rounding_mode="floor")
+    parent_pos = torch.where(has_parent, position[(b * num_agents + p.clamp(min=0)) * items + flat % items], -1)
+    bad = (has_parent & (parent_pos < 0)).nonzero()
+    if bad.numel() > 0:
         raise ConfigError(
-            f"Expected the parent of every resharer to have reshared (got a parent with reshare_time +inf "
-            f"at {_first_bad(bad)})"
+            "Expected the parent of every resharer to have reshared (got a parent with reshare_time +inf "
+            f"at {_where(flat[bad[0]], shape)})"
         )
-    bad = has_parent & (torch.gather(reshare_time, 1, index) > reshare_time)
-    if bool(bad.any()):
+    bad = (has_parent & (members.time[parent_pos.clamp(min=0)] > members.time)).nonzero()
+    if bad.numel() > 0:
         raise ConfigError(
-            f"Expected every parent to reshare no later than its child (got a later parent at {_first_bad(bad)})"
+            f"Expected every parent to reshare no later than its child (got a later parent at {_where(flat[bad[0]], shape)})"
         )
-    sources = (member & ~has_parent).sum(1)  # (B, C)
-    bad_cascade = sources != member.any(1).long()
-    if bool(bad_cascade.any()):
-        b, c = (int(v) for v in bad_cascade.nonzero()[0])
+    size = torch.bincount(members.cascade, minlength=members.num_cascades)
+    sources = torch.bincount(members.cascade[~has_parent], minlength=members.num_cascades)
+    bad = (sources != (size > 0).long()).nonzero()
+    if bad.numel() > 0:
+        b, c = divmod(int(bad[0]), items)
         raise ConfigError(
             "Expected exactly one source (parent -1 and a finite reshare_time) per non-empty cascade "
-            f"(got {int(sources[b, c])} in scenario {b}, item {c})"
+            f"(got {int(sources[bad[0]])} in scenario {b}, item {c})"
         )
-    return parent, member
+    depth = _depth(parent_pos, flat, shape)
+    return _Members(flat, members.cascade, members.time, parent_pos, members.num_cascades, depth)
 
 
 def _check_times(times: TimesLike, like: Tensor, name: str = "times") -> Tensor:
@@ -159,60 +192,28 @@ def _check_times(times: TimesLike, like: Tensor, name: str = "times") -> Tensor:
 
 
 # ====================================================================== cascade trees: internals
-def _depth(parent: Tensor, member: Tensor) -> Tensor:
-    """Depth of every node by pointer jumping (Wyllie's list ranking), ``-1`` for non-members.
+def _depth(parent_pos: Tensor, flat: Tensor, shape: torch.Size) -> Tensor:
+    """``(M,)`` depth of every member by pointer jumping (Wyllie's list ranking).
 
     ``ancestor`` starts as the parent and ``dist`` as the distance to it; each round replaces both by
-    those of the ancestor's ancestor, so after ``r`` rounds every node points ``2**r`` levels up (or
-    past the source, at -1): ``ceil(log2 N)`` rounds finish any tree, and a pointer still alive after
+    those of the ancestor's ancestor, so after ``r`` rounds every member points ``2**r`` levels up (or
+    past the source, at -1): ``ceil(log2 M)`` rounds finish any tree, and a pointer still alive after
     them can only be on a cycle.
     """
-    num_agents = parent.size(1)
-    ancestor = parent
-    dist = (parent >= 0).long()
-    rounds = math.ceil(math.log2(max(num_agents, 2))) + 1
-    for _ in range(rounds):
+    ancestor = parent_pos
+    dist = (parent_pos >= 0).long()
+    rounds = math.ceil(math.log2(max(parent_pos.numel(), 2))) + 1
+    for _ in range(rounds):  # O(log depth) rounds, each over all members at once
         active = ancestor >= 0
         if not bool(active.any()):
             break
         index = ancestor.clamp(min=0)
-        dist = torch.where(active, dist + torch.gather(dist, 1, index), dist)
-        ancestor = torch.where(active, torch.gather(ancestor, 1, index), ancestor)
-    cyclic = ancestor >= 0
-    if bool(cyclic.any()):
-        raise ConfigError(f"Expected cascade trees without cycles (got a cycle through {_first_bad(cyclic)})")
-    return torch.where(member, dist, torch.full_like(dist, -1))
-
-
-@dataclass(frozen=True)
-class _Members:
-    """The members of all cascades as flat ``(M,)`` arrays, cascade ``(b, c)`` numbered ``b * C + c``."""
-
-    cascade: Tensor  # (M,) int64 b * C + c
-    time: Tensor  # (M,) reshare time
-    depth: Optional[Tensor]  # (M,) int64
-    parent_pos: Optional[Tensor]  # (M,) int64 position of the parent in these arrays, -1 for sources
-    num_cascades: int
-
-
-def _members(reshare_time: Tensor, member: Tensor, parent: Optional[Tensor] = None,
-             depth: Optional[Tensor] = None) -> _Members:
-    batch, num_agents, items = reshare_time.shape
-    flat = member.reshape(-1).nonzero().squeeze(1)  # global ids (b * N + i) * C + c
-    b = torch.div(flat, num_agents * items, rounding_mode="floor")
-    c = flat % items
-    cascade = b * items + c
-    time = reshare_time.reshape(-1)[flat]
-    parent_pos = depth_m = None
-    if parent is not None:
-        position = torch.full((member.numel(),), -1, dtype=torch.long, device=member.device)
-        position[flat] = torch.arange(flat.numel(), device=member.device)
-        p = parent.reshape(-1)[flat]
-        parent_global = (b * num_agents + p.clamp(min=0)) * items + c
-        parent_pos = torch.where(p >= 0, position[parent_global], torch.full_like(p, -1))
-    if depth is not None:
-        depth_m = depth.reshape(-1)[flat]
-    return _Members(cascade, time, depth_m, parent_pos, batch * items)
+        dist = torch.where(active, dist + dist.index_select(0, index), dist)
+        ancestor = torch.where(active, ancestor.index_select(0, index), ancestor)
+    cyclic = (ancestor >= 0).nonzero()
+    if cyclic.numel() > 0:
+        raise ConfigError(f"Expected cascade trees without cycles (got a cycle through {_where(flat[cyclic[0]], shape)})")
+    return dist
 
 
 def _sorted_times(times: Tensor) -> tuple[Tensor, Tensor]:
@@ -270,27 +271,38 @@ def _breadth_curve(members: _Members, q: Tensor, steps: int) -> Tensor:
     return best
 
 
-def _virality(members: _Members, include: Tensor, dtype: torch.dtype) -> Tensor:
-    """Structural virality per cascade and column of ``include`` ``(M, K)`` (members kept per column).
+def _virality(members: _Members, q: Tensor, steps: int, dtype: torch.dtype) -> Tensor:
+    """Structural virality per cascade and step, member ``m`` kept from step ``q[m]`` on: ``(cascades, S)``.
 
-    Subtree sizes are accumulated bottom-up, one depth level at a time; the Wiener index of a tree is
-    ``sum over edges (v, parent v) of s_v (n - s_v)`` (each edge lies on the path of exactly the
-    ``s_v (n - s_v)`` pairs it separates), and the mean distance over the ``n (n - 1) / 2`` pairs is
-    ``2 W / (n (n - 1))``. The source has ``s = n`` and excluded members ``s = 0``, so summing
-    ``s (n - s)`` over all members is the sum over kept edges.
+    Subtree sizes ``(M, S)`` are accumulated bottom-up, one depth level at a time; the Wiener index
+    of a tree is ``sum over edges (v, parent v) of s_v (n - s_v)`` (each edge lies on the path of
+    exactly the ``s_v (n - s_v)`` pairs it separates), and the mean distance over the
+    ``n (n - 1) / 2`` pairs is ``2 W / (n (n - 1))``. The source has ``s = n`` and members not yet in
+    the tree ``s = 0``, so summing ``s (n - s)`` over all members is the sum over the tree's edges.
+    Steps are processed in chunks so the sizes stay bounded.
     """
-    sizes = include.long()
-    order, bounds = _level_bounds(members.depth)
-    for level in range(len(bounds) - 2, 0, -1):  # deepest level first; level 0 (sources) has no parent
-        sel = order[bounds[level]:bounds[level + 1]]
-        sizes.index_add_(0, members.parent_pos[sel], sizes[sel])
     num = members.num_cascades
-    n = torch.zeros(num, include.size(1), dtype=torch.long, device=include.device)
-    n.index_add_(0, members.cascade, include.long())
-    wiener = torch.zeros_like(n).index_add_(0, members.cascade, sizes * (n[members.cascade] - sizes))
-    n_f = n.to(torch.float64)
-    pairs = torch.where(n >= 2, n_f * (n_f - 1), torch.ones_like(n_f))
-    return torch.where(n >= 2, 2 * wiener.to(torch.float64) / pairs, torch.zeros_like(n_f)).to(dtype)
+    n = _size_curve(members, q, steps)  # (cascades, S) int64
+    order, bounds = _level_bounds(members.depth)
+    size_dtype = torch.int32 if q.numel() < 2**31 else torch.int64  # a subtree size is at most M
+    out = []
+    width = max(1, _CHUNK_ELEMENTS // max(q.numel(), 1))
+    for first in range(0, steps, width):  # a few chunks of steps
+        last = min(steps, first + width)
+        cols = last - first
+        step = torch.arange(first, last, device=q.device)
+        sizes = (q[:, None] <= step[None, :]).to(size_dtype)  # (M, cols)
+        for level in range(len(bounds) - 2, 0, -1):  # deepest level first; sources have no parent
+            sel = order[bounds[level]:bounds[level + 1]]
+            sizes.index_add_(0, members.parent_pos.index_select(0, sel), sizes.index_select(0, sel))
+        sizes = sizes.to(torch.float64)
+        total = n[:, first:last].to(torch.float64)
+        terms = sizes * (total.index_select(0, members.cascade) - sizes)
+        index = (members.cascade[:, None] * cols + torch.arange(cols, device=q.device)[None, :]).reshape(-1)
+        wiener = torch.bincount(index, weights=terms.reshape(-1), minlength=num * cols).view(num, cols)
+        pairs = torch.where(total >= 2, total * (total - 1), torch.ones_like(total))
+        out.append(torch.where(total >= 2, 2 * wiener / pairs, torch.zeros_like(total)))
+    return torch.cat(out, 1).to(dtype)
 
 
 # ====================================================================== cascade trees: public
@@ -314,8 +326,10 @@ def cascade_depth(parent: Tensor, reshare_time: Tensor) -> Tensor:
     Shapes:
         parent, reshare_time: ``(B, N, C)``; returns ``(B, N, C)``.
     """
-    parent, member = _check_tree(parent, reshare_time)
-    return _depth(parent, member)
+    members = _check_tree(parent, reshare_time)
+    depth = torch.full(reshare_time.shape, -1, dtype=torch.long, device=reshare_time.device)
+    depth.view(-1)[members.flat] = members.depth
+    return depth
 
 
 def cascade_size(reshare_time: Tensor, times: TimesLike) -> Tensor:
@@ -408,17 +422,16 @@ def structural_virality(parent: Tensor, reshare_time: Tensor, at: Optional[float
     Shapes:
         parent, reshare_time: ``(B, N, C)``; returns ``(B, C)``.
     """
-    parent, member = _check_tree(parent, reshare_time)
+    members = _check_tree(parent, reshare_time)
     if at is not None:
         if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
             raise ConfigError(f"Expected 'at' to be a finite number or None (got {at!r})")
     batch, _, items = reshare_time.shape
-    members = _members(reshare_time, member, parent, _depth(parent, member))
     if at is None:
-        include = torch.ones(members.time.numel(), 1, dtype=torch.bool, device=reshare_time.device)
+        q = torch.zeros_like(members.cascade)
     else:
-        include = (members.time <= at)[:, None]
-    return _virality(members, include, reshare_time.dtype).view(batch, items)
+        q = (members.time > at).long()  # step 0 holds the members by ``at``
+    return _virality(members, q, 1, reshare_time.dtype).view(batch, items)
 
 
 def cascade_summary(parent: Tensor, reshare_time: Tensor, times: TimesLike) -> dict[str, Tensor]:
@@ -446,12 +459,11 @@ def cascade_summary(parent: Tensor, reshare_time: Tensor, times: TimesLike) -> d
 
 
 def _curves(parent: Tensor, reshare_time: Tensor, times: TimesLike, which: tuple[str, ...]) -> dict[str, Tensor]:
-    parent, member = _check_tree(parent, reshare_time)
+    members = _check_tree(parent, reshare_time)
     t = _check_times(times, reshare_time)
     steps = t.numel()
     batch, _, items = reshare_time.shape
     sorted_times, inverse = _sorted_times(t)
-    members = _members(reshare_time, member, parent, _depth(parent, member))
     q = _first_step(members, sorted_times)
     out: dict[str, Tensor] = {}
     for name in which:  # a handful of statistics
@@ -462,8 +474,7 @@ def _curves(parent: Tensor, reshare_time: Tensor, times: TimesLike, which: tuple
         elif name == "max_breadth":
             curve = _breadth_curve(members, q, steps)
         else:
-            include = q[:, None] <= torch.arange(steps, device=q.device)[None, :]
-            curve = _virality(members, include, reshare_time.dtype)
+            curve = _virality(members, q, steps, reshare_time.dtype)
         out[name] = curve[:, inverse].view(batch, items, steps)
     return out
 

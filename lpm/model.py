@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from lpm.dynamics.activity import Hawkes
 from lpm.dynamics.emotion import EmotionContagion
 from lpm.errors import ConfigError
+from lpm.interventions import Effects, Intervention, InterventionPlan, Shape
 from lpm.graph import Graph
 from lpm.relax import Estimator, StraightThrough
 from lpm.rng import STREAM_ACTIVITY, STREAM_OPINION, CounterRNG
@@ -46,6 +47,7 @@ class Model(nn.Module):
         emotion: :class:`~lpm.dynamics.EmotionContagion` or ``None``.
         activity: :class:`~lpm.dynamics.Hawkes` or ``None``.
         cascade: :class:`~lpm.dynamics.Cascade`, :class:`~lpm.dynamics.LinearThreshold` or ``None``.
+        interventions: an :class:`~lpm.interventions.InterventionPlan` or a list of interventions.
         dt: step length in hours (default 10 minutes, 144 steps a day).
         gate_by_posts: with an activity model, social influence flows only through posts.
     """
@@ -56,6 +58,7 @@ class Model(nn.Module):
         emotion: Optional[EmotionContagion] = None,
         activity: Optional[Hawkes] = None,
         cascade: Optional[nn.Module] = None,
+        interventions: Optional[InterventionPlan | Sequence[Intervention]] = None,
         *,
         dt: float = 1.0 / 6.0,
         gate_by_posts: bool = True,
@@ -69,8 +72,20 @@ class Model(nn.Module):
         self.emotion = emotion
         self.activity = activity
         self.cascade = cascade
+        if interventions is not None and not isinstance(interventions, InterventionPlan):
+            interventions = InterventionPlan(list(interventions))
+        self.interventions = interventions
         self.dt = float(dt)
         self.gate_by_posts = gate_by_posts
+
+    def effects(self, state: PopulationState, graph: Graph, time_h: float) -> Effects:
+        """The interventions' combined effects at ``time_h`` (empty without interventions)."""
+        if self.interventions is None or len(self.interventions) == 0:
+            return Effects()
+        shape = Shape(batch=state.batch_size, agents=state.num_agents, items=state.num_items,
+                      edges=graph.num_edges, emotions=state.emotion.size(-1), topics=state.opinion.size(-1),
+                      like=state.opinion)
+        return self.interventions.effects(time_h, shape)
 
     def step(
         self,
@@ -95,19 +110,26 @@ class Model(nn.Module):
         time_h = t * self.dt
         posts = log_prob = None
         changes: dict[str, Tensor] = {}
+        effects = self.effects(state, graph, time_h)
         if self.activity is not None:
             uniform = rng.uniform(t, STREAM_ACTIVITY, (state.num_agents,), state.opinion.dtype)
             posts, changes["activity"], log_prob = self.activity(state, graph, time_h, self.dt, estimator, uniform)
         seen = posts if (posts is not None and self.gate_by_posts) else None
+        if seen is not None and effects.source_gate is not None:  # suspended accounts are not seen
+            seen = seen * effects.source_gate
         if self.opinion is not None:
             uniform = None
             if getattr(self.opinion, "draws_uniform", False):
                 uniform = rng.uniform(t, STREAM_OPINION, (state.num_agents,), state.opinion.dtype)
-            changes["opinion"] = self.opinion(state, graph, seen, uniform)
+            opinion = self.opinion(state, graph, seen, uniform)
+            if effects.opinion_rate is not None:
+                opinion = opinion + effects.opinion_rate * (effects.opinion_target - opinion)
+            changes["opinion"] = opinion
         if self.emotion is not None:
-            changes["emotion"], changes["emotion_velocity"] = self.emotion(state, graph, time_h, self.dt, seen)
+            changes["emotion"], changes["emotion_velocity"] = self.emotion(
+                state, graph, time_h, self.dt, seen, effects.emotion_drive)
         if self.cascade is not None:
-            cascade_changes, cascade_log_prob = self.cascade(state, graph, t, time_h, self.dt, rng, estimator)
+            cascade_changes, cascade_log_prob = self.cascade(state, graph, t, time_h, self.dt, rng, estimator, effects)
             changes.update(cascade_changes)
             if cascade_log_prob is not None:
                 log_prob = cascade_log_prob if log_prob is None else log_prob + cascade_log_prob

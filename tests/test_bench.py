@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("ndlib")
 pytest.importorskip("scipy")
 
-from lpm.bench import add_arguments, bench_ndlib, format_table  # noqa: E402
+from lpm.bench import MODELS, add_arguments, bench_ndlib, format_table  # noqa: E402
 from lpm.errors import ConfigError  # noqa: E402
 
 REQUIRED = {"model", "n", "ndlib_s_per_iter", "lpm_s_per_iter", "ratio"}
@@ -23,9 +23,9 @@ def _positive_finite(value) -> bool:
 
 def test_rows_schema_and_json(tmp_path):
     out = tmp_path / "bench.json"
-    rows = bench_ndlib(sizes=(500,), iterations=2, hk_time_cap_s=10.0, ab_time_budget_s=10.0,
+    rows = bench_ndlib(sizes=(500,), iterations=2, hk_time_cap_s=10.0, ab_time_budget_s=10.0, ic_runs=4,
                        out_json=out, verbose=False)
-    assert [r["model"] for r in rows] == ["algorithmic_bias", "hegselmann_krause"]
+    assert [r["model"] for r in rows] == ["algorithmic_bias", "hegselmann_krause", "independent_cascade"]
     assert json.loads(out.read_text()) == json.loads(json.dumps(rows))
     keys = set(rows[0])
     for row in rows:
@@ -38,17 +38,47 @@ def test_rows_schema_and_json(tmp_path):
         assert _positive_finite(row["ratio_cpu"]) and _positive_finite(row["lpm_cpu_s_per_iter"])
         assert row["lpm_steps"] >= 2 * row["ndlib_iterations"]
         assert 0.0 <= row["ks"] <= 1.0
+    assert rows[0]["runs"] is None and rows[0]["lpm_batched_s_per_iter"] is None
     hk = rows[1]
     if hk["hk_rule_agents"]:
         # NDlib's HK rule, recomputed with lpm's aggregation kernel, for the agents it moved.
         assert hk["hk_rule_max_abs_diff"] < 1e-6
     table = format_table(rows)
-    assert "algorithmic_bias" in table and "hegselmann_krause" in table
+    assert "algorithmic_bias" in table and "hegselmann_krause" in table and "independent_cascade" in table
+
+
+def test_independent_cascade_row():
+    rows = bench_ndlib(sizes=(500,), iterations=3, ic_runs=6, models=("independent_cascade",), verbose=False)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["model"] == "independent_cascade" and row["n"] == 500
+    for name in ("ndlib_s_per_iter", "lpm_s_per_iter", "ratio", "lpm_batched_s_per_iter", "mean_size_lpm",
+                 "mean_size_ndlib", "ndlib_setup_s", "lpm_setup_s"):
+        assert _positive_finite(row[name]), (name, row[name])
+    assert row["runs"] == 6 and 0.0 <= row["ks"] <= 1.0 and 0.0 <= row["ks_pvalue"] <= 1.0
+    ic = row["ic"]
+    assert ic["seeds_per_run"] == 5 and ic["ndlib_runs_capped"] is False
+    assert ic["lpm_active_at_end"] == 0  # every lpm cascade stopped within the run
+    # Sizes count the seeds and never exceed the population.
+    for name in ("mean_size_lpm", "mean_size_ndlib"):
+        assert 5 <= row[name] <= 500
+    assert 1 <= row["ndlib_iterations"] <= 3 * 6  # the first 3 iterations of each run are timed
+    assert "independent_cascade" in format_table(rows)
+
+
+def test_independent_cascade_budget_stops_ndlib_runs():
+    # A tiny budget lets NDlib finish its first run only; the KS test then uses that one run.
+    rows = bench_ndlib(sizes=(500,), iterations=2, ic_runs=4, ic_time_budget_s=1e-9,
+                       models=("independent_cascade",), verbose=False)
+    row = rows[0]
+    assert row["runs"] == 1 and row["ic"]["ndlib_runs_capped"] is True and row["ic"]["runs_requested"] == 4
+    assert _positive_finite(row["ratio"]) and "NDlib budget" in format_table(rows)
 
 
 def test_hk_cap_gives_lower_bound():
     # One NDlib HK iteration at n = 3000 takes tens of milliseconds: a 1 ms cap abandons it.
-    rows = bench_ndlib(sizes=(3000,), iterations=1, hk_time_cap_s=1e-3, verbose=False)
+    rows = bench_ndlib(sizes=(3000,), iterations=1, hk_time_cap_s=1e-3,
+                       models=("algorithmic_bias", "hegselmann_krause"), verbose=False)
     hk = rows[1]
     assert hk["ndlib_capped"] is True and hk["ratio_is_lower_bound"] is True
     assert hk["ndlib_iterations"] == 0 and hk["ks"] is None
@@ -61,7 +91,16 @@ def test_arguments_parse_sizes_and_reject_bad_input():
     parser = add_arguments(argparse.ArgumentParser())
     args = parser.parse_args(["--sizes", "1e4,2e3", "--hk-cap-s", "5", "--json", "out.json", "--seed", "3"])
     assert args.sizes == [10_000, 2_000] and args.hk_cap_s == 5.0 and args.json == "out.json" and args.seed == 3
+    assert args.ic_budget_s == 300.0 and args.ic_runs == 100 and args.models == list(MODELS)
+    args = parser.parse_args(["--ic-budget-s", "20", "--ic-runs", "7", "--models", "independent_cascade"])
+    assert args.ic_budget_s == 20.0 and args.ic_runs == 7 and args.models == ["independent_cascade"]
     with pytest.raises(SystemExit):
         parser.parse_args(["--sizes", "1.5e0"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--models", "sir"])
     with pytest.raises(ConfigError):
         bench_ndlib(sizes=(500,), iterations=0, verbose=False)
+    with pytest.raises(ConfigError):
+        bench_ndlib(sizes=(500,), ic_runs=1, verbose=False)
+    with pytest.raises(ConfigError):
+        bench_ndlib(sizes=(500,), models=("sir",), verbose=False)

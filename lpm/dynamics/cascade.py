@@ -36,13 +36,15 @@ from lpm import kernels
 from lpm.dynamics.base import unit_interval
 from lpm.errors import ConfigError
 from lpm.graph import Graph
+from lpm.interventions import Effects
 from lpm.relax import Estimator
-from lpm.rng import STREAM_CASCADE_ONLINE, STREAM_CASCADE_PARENT, STREAM_CASCADE_RESHARE, CounterRNG
+from lpm.rng import STREAM_CASCADE_ONLINE, STREAM_CASCADE_PARENT, STREAM_CASCADE_RESHARE, CounterRNG, _mix
 from lpm.state import PopulationState
 
 __all__ = ["Item", "Cascade", "LinearThreshold", "init_cascade_state"]
 
 _LOW31 = (1 << 31) - 1
+_EDGE_STRIDE = 0x2545F4914F6CDD1D  # odd, < 2^63: distinct counters per edge
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,17 @@ def init_cascade_state(state: PopulationState, num_items: int) -> PopulationStat
         reshare_time=torch.full_like(zeros, float("inf")),
         parent=torch.full((b, n, num_items), -1, dtype=torch.int64, device=state.device),
     )
+
+
+def _exposure_count(graph: Graph, frontier: Tensor, effects: Effects) -> Tensor:
+    """``(B, N, C)`` frontier followees per agent and item, after suspension, edge blocking and
+    downranking."""
+    if effects.source_gate is not None:
+        frontier = frontier * effects.source_gate[..., None]
+    k = kernels.neighbor_sum(graph, frontier, effects.edge_scale)
+    if effects.exposure_scale is not None:
+        k = k * effects.exposure_scale
+    return k
 
 
 class _CascadeBase(nn.Module):
@@ -128,7 +141,11 @@ class _CascadeBase(nn.Module):
         """
         batch, num_nodes, items = frontier.shape
         col = graph.col.long()
-        keys = (rng.bits(t, STREAM_CASCADE_PARENT, (col.numel(), items)) >> 32) << 31  # (B, E, C)
+        # key = hash(edge counter + per-(scenario, item) draw): independent uniform keys per
+        # (scenario, edge, item), depending only on the scenario's own seed.
+        counter = torch.arange(col.numel(), device=col.device, dtype=torch.int64) * _EDGE_STRIDE  # (E,)
+        offset = rng.bits(t, STREAM_CASCADE_PARENT, (items,))  # (B, C)
+        keys = (_mix(counter[None, :, None] + offset[:, None, :]) & 0xFFFFFFFF) << 31  # (B, E, C)
         keys = keys | col[None, :, None]
         active = frontier.detach().index_select(1, graph.col) > 0.5
         keys = torch.where(active, keys, torch.full_like(keys, -1))
@@ -240,24 +257,35 @@ class Cascade(_CascadeBase):
         return logits + self.alignment_weight * opinion_on_topic * self.stance.to(logits.dtype)
 
     def forward(self, state: PopulationState, graph: Graph, t: int, time_h: float, dt: float,
-                rng: CounterRNG, estimator: Estimator) -> tuple[dict[str, Tensor], Optional[Tensor]]:
-        """One step: the changed cascade fields and the log-probability of score-function draws."""
+                rng: CounterRNG, estimator: Estimator,
+                effects: Optional[Effects] = None) -> tuple[dict[str, Tensor], Optional[Tensor]]:
+        """One step: the changed cascade fields and the log-probability of score-function draws.
+
+        ``effects`` (from :mod:`lpm.interventions`) offset reshare logits, scale item exposure,
+        gate sources (suspension) and edges (blocking).
+        """
         n, c, dtype = state.num_agents, self.num_items, state.opinion.dtype
+        effects = effects or Effects()
         state = self._seed(state, time_h, dt)
-        k = kernels.neighbor_sum(graph, state.frontier)  # (B, N, C) frontier followees
+        k = _exposure_count(graph, state.frontier, effects)  # (B, N, C) frontier followees
         log_prob = None
         online: Tensor | float = 1.0
         if self.raw_attention is not None:
             attention = torch.sigmoid(self.raw_attention).expand(state.batch_size, n)
             online, log_prob = estimator.sample(attention, rng.uniform(t, STREAM_CASCADE_ONLINE, (n,), dtype))
             online = online[..., None]
-        q = torch.sigmoid(self.reshare_logit(state))
+        logits = self.reshare_logit(state)
+        if effects.reshare_logit is not None:
+            logits = logits + effects.reshare_logit
+        q = torch.sigmoid(logits)
         exposures = state.exposures + online * k
         if self.dose_response == "complex":
             dose = exposures.clamp_min(1e-12) ** self.hill
             q = q * dose / (dose + self.half_exposures**self.hill)
         p_convinced = -torch.expm1(k * torch.log1p(-q.clamp_max(1 - 1e-7)))
         prob = online * p_convinced * (1 - state.reshared)
+        if effects.source_gate is not None:  # suspended accounts do not reshare
+            prob = prob * effects.source_gate[..., None]
         new, lp = estimator.sample(prob, rng.uniform(t, STREAM_CASCADE_RESHARE, (n, c), dtype))
         log_prob = lp if log_prob is None else (log_prob + lp if lp is not None else log_prob)
         reshare_time, parent = self._record(state, graph, new, rng, t, time_h, dt)
@@ -282,16 +310,20 @@ class LinearThreshold(_CascadeBase):
         self.tau = float(tau)
 
     def forward(self, state: PopulationState, graph: Graph, t: int, time_h: float, dt: float,
-                rng: CounterRNG, estimator: Estimator) -> tuple[dict[str, Tensor], Optional[Tensor]]:
+                rng: CounterRNG, estimator: Estimator,
+                effects: Optional[Effects] = None) -> tuple[dict[str, Tensor], Optional[Tensor]]:
+        """One step; of the intervention effects, source gates and edge blocking apply."""
         n, c, dtype = state.num_agents, self.num_items, state.opinion.dtype
+        effects = effects or Effects()
         state = self._seed(state, time_h, dt)
-        adopted = kernels.neighbor_sum(graph, state.reshared)
+        reshared = state.reshared if effects.source_gate is None else state.reshared * effects.source_gate[..., None]
+        adopted = kernels.neighbor_sum(graph, reshared, effects.edge_scale)
         share = adopted / graph.in_weight.to(dtype).clamp_min(1e-12)[None, :, None]
         theta = rng.uniform(-1, STREAM_CASCADE_RESHARE, (n, c), dtype)
         prob = torch.sigmoid((share - theta) / self.tau) * (1 - state.reshared)
         # the draw at 0.5 makes events exactly "prob > 1/2", i.e. share > theta, for the hard estimators
         new, log_prob = estimator.sample(prob, torch.full_like(prob, 0.5))
-        exposures = state.exposures + kernels.neighbor_sum(graph, state.frontier)
+        exposures = state.exposures + _exposure_count(graph, state.frontier, effects)
         reshare_time, parent = self._record(state, graph, new, rng, t, time_h, dt)
         changes = dict(reshared=state.reshared + new, frontier=new, exposures=exposures, reshare_time=reshare_time,
                        parent=parent)

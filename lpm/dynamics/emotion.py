@@ -118,16 +118,19 @@ class EmotionContagion(nn.Module):
         return drive
 
     def forward(self, state: PopulationState, graph: Graph, time_h: float, dt: float,
-                seen: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        """Next ``(emotion, emotion_velocity)``, both ``(B, N, E)``."""
+                seen: Optional[Tensor] = None, drive: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        """Next ``(emotion, emotion_velocity)``, both ``(B, N, E)``; ``drive`` ``(B, N, E)`` is an
+        extra force (e.g. guidance messages from :mod:`lpm.interventions`)."""
         e = state.emotion
         pull, weight = kernels.neighbor_pull(graph, e, source_weight=seen)
         force = self.coupling * state.traits.susceptibility[..., None] * pull / (1 + weight)
         baseline = self.baseline.to(e.dtype) if self.baseline.numel() else e.new_zeros(())
         force = force - self.decay * (e - baseline)
-        drive = self.shock_drive(time_h, e)
+        shock = self.shock_drive(time_h, e)
+        if shock is not None:
+            force = force + self.shock_gain * shock
         if drive is not None:
-            force = force + self.shock_gain * drive
+            force = force + drive
         if self.order == 1:
             return e + dt * force, state.emotion_velocity
         velocity = self.momentum * state.emotion_velocity + dt * force

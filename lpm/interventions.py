@@ -1,0 +1,312 @@
+"""Interventions: time-scheduled, composable, differentiable in strength and timing.
+
+Each intervention turns the time ``t`` into *effects* the dynamics read in the step:
+
+* ``reshare_logit``  ``(B, N, C)``-broadcastable offset of the reshare logit (labels, rebuttals, prebunking);
+* ``exposure_scale`` ``(B, 1, C)`` multiplier of how visible an item is in feeds (downranking);
+* ``source_gate``    ``(B, N)`` multiplier of whether an agent's posts reach anyone (suspension);
+* ``edge_scale``     ``(B, E)`` multiplier per follow edge (edge blocking);
+* ``emotion_drive``  ``(B, N, E)`` added to the emotion force (guidance messages);
+* ``opinion_rate`` / ``opinion_target``: a pull of opinions toward a target (rational guidance).
+
+Timing enters through a smooth step ``sigmoid((t - at) / width)``, so the gradient of an outcome with
+respect to a start time exists; strengths are stored unconstrained behind softplus/sigmoid.
+Effects compose: logits and drives add, scales and gates multiply.
+
+Every intervention can be restricted to some scenarios of the batch (``scenarios``: a ``(B,)``
+bool mask), which is how :func:`lpm.counterfactual` runs several arms in one batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from lpm.dynamics.base import positive, softplus, unit_interval
+from lpm.errors import ConfigError
+
+__all__ = [
+    "Effects",
+    "Intervention",
+    "FactCheckLabel",
+    "Rebuttal",
+    "Downranking",
+    "Suspension",
+    "EdgeBlocking",
+    "Prebunking",
+    "GuidanceMessage",
+    "InterventionPlan",
+    "smooth_step",
+]
+
+
+def smooth_step(time_h: float, at: Tensor, width: float) -> Tensor:
+    """``sigmoid((t - at) / width)``: 0 well before ``at``, 1 well after, differentiable in ``at``."""
+    return torch.sigmoid((time_h - at) / width)
+
+
+@dataclass
+class Effects:
+    """Accumulated effects of all interventions at one step (``None``: no effect of that kind)."""
+
+    reshare_logit: Optional[Tensor] = None
+    exposure_scale: Optional[Tensor] = None
+    source_gate: Optional[Tensor] = None
+    edge_scale: Optional[Tensor] = None
+    emotion_drive: Optional[Tensor] = None
+    opinion_rate: Optional[Tensor] = None
+    opinion_target: Optional[Tensor] = None
+
+    def add(self, name: str, value: Tensor) -> None:
+        current = getattr(self, name)
+        setattr(self, name, value if current is None else current + value)
+
+    def scale(self, name: str, value: Tensor) -> None:
+        current = getattr(self, name)
+        setattr(self, name, value if current is None else current * value)
+
+
+def _agent_mask(agents: Sequence[int] | Tensor, num_agents: int, name: str) -> Tensor:
+    index = torch.as_tensor(agents, dtype=torch.int64).reshape(-1)
+    if index.numel() == 0:
+        raise ConfigError(f"Expected at least one agent for {name} (got none)")
+    if int(index.min()) < 0 or int(index.max()) >= num_agents:
+        raise ConfigError(f"Expected {name} agent ids in [0, {num_agents}) (got [{int(index.min())}, {int(index.max())}])")
+    mask = torch.zeros(num_agents)
+    mask[index] = 1.0
+    return mask
+
+
+class Intervention(nn.Module):
+    """Base class: a start time ``at`` (hours, learnable), a smooth-step ``width``, a scenario mask."""
+
+    def __init__(self, at: float, width: float = 0.25, scenarios: Optional[Tensor] = None) -> None:
+        super().__init__()
+        if not width > 0:
+            raise ConfigError(f"Expected a positive smooth-step width in hours (got {width})")
+        self.at = nn.Parameter(torch.tensor(float(at)))
+        self.width = float(width)
+        self.register_buffer("scenarios", None if scenarios is None else scenarios.to(torch.bool))
+
+    def restricted_to(self, scenarios: Tensor) -> "Intervention":
+        """This intervention, active only in the scenarios where ``scenarios (B,)`` is true."""
+        self.scenarios = scenarios.to(torch.bool)
+        return self
+
+    def on(self, time_h: float, batch: int, like: Tensor) -> Tensor:
+        """``(B, 1)`` how much the intervention is on at ``time_h`` in each scenario, in [0, 1]."""
+        step = smooth_step(time_h, self.at, self.width).to(like.dtype)
+        mask = like.new_ones(batch) if self.scenarios is None else self.scenarios.to(like.dtype)
+        if mask.numel() != batch:
+            raise ConfigError(f"Expected a scenario mask of length {batch} (got {mask.numel()})")
+        return (mask * step)[:, None]
+
+    def apply(self, effects: Effects, time_h: float, shape: "Shape") -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Sizes an intervention needs to build its effects."""
+
+    batch: int
+    agents: int
+    items: int
+    edges: int
+    emotions: int
+    topics: int
+    like: Tensor  # dtype and device
+
+
+def _item_onehot(item: int, shape: Shape) -> Tensor:
+    if not 0 <= item < shape.items:
+        raise ConfigError(f"Expected an item index in [0, {shape.items}) (got {item})")
+    onehot = shape.like.new_zeros(shape.items)
+    onehot[item] = 1.0
+    return onehot
+
+
+class FactCheckLabel(Intervention):
+    """A fact-check label on ``item`` from ``at``: the reshare logit of everyone drops by ``strength``.
+
+    Labels reduce sharing intentions of false headlines by roughly 10-30% in experiments
+    (Pennycook et al. 2020, Management Science; Clayton et al. 2020); the default strength
+    ``0.5`` in logit units is ~ a 35% cut at low base rates.
+    """
+
+    def __init__(self, item: int, at: float, strength: float = 0.5, width: float = 0.25, scenarios=None) -> None:
+        super().__init__(at, width, scenarios)
+        self.item = int(item)
+        self.raw_strength = positive("strength", strength)
+
+    def apply(self, effects: Effects, time_h: float, shape: Shape) -> None:
+        on = self.on(time_h, shape.batch, shape.like)  # (B, 1)
+        offset = -softplus(self.raw_strength) * on[..., None] * _item_onehot(self.item, shape)  # (B, 1, C)
+        effects.add("reshare_logit", offset)
+
+
+class Rebuttal(Intervention):
+    """Rebuttal posts about ``item`` by official accounts ``sources``: ``count`` posts, ``every_h`` apart
+    from ``at``. Their followers' reshare logit for the item drops by ``strength`` per post, each
+    post's effect decaying at rate ``decay`` per hour."""
+
+    def __init__(self, item: int, sources: Sequence[int], num_agents: int, graph, at: float, *,
+                 every_h: float = 6.0, count: int = 1, strength: float = 1.0, decay: float = 0.05,
+                 width: float = 0.25, scenarios=None) -> None:
+        super().__init__(at, width, scenarios)
+        if count < 1 or every_h <= 0:
+            raise ConfigError(f"Expected count >= 1 and every_h > 0 (got {count}, {every_h})")
+        self.item, self.count, self.every_h, self.decay = int(item), int(count), float(every_h), float(decay)
+        self.raw_strength = positive("strength", strength)
+        official = _agent_mask(sources, num_agents, "Rebuttal sources")
+        # reached: followers of an official account, and the officials themselves
+        from lpm import kernels
+
+        reached = kernels.neighbor_sum(graph.to("cpu"), official.view(1, -1, 1))[0, :, 0] > 0
+        self.register_buffer("reached", (reached | (official > 0)).float())
+
+    def apply(self, effects: Effects, time_h: float, shape: Shape) -> None:
+        total = 0.0
+        for k in range(self.count):  # a handful of posts
+            start = self.at + k * self.every_h
+            elapsed = torch.relu(time_h - start)
+            total = total + smooth_step(time_h, start, self.width) * torch.exp(-self.decay * elapsed)
+        mask = shape.like.new_ones(shape.batch) if self.scenarios is None else self.scenarios.to(shape.like.dtype)
+        strength = softplus(self.raw_strength) * total
+        offset = -(strength * mask)[:, None, None] * self.reached.to(shape.like.dtype)[None, :, None]
+        effects.add("reshare_logit", offset * _item_onehot(self.item, shape))
+
+
+class Downranking(Intervention):
+    """The ranker shows ``item`` less from ``at``: its feed exposure is multiplied by ``1 - factor``."""
+
+    def __init__(self, item: int, at: float, factor: float = 0.5, width: float = 0.25, scenarios=None) -> None:
+        super().__init__(at, width, scenarios)
+        self.item = int(item)
+        self.raw_factor = unit_interval("factor", factor)
+
+    def apply(self, effects: Effects, time_h: float, shape: Shape) -> None:
+        cut = torch.sigmoid(self.raw_factor) * self.on(time_h, shape.batch, shape.like)  # (B, 1)
+        effects.scale("exposure_scale", 1 - cut[..., None] * _item_onehot(self.item, shape))  # (B, 1, C)
+
+
+class Suspension(Intervention):
+    """Accounts ``agents`` are suspended from ``at``: they no longer post or reshare anything."""
+
+    def __init__(self, agents: Sequence[int], num_agents: int, at: float, width: float = 0.25, scenarios=None) -> None:
+        super().__init__(at, width, scenarios)
+        self.register_buffer("target", _agent_mask(agents, num_agents, "Suspension"))
+
+    def apply(self, effects: Effects, time_h: float, shape: Shape) -> None:
+        on = self.on(time_h, shape.batch, shape.like)  # (B, 1)
+        effects.scale("source_gate", 1 - on * self.target.to(shape.like.dtype)[None])
+
+
+class EdgeBlocking(Intervention):
+    """From ``at``, a share of the follow edges out of accounts ``agents`` stop carrying their posts.
+
+    Unlike suspension the accounts stay and keep resharing; only the blocked edges go quiet
+    (edges chosen by a fixed hash, the same in every scenario).
+    """
+
+    def __init__(self, agents: Sequence[int], graph, at: float, share: float = 1.0, width: float = 0.25,
+                 scenarios=None) -> None:
+        super().__init__(at, width, scenarios)
+        if not 0 < share <= 1:
+            raise ConfigError(f"Expected a blocked share in (0, 1] (got {share})")
+        target = _agent_mask(agents, graph.num_nodes, "EdgeBlocking") > 0
+        col = graph.col.long().cpu()
+        chosen = (torch.arange(col.numel()) * 2654435761 % 1000).float() / 1000.0 < share
+        self.register_buffer("blocked", (target[col] & chosen).float())
+
+    def apply(self, effects: Effects, time_h: float, shape: Shape) -> None:
+        if self.blocked.numel() != shape.edges:
+            raise ConfigError(f"Expected a graph with {self.blocked.numel()} edges (got {shape.edges})")
+        on = self.on(time_h, shape.batch, shape.like)  # (B, 1)
+        effects.scale("edge_scale", 1 - on * self.blocked.to(shape.like.dtype)[None])
+
+
+class Prebunking(Intervention):
+    """A share of agents is inoculated at ``at`` (Roozenbeek & van der Linden 2019): their reshare
+    logit for the ``items`` drops by ``strength``. Targeted agents are the first ``share`` by a fixed
+    hash of their index (reproducible, independent of the graph)."""
+
+    def __init__(self, items: Sequence[int], num_agents: int, at: float, share: float = 0.1,
+                 strength: float = 1.0, width: float = 0.25, scenarios=None) -> None:
+        super().__init__(at, width, scenarios)
+        if not 0 < share <= 1:
+            raise ConfigError(f"Expected a prebunked share in (0, 1] (got {share})")
+        self.items = tuple(int(i) for i in items)
+        self.raw_strength = positive("strength", strength)
+        rank = (torch.arange(num_agents) * 2654435761 % 1_000_003).float() / 1_000_003
+        self.register_buffer("target", (rank < share).float())
+
+    def apply(self, effects: Effects, time_h: float, shape: Shape) -> None:
+        items = sum(_item_onehot(i, shape) for i in self.items)
+        on = self.on(time_h, shape.batch, shape.like)  # (B, 1)
+        offset = -softplus(self.raw_strength) * on[..., None] * self.target.to(shape.like.dtype)[None, :, None]
+        effects.add("reshare_logit", offset * items)
+
+
+class GuidanceMessage(Intervention):
+    """A guidance message by official accounts ``sources`` at ``at``, reaching their followers.
+
+    ``tone="empathetic"`` acknowledges fear: it drives valence up and arousal down;
+    ``tone="rational"`` gives facts: it pulls opinions on ``topic`` toward ``stance`` and calms
+    arousal less. Effects decay at rate ``decay`` per hour after the message.
+    """
+
+    def __init__(self, sources: Sequence[int], graph, at: float, *, tone: str = "empathetic",
+                 strength: float = 1.0, decay: float = 0.2, topic: int = 0, stance: float = 0.0,
+                 width: float = 0.25, scenarios=None) -> None:
+        super().__init__(at, width, scenarios)
+        if tone not in ("empathetic", "rational"):
+            raise ConfigError(f"Expected tone 'empathetic' or 'rational' (got {tone!r})")
+        self.tone, self.decay, self.topic, self.stance = tone, float(decay), int(topic), float(stance)
+        self.raw_strength = positive("strength", strength)
+        official = _agent_mask(sources, graph.num_nodes, "GuidanceMessage sources")
+        from lpm import kernels
+
+        reached = kernels.neighbor_sum(graph.to("cpu"), official.view(1, -1, 1))[0, :, 0] > 0
+        self.register_buffer("reached", (reached | (official > 0)).float())
+
+    def apply(self, effects: Effects, time_h: float, shape: Shape) -> None:
+        on = self.on(time_h, shape.batch, shape.like) * torch.exp(-self.decay * torch.relu(time_h - self.at))
+        level = softplus(self.raw_strength) * on  # (B, 1)
+        reached = self.reached.to(shape.like.dtype)[None, :]  # (1, N)
+        impulse = [0.6, -0.6] if self.tone == "empathetic" else [0.2, -0.3]
+        impulse = shape.like.new_tensor(impulse + [0.0] * max(0, shape.emotions - 2))[: shape.emotions]
+        effects.add("emotion_drive", (level * reached)[..., None] * impulse)
+        if self.tone == "rational" and shape.topics > self.topic:
+            rate = (0.1 * level * reached)[..., None] * _topic_onehot(self.topic, shape)  # (B, N, T)
+            effects.add("opinion_rate", rate)
+            effects.opinion_target = shape.like.new_full((shape.topics,), self.stance)
+
+
+def _topic_onehot(topic: int, shape: Shape) -> Tensor:
+    onehot = shape.like.new_zeros(shape.topics)
+    onehot[topic] = 1.0
+    return onehot
+
+
+class InterventionPlan(nn.Module):
+    """A set of interventions applied together; learnable strengths and start times included."""
+
+    def __init__(self, interventions: Sequence[Intervention] = ()) -> None:
+        super().__init__()
+        for item in interventions:
+            if not isinstance(item, Intervention):
+                raise ConfigError(f"Expected lpm.interventions.Intervention objects (got {type(item).__name__})")
+        self.interventions = nn.ModuleList(interventions)
+
+    def __len__(self) -> int:
+        return len(self.interventions)
+
+    def effects(self, time_h: float, shape: Shape) -> Effects:
+        effects = Effects()
+        for intervention in self.interventions:
+            intervention.apply(effects, time_h, shape)
+        return effects
