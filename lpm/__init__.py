@@ -4,7 +4,8 @@ Millions of users' opinions, emotions and posting activity as tensors, updated b
 over a sparse follower graph, differentiable end to end.
 """
 
-from lpm import dynamics, kernels, observables, relax
+from lpm import dynamics, interventions, kernels, metrics, observables, relax
+from lpm.counterfactual import CounterfactualResult, counterfactual
 from lpm.errors import (
     BackendError,
     CacheMissError,
@@ -30,6 +31,10 @@ __all__ = [
     "StepEvents",
     "simulate",
     "Trajectory",
+    "counterfactual",
+    "CounterfactualResult",
+    "interventions",
+    "metrics",
     "dynamics",
     "kernels",
     "observables",

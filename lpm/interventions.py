@@ -40,12 +40,18 @@ __all__ = [
     "GuidanceMessage",
     "InterventionPlan",
     "smooth_step",
+    "smooth_elapsed",
 ]
 
 
 def smooth_step(time_h: float, at: Tensor, width: float) -> Tensor:
     """``sigmoid((t - at) / width)``: 0 well before ``at``, 1 well after, differentiable in ``at``."""
     return torch.sigmoid((time_h - at) / width)
+
+
+def smooth_elapsed(time_h: float, at: Tensor, width: float) -> Tensor:
+    """``width * softplus((t - at) / width)``: hours since ``at`` (0 before), smooth at ``at``."""
+    return width * torch.nn.functional.softplus((time_h - at) / width)
 
 
 @dataclass
@@ -172,7 +178,7 @@ class Rebuttal(Intervention):
         total = 0.0
         for k in range(self.count):  # a handful of posts
             start = self.at + k * self.every_h
-            elapsed = torch.relu(time_h - start)
+            elapsed = smooth_elapsed(time_h, start, self.width)
             total = total + smooth_step(time_h, start, self.width) * torch.exp(-self.decay * elapsed)
         mask = shape.like.new_ones(shape.batch) if self.scenarios is None else self.scenarios.to(shape.like.dtype)
         strength = softplus(self.raw_strength) * total
@@ -274,7 +280,7 @@ class GuidanceMessage(Intervention):
         self.register_buffer("reached", (reached | (official > 0)).float())
 
     def apply(self, effects: Effects, time_h: float, shape: Shape) -> None:
-        on = self.on(time_h, shape.batch, shape.like) * torch.exp(-self.decay * torch.relu(time_h - self.at))
+        on = self.on(time_h, shape.batch, shape.like) * torch.exp(-self.decay * smooth_elapsed(time_h, self.at, self.width))
         level = softplus(self.raw_strength) * on  # (B, 1)
         reached = self.reached.to(shape.like.dtype)[None, :]  # (1, N)
         impulse = [0.6, -0.6] if self.tone == "empathetic" else [0.2, -0.3]

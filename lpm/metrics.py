@@ -59,7 +59,7 @@ __all__ = [
 TimesLike = Union[Tensor, Sequence[float]]
 ArrayLike = Union[Tensor, np.ndarray, Sequence[float]]
 
-# Largest intermediate (elements) built at once by the breadth curve and the KS scan.
+# Largest intermediate (elements) built at once by the breadth and virality curves and the KS scan.
 _CHUNK_ELEMENTS = 2**24
 
 
@@ -260,7 +260,7 @@ def _breadth_curve(members: _Members, q: Tensor, steps: int) -> Tensor:
     best = torch.zeros(num, steps, dtype=torch.long, device=q.device)
     order, bounds = _level_bounds(members.depth)
     levels = len(bounds) - 1
-    chunk = max(1, _CHUNK_ELEMENTS // (num * (steps + 1)))
+    chunk = max(1, _CHUNK_ELEMENTS // max(num * (steps + 1), 1))
     for first in range(0, levels, chunk):  # loop over depth levels, a handful of chunks
         last = min(levels, first + chunk)
         sel = order[bounds[first]:bounds[last]]
@@ -309,7 +309,9 @@ def _virality(members: _Members, q: Tensor, steps: int, dtype: torch.dtype) -> T
 def cascade_depth(parent: Tensor, reshare_time: Tensor) -> Tensor:
     """Depth of every node in its cascade tree: 0 for the source, -1 for agents not in the cascade.
 
-    Computed by vectorised pointer jumping in ``O(log depth)`` rounds over all scenarios and items.
+    Computed by vectorised pointer jumping in ``O(log depth)`` rounds over the members of all
+    cascades at once (scenarios and items together), so the cost after validation scales with the
+    number of reshares, not with ``B * N * C``.
 
     Args:
         parent: the followee each agent got the item from, -1 for sources and non-members.
@@ -354,7 +356,7 @@ def cascade_size(reshare_time: Tensor, times: TimesLike) -> Tensor:
     sorted_times, inverse = _sorted_times(t)
     members = _members(reshare_time, torch.isfinite(reshare_time))
     q = _first_step(members, sorted_times)
-    return _size_curve(members, q, t.numel())[:, inverse].view(batch, items, -1)
+    return _size_curve(members, q, t.numel())[:, inverse].view(batch, items, t.numel())
 
 
 def cascade_depth_curve(parent: Tensor, reshare_time: Tensor, times: TimesLike) -> Tensor:

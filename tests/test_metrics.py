@@ -218,6 +218,34 @@ def test_batch_equals_single_runs():
             assert torch.equal(one[key], full[key][b:b + 1]), key
 
 
+def test_permuting_agents():
+    """Relabelling agents permutes depths and leaves every per-cascade statistic unchanged."""
+    parent, time = random_forest(2, 30, 4, seed=7)
+    perm = torch.randperm(30, generator=torch.Generator().manual_seed(0))
+    p2 = torch.full_like(parent, -1)
+    p2[:, perm] = torch.where(parent >= 0, perm[parent.clamp(min=0)], parent)
+    t2 = torch.empty_like(time)
+    t2[:, perm] = time
+    depth, depth2 = metrics.cascade_depth(parent, time), metrics.cascade_depth(p2, t2)
+    assert torch.equal(depth2[:, perm], depth)
+    times = [0.5, 3.0, 40.0]
+    one, two = metrics.cascade_summary(parent, time, times), metrics.cascade_summary(p2, t2, times)
+    for key in one:
+        torch.testing.assert_close(one[key], two[key])
+
+
+@pytest.mark.parametrize("shape", [(1, 0, 3), (2, 4, 0), (0, 3, 2), (2, 3, 2)])
+def test_empty_forests(shape):
+    parent = torch.full(shape, -1)
+    time = torch.full(shape, INF)
+    assert bool((metrics.cascade_depth(parent, time) == -1).all())
+    assert metrics.structural_virality(parent, time).shape == (shape[0], shape[2])
+    summary = metrics.cascade_summary(parent, time, [1.0, 2.0])
+    for key, value in summary.items():
+        assert value.shape == (shape[0], shape[2], 2), key
+    assert bool((summary["depth"] == -1).all()) and int(summary["size"].abs().sum()) == 0
+
+
 # ====================================================================== cascades: bad input
 def _bad_trees():
     parent, time = forest(10, HAND)
@@ -540,20 +568,27 @@ def test_echo_and_paradox_bad_input():
 
 
 @pytest.mark.parametrize("fn", ["var", "bimodality", "between", "echo", "sentiment"])
-@pytest.mark.parametrize("bad", [[[[0.0]]], torch.zeros(3, 4), torch.zeros(1, 5, 1, dtype=torch.long), torch.zeros(1, 3, 1)])
+@pytest.mark.parametrize(
+    "bad",
+    [[[[0.0]] * 4], torch.zeros(4, 2), torch.zeros(1, 4, 1, dtype=torch.long), torch.zeros(1, 4, 0)],
+    ids=["list", "2-D", "int", "no-topics"],
+)
 def test_opinion_bad_input(fn, bad):
-    if fn in ("var", "between", "echo", "sentiment") and isinstance(bad, torch.Tensor) and bad.shape == (1, 3, 1):
-        pytest.skip("3 agents are enough here")
-    graph = Graph.from_edge_index(torch.tensor([[0, 1, 2], [1, 2, 0]]), 3)
+    graph = Graph.from_edge_index(torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]]), 4)
     call = {
         "var": lambda: metrics.polarization_variance(bad),
         "bimodality": lambda: metrics.bimodality_coefficient(bad),
-        "between": lambda: metrics.between_group_distance(bad, torch.tensor([0, 1, 1])),
+        "between": lambda: metrics.between_group_distance(bad, torch.tensor([0, 1, 1, 0])),
         "echo": lambda: metrics.echo_chamber_index(bad, graph),
         "sentiment": lambda: metrics.sentiment_shares(bad),
     }[fn]
     with pytest.raises(ConfigError, match="Expected"):
         call()
+
+
+def test_bimodality_needs_four_agents():
+    with pytest.raises(ConfigError, match="Expected"):
+        metrics.bimodality_coefficient(torch.zeros(1, 3, 1))
 
 
 def test_between_group_bad_groups():

@@ -38,13 +38,11 @@ from lpm.errors import ConfigError
 from lpm.graph import Graph
 from lpm.interventions import Effects
 from lpm.relax import Estimator
-from lpm.rng import STREAM_CASCADE_ONLINE, STREAM_CASCADE_PARENT, STREAM_CASCADE_RESHARE, CounterRNG, _mix
+from lpm.rng import STREAM_CASCADE_ONLINE, STREAM_CASCADE_PARENT, STREAM_CASCADE_RESHARE, CounterRNG
 from lpm.state import PopulationState
 
 __all__ = ["Item", "Cascade", "LinearThreshold", "init_cascade_state"]
 
-_LOW31 = (1 << 31) - 1
-_EDGE_STRIDE = 0x2545F4914F6CDD1D  # odd, < 2^63: distinct counters per edge
 
 
 @dataclass(frozen=True)
@@ -136,23 +134,24 @@ class _CascadeBase(nn.Module):
     def _parents(self, graph: Graph, frontier: Tensor, rng: CounterRNG, t: int) -> Tensor:
         """``(B, N, C)`` a uniformly random frontier followee per (agent, item), ``-1`` if none.
 
-        Each edge from a frontier followee gets a random key with the followee's index in its low 31
-        bits; the largest key per (agent, item) names the parent.
+        Counts frontier followees along the CSR rows with one cumulative sum, draws a rank
+        ``r = floor(u * k)`` among the agent's ``k`` of them, and finds the edge holding the
+        ``(r + 1)``-th one by binary search: exact, and O(B N C log E) beyond the one pass over edges.
         """
         batch, num_nodes, items = frontier.shape
-        col = graph.col.long()
-        # key = hash(edge counter + per-(scenario, item) draw): independent uniform keys per
-        # (scenario, edge, item), depending only on the scenario's own seed.
-        counter = torch.arange(col.numel(), device=col.device, dtype=torch.int64) * _EDGE_STRIDE  # (E,)
-        offset = rng.bits(t, STREAM_CASCADE_PARENT, (items,))  # (B, C)
-        keys = (_mix(counter[None, :, None] + offset[:, None, :]) & 0xFFFFFFFF) << 31  # (B, E, C)
-        keys = keys | col[None, :, None]
-        active = frontier.detach().index_select(1, graph.col) > 0.5
-        keys = torch.where(active, keys, torch.full_like(keys, -1))
-        best = torch.full((batch, num_nodes, items), -1, dtype=torch.int64, device=frontier.device)
-        index = graph.row.view(1, -1, 1).expand(batch, -1, items)
-        best = best.scatter_reduce(1, index, keys, reduce="amax", include_self=True)
-        return torch.where(best >= 0, best & _LOW31, best)
+        active = (frontier.detach().index_select(1, graph.col) > 0.5).to(torch.int32)  # (B, E, C)
+        counts = torch.cumsum(active.transpose(1, 2), dim=2, dtype=torch.int32)  # (B, C, E) running counts
+        counts = torch.cat([counts.new_zeros(batch, items, 1), counts], 2)  # counts[..., e] = active edges < e
+        rowptr = graph.rowptr.long()
+        before = counts.index_select(2, rowptr[:-1])  # (B, C, N) frontier edges before row i
+        k = counts.index_select(2, rowptr[1:]) - before  # (B, C, N)
+        u = rng.uniform(t, STREAM_CASCADE_PARENT, (items, num_nodes), torch.float64)  # (B, C, N)
+        rank = torch.minimum((u * k).to(torch.int32), (k - 1).clamp_min(0))
+        # first e with counts[..., e + 1] >= before + rank + 1, i.e. the (rank+1)-th active edge of row i
+        position = torch.searchsorted(counts[..., 1:].contiguous(), (before + rank + 1).contiguous())
+        position = position.clamp_max(graph.num_edges - 1)
+        parent = graph.col.long()[position]  # (B, C, N)
+        return torch.where(k > 0, parent, torch.full_like(parent, -1)).transpose(1, 2)
 
     def _record(self, state: PopulationState, graph: Graph, new: Tensor, rng: CounterRNG, t: int,
                 time_h: float, dt: float) -> tuple[Tensor, Tensor]:
@@ -180,7 +179,7 @@ class Cascade(_CascadeBase):
         interest_similarity: ``(N, C)`` similarity of each agent's interests to each item.
         dose_response: ``"independent"`` or ``"complex"`` (Hill reinforcement of repeated exposures).
         half_exposures, hill: the Hill function's half-saturation count and exponent.
-        record_trees: record ``reshare_time`` and ``parent`` (costs one int64 ``(B, E, C)`` pass).
+        record_trees: record ``reshare_time`` and ``parent`` (one int32 cumulative sum over edges per step).
     """
 
     def __init__(

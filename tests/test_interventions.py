@@ -1,0 +1,165 @@
+"""Interventions: their effects, exact monotonicity under common random numbers, and gradients
+of final reach with respect to each intervention's strength and start time."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import lpm
+from lpm import observables, relax
+from lpm.dynamics import Cascade, EmotionContagion, Item, BoundedConfidence
+from lpm.errors import ConfigError
+from lpm.interventions import (
+    Downranking, EdgeBlocking, FactCheckLabel, GuidanceMessage, InterventionPlan, Prebunking, Rebuttal, Suspension,
+    smooth_step,
+)
+from lpm.testing import small_graph
+from tests.helpers import make_state
+
+
+def reach_per_seed(graph, model, arms, seeds=8, steps=40):
+    result = lpm.counterfactual(model, lpm.PopulationState.sample(graph.num_nodes, seed=0), graph, arms,
+                                steps=steps, seeds=seeds)
+    return result, {arm: result._values(arm, "final_reshares") for arm in arms}
+
+
+def test_earlier_label_never_reaches_more_under_common_random_numbers():
+    graph = lpm.Graph.holme_kim(3000, 4, 0.3, seed=1)
+    top = int(graph.out_degree().argmax())
+    model = lpm.Model(cascade=Cascade([Item(source=top)], transmissibility=0.08, attention=0.5), dt=0.5)
+    arms = {"none": [], "label@24h": [FactCheckLabel(0, at=24.0)], "label@6h": [FactCheckLabel(0, at=6.0)],
+            "label@1h": [FactCheckLabel(0, at=1.0)]}
+    _, reach = reach_per_seed(graph, model, arms)
+    # same draws, lower probabilities at every step: the resharers are nested, seed by seed
+    assert torch.all(torch.tensor(reach["label@1h"] <= reach["label@6h"]))
+    assert torch.all(torch.tensor(reach["label@6h"] <= reach["label@24h"]))
+    assert torch.all(torch.tensor(reach["label@24h"] <= reach["none"]))
+    assert reach["label@1h"].mean() < reach["none"].mean()
+
+
+def test_each_intervention_cuts_reach_and_crn_narrows_intervals():
+    graph = lpm.Graph.holme_kim(3000, 4, 0.3, seed=2)
+    followers = graph.out_degree()
+    top = int(followers.argmax())
+    spreaders = followers.topk(6).indices[1:].tolist()
+    model = lpm.Model(cascade=Cascade([Item(source=top)], transmissibility=0.08, attention=0.5), dt=0.5)
+    arms = {
+        "none": [], "label@1h": [FactCheckLabel(0, at=1.0, strength=1.5)],
+        "downrank": [Downranking(0, at=0.5, factor=0.7)],
+        "suspend": [Suspension(spreaders, 3000, at=0.0)], "block": [EdgeBlocking(spreaders, graph, at=0.0)],
+        "prebunk30": [Prebunking([0], 3000, at=0.0, share=0.3, strength=3.0)],
+        "rebuttal": [Rebuttal(0, spreaders, 3000, graph, at=0.5, every_h=2.0, count=4, strength=2.0)],
+    }
+    crn, reach = reach_per_seed(graph, model, arms, seeds=16)
+    for arm in arms:
+        if arm != "none":
+            assert reach[arm].mean() < reach["none"].mean(), arm
+
+
+def test_common_random_numbers_pair_arms_exactly():
+    """An arm that cannot matter (a label after the cascade died out) differs by exactly 0 on every
+    seed under common random numbers, while independent seeds give it a wide interval."""
+    graph = lpm.Graph.holme_kim(3000, 4, 0.3, seed=2)
+    top = int(graph.out_degree().argmax())
+    model = lpm.Model(cascade=Cascade([Item(source=top)], transmissibility=0.08, attention=0.5), dt=0.5)
+    arms = {"none": [], "label@1000h": [FactCheckLabel(0, at=1000.0)]}
+    pop = lpm.PopulationState.sample(3000, seed=0)
+    paired = lpm.counterfactual(model, pop, graph, arms, steps=40, seeds=16)
+    unpaired = lpm.counterfactual(model, pop, graph, arms, steps=40, seeds=16, common_random_numbers=False)
+    same = paired.differences("final_reshares").set_index("arm").loc["label@1000h"]
+    other = unpaired.differences("final_reshares").set_index("arm").loc["label@1000h"]
+    assert same["difference"] == 0 and same["width"] == 0
+    assert other["width"] > 10
+
+
+def full_plan(graph, n):
+    return [
+        FactCheckLabel(0, at=2.0, strength=0.8), Downranking(0, at=3.0, factor=0.3),
+        Suspension([1, 2], n, at=2.5), EdgeBlocking([3, 4], graph, at=1.5, share=0.5),
+        Prebunking([0], n, at=1.0, share=0.4, strength=0.7),
+        Rebuttal(0, [5, 6], n, graph, at=1.0, every_h=1.5, count=2, strength=0.9),
+        GuidanceMessage([5], graph, at=2.0, tone="rational", stance=0.5),
+        GuidanceMessage([6], graph, at=1.0, tone="empathetic"),
+    ]
+
+
+def test_gradients_of_final_reach_wrt_every_strength_and_start_time_match_finite_differences():
+    n = 14
+    graph = small_graph(n, 3.0, seed=3)
+    state = make_state(n, batch=2, seed=3)
+    model = lpm.Model(
+        opinion=BoundedConfidence(0.6, 0.5, tau=0.2), emotion=EmotionContagion(),
+        cascade=Cascade([Item(source=0)], transmissibility=0.4, arousal_weight=0.5, alignment_weight=0.5, attention=0.8),
+        interventions=full_plan(graph, n), dt=0.5,
+    ).double()
+    estimator = relax.RelaxedBernoulli(0.5)
+
+    def loss():
+        traj = lpm.simulate(model, state, graph, steps=10, seed=[1, 2], estimator=estimator,
+                            record={"reshares": observables.reshares, "emotion": observables.emotion_mean,
+                                    "opinion": observables.opinion_mean})
+        return traj["reshares"][-1].sum() + traj["emotion"][-1].sum() + traj["opinion"][-1].sum()
+
+    model.zero_grad()
+    loss().backward()
+    checked = 0
+    for name, param in model.interventions.named_parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), name
+        assert param.grad.abs() > 1e-9, f"no gradient reaches {name}"
+        h = 1e-5
+        with torch.no_grad():
+            param += h
+            up = float(loss())
+            param -= 2 * h
+            down = float(loss())
+            param += h
+        numeric = (up - down) / (2 * h)
+        assert abs(float(param.grad) - numeric) <= 1e-5 * max(1.0, abs(numeric)), (name, float(param.grad), numeric)
+        checked += 1
+    assert checked == 14  # 8 start times + 6 strengths/factors (suspension and blocking have none)
+
+
+def test_effects_compose_and_respect_scenario_masks():
+    n = 10
+    graph = small_graph(n, 3.0, seed=4)
+    mask = torch.tensor([True, False, True])
+    plan = InterventionPlan([FactCheckLabel(0, at=0.0, strength=1.0, scenarios=mask),
+                             FactCheckLabel(0, at=0.0, strength=2.0), Suspension([2], n, at=0.0),
+                             Suspension([2, 3], n, at=0.0)])
+    from lpm.interventions import Shape
+
+    like = torch.zeros((), dtype=torch.float64)
+    shape = Shape(batch=3, agents=n, items=2, edges=graph.num_edges, emotions=2, topics=1, like=like)
+    effects = plan.effects(1e6, shape)  # long after the start: smooth steps are 1
+    logit = effects.reshare_logit.expand(3, n, 2)
+    s1, s2 = (float(torch.nn.functional.softplus(p.raw_strength.detach())) for p in list(plan.interventions)[:2])
+    torch.testing.assert_close(logit[:, 0, 0], torch.tensor([-(s1 + s2), -s2, -(s1 + s2)], dtype=torch.float64))
+    assert torch.all(logit[..., 1] == 0)  # the other item is untouched
+    gate = effects.source_gate
+    assert torch.all(gate[:, 2] == 0) and torch.all(gate[:, 3] == 0) and torch.all(gate[:, [0, 1, 4]] == 1)
+    before = plan.effects(-1e6, shape)
+    assert float(before.reshare_logit.abs().max()) < 1e-12
+    assert float(smooth_step(0.0, torch.tensor(0.0), 0.25)) == 0.5
+
+
+def test_bad_interventions_raise():
+    graph = small_graph(10, seed=0)
+    with pytest.raises(ConfigError, match="agent ids in"):
+        Suspension([12], 10, at=0.0)
+    with pytest.raises(ConfigError, match="at least one agent"):
+        Suspension([], 10, at=0.0)
+    with pytest.raises(ConfigError, match="tone"):
+        GuidanceMessage([1], graph, at=0.0, tone="angry")
+    with pytest.raises(ConfigError, match="share"):
+        Prebunking([0], 10, at=0.0, share=0.0)
+    with pytest.raises(ConfigError, match="width"):
+        FactCheckLabel(0, at=0.0, width=0.0)
+    with pytest.raises(ConfigError, match="Intervention objects"):
+        InterventionPlan(["label"])
+    model = lpm.Model(cascade=Cascade([Item(source=0)]), interventions=[FactCheckLabel(3, at=0.0)])
+    with pytest.raises(ConfigError, match=r"item index in \[0, 1\)"):
+        lpm.simulate(model, lpm.PopulationState.sample(10, seed=0), graph, steps=1, seed=0)
+    with pytest.raises(ConfigError, match="cascade"):
+        lpm.counterfactual(lpm.Model(emotion=EmotionContagion()), lpm.PopulationState.sample(10, seed=0), graph,
+                           {"none": []}, steps=1)
