@@ -511,11 +511,11 @@ def _run_lpm_ic_batch(graph: Graph, seed_sets: Sequence[np.ndarray], lpm_seeds: 
     model = _ic_model(seed_sets)
     state = _ic_state(graph.num_nodes, seed_sets, seed)
     while True:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         with torch.no_grad():
             trajectory = simulate(model, state, graph, steps=steps, seed=list(lpm_seeds),
                                   record={"reshares": observables.reshares}, estimator=Hard())
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - start_cpu
         active = int((trajectory.final.frontier.sum(dim=(1, 2)) > 0).sum())
         if active == 0 or steps >= IC_MAX_STEPS:
             break
@@ -525,6 +525,7 @@ def _run_lpm_ic_batch(graph: Graph, seed_sets: Sequence[np.ndarray], lpm_seeds: 
     counts = trajectory["reshares"][:, :, 0]  # (S + 1, B)
     lengths = (counts != counts[-1:]).sum(dim=0)  # steps until the last new reshare
     return {"sizes": sizes, "steps": steps, "run_s": elapsed, "s_per_step": elapsed / steps,
+            "cpu_s_per_step": cpu / steps,
             "active_at_end": active, "lengths": lengths.numpy()}
 
 
@@ -756,6 +757,7 @@ def bench_ndlib(
                         "lpm_batched_steps": batch["steps"],
                         "lpm_batched_run_s": batch["run_s"],
                         "lpm_batched_s_per_step": batch["s_per_step"],
+                        "lpm_batched_cpu_s_per_step": batch["cpu_s_per_step"],
                         "lpm_cascade_steps_mean": float(np.mean(batch["lengths"])),
                         "lpm_cascade_steps_max": int(np.max(batch["lengths"])),
                         "lpm_active_at_end": batch["active_at_end"],

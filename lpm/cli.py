@@ -12,9 +12,10 @@ __all__ = ["main"]
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from lpm.scenario import format_summary, load_scenario, run_scenario, summary_rows, with_overrides, write_outputs
+    from lpm.scenario import (format_arms, format_summary, load_scenario, run_scenario, summary_rows, with_overrides,
+                              write_outputs)
 
-    scenario = with_overrides(load_scenario(args.scenario), agents=args.agents, seed=args.seed)
+    scenario = with_overrides(load_scenario(args.scenario), agents=args.agents, seed=args.seed, seeds=args.seeds)
     steps = args.steps if args.steps is not None else scenario.steps
     print(f"lpm run {scenario.name}: {scenario.agents:,} agents, {steps} steps of {scenario.dt * 60:.0f} min "
           f"({steps * scenario.dt / 24:.2f} days), device {args.device}, seed {scenario.seed}")
@@ -23,8 +24,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     t = result.timings_s
     print(f"graph: {result.graph.num_edges:,} follow edges built in {t['graph_s']:.1f} s; "
           f"setup {t['setup_s']:.1f} s; simulated in {t['simulate_s']:.1f} s ({t['ms_per_step']:.1f} ms/step)")
-    print(format_summary(summary_rows(result.trajectory)))
-    print(f"wrote {paths['observables']} and {len(paths) - 2} plots in {paths['observables'].parent}")
+    if result.counterfactual is not None:
+        cf = result.counterfactual
+        print(f"{len(cf.arms)} arms x {len(cf.seeds)} seeds, common random numbers; mean [5%, 95%] over seeds:")
+        print(format_arms(cf))
+        print(f"wrote {paths['arms']}, {paths['arms_plot']} and {paths['observables']}")
+    else:
+        print(format_summary(summary_rows(result.trajectory)))
+        print(f"wrote {paths['observables']} and {len(paths) - 2} plots in {paths['observables'].parent}")
     return 0
 
 
@@ -44,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--steps", type=int, default=None, help="number of steps (default: the scenario's horizon)")
     run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
     run.add_argument("--seed", type=int, default=None, help="seed (default: the scenario's)")
+    run.add_argument("--seeds", type=int, default=None, help="seeds per arm, for scenarios with arms")
     run.add_argument("--out", default="runs", help="output folder (default: runs)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=_cmd_run)

@@ -109,9 +109,11 @@ def _members(reshare_time: Tensor, member: Tensor) -> _Members:
     return _Members(flat, cascade, reshare_time.reshape(-1)[flat], None, batch * items)
 
 
-def _check_tree(parent: Tensor, reshare_time: Tensor) -> _Members:
+def _check_tree(parent: Tensor, reshare_time: Tensor, single_source: bool = True) -> _Members:
     """Validate a cascade forest and return its members with parent links and depths.
 
+    With ``single_source`` every non-empty cascade must have exactly one source (a tree); otherwise
+    several sources are allowed (an item posted by several accounts at once grows a forest).
     Cycles are caught by the pointer jumping of :func:`_depth`.
     """
     _check_reshare_time(reshare_time)
@@ -162,11 +164,13 @@ def _check_tree(parent: Tensor, reshare_time: Tensor) -> _Members:
         )
     size = torch.bincount(members.cascade, minlength=members.num_cascades)
     sources = torch.bincount(members.cascade[~has_parent], minlength=members.num_cascades)
-    bad = (sources != (size > 0).long()).nonzero()
+    bad = (sources != (size > 0).long()) if single_source else ((size > 0) & (sources == 0))
+    bad = bad.nonzero()
     if bad.numel() > 0:
         b, c = divmod(int(bad[0]), items)
         raise ConfigError(
-            "Expected exactly one source (parent -1 and a finite reshare_time) per non-empty cascade "
+            f"Expected {'exactly one source' if single_source else 'at least one source'} "
+            "(parent -1 and a finite reshare_time) per non-empty cascade "
             f"(got {int(sources[bad[0]])} in scenario {b}, item {c})"
         )
     depth = _depth(parent_pos, flat, shape)
@@ -322,13 +326,13 @@ def cascade_depth(parent: Tensor, reshare_time: Tensor) -> Tensor:
 
     Raises:
         ConfigError: wrong shapes or dtypes, parent ids out of ``[-1, N)``, a parent that never
-            reshared or reshared after its child, not exactly one source per non-empty cascade, or a
+            reshared or reshared after its child, no source in a non-empty cascade (several sources, a forest, are fine), or a
             cycle.
 
     Shapes:
         parent, reshare_time: ``(B, N, C)``; returns ``(B, N, C)``.
     """
-    members = _check_tree(parent, reshare_time)
+    members = _check_tree(parent, reshare_time, single_source=False)
     depth = torch.full(reshare_time.shape, -1, dtype=torch.long, device=reshare_time.device)
     depth.view(-1)[members.flat] = members.depth
     return depth
@@ -461,7 +465,7 @@ def cascade_summary(parent: Tensor, reshare_time: Tensor, times: TimesLike) -> d
 
 
 def _curves(parent: Tensor, reshare_time: Tensor, times: TimesLike, which: tuple[str, ...]) -> dict[str, Tensor]:
-    members = _check_tree(parent, reshare_time)
+    members = _check_tree(parent, reshare_time, single_source="structural_virality" in which)
     t = _check_times(times, reshare_time)
     steps = t.numel()
     batch, _, items = reshare_time.shape

@@ -15,12 +15,14 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 
+from lpm.counterfactual import CounterfactualResult, counterfactual
 from lpm.errors import ConfigError
 from lpm.graph import Graph
+from lpm.interventions import Intervention
 from lpm.model import Model
 from lpm.observables import DEFAULT, Observable
 from lpm.simulate import Trajectory, simulate
@@ -45,6 +47,9 @@ class Scenario:
         batch: scenarios simulated together (B).
         seed: seed of graph, population and dynamics.
         record: observables to record.
+        arms: optional ``(graph) -> {arm: [interventions]}``; a scenario with arms runs as a
+            counterfactual (:func:`lpm.counterfactual`), arms x seeds in one batch.
+        seeds: seeds per arm (with ``arms``).
     """
 
     name: str
@@ -58,6 +63,8 @@ class Scenario:
     batch: int = 1
     seed: int = 0
     record: Mapping[str, Observable] = field(default_factory=lambda: dict(DEFAULT))
+    arms: Optional[Callable[[Graph], Mapping[str, Sequence[Intervention]]]] = None
+    seeds: int = 8
 
     def __post_init__(self) -> None:
         if not (isinstance(self.agents, int) and self.agents >= 2):
@@ -74,13 +81,14 @@ class Scenario:
 
 @dataclass(frozen=True, eq=False)
 class ScenarioResult:
-    """A finished run: the trajectory and what it cost."""
+    """A finished run: the trajectory, the counterfactual (for scenarios with arms), and what it cost."""
 
     scenario: Scenario
     trajectory: Trajectory
     graph: Graph
     timings_s: dict[str, float]
     device: str
+    counterfactual: Optional[CounterfactualResult] = None
 
 
 def load_scenario(name_or_path: str) -> Scenario:
@@ -128,14 +136,21 @@ def run_scenario(scenario: Scenario, *, device: str | torch.device = "cpu", step
     timings["setup_s"] = time.perf_counter() - start
     steps = scenario.steps if steps is None else steps
     start = time.perf_counter()
+    result = None
     with torch.no_grad():
-        trajectory = simulate(model, state, graph, steps=steps, seed=scenario.seed, record=scenario.record,
-                              progress=progress)
+        if scenario.arms is None:
+            trajectory = simulate(model, state, graph, steps=steps, seed=scenario.seed, record=scenario.record,
+                                  progress=progress)
+        else:
+            seeds = [scenario.seed * 1000 + s for s in range(scenario.seeds)]
+            result = counterfactual(model, state.select(0), graph, scenario.arms(graph), steps=steps, seeds=seeds,
+                                    device=device, progress=progress)
+            trajectory = result.trajectory
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     timings["simulate_s"] = time.perf_counter() - start
     timings["ms_per_step"] = 1e3 * timings["simulate_s"] / max(steps, 1)
-    return ScenarioResult(scenario, trajectory, graph, timings, str(device))
+    return ScenarioResult(scenario, trajectory, graph, timings, str(device), result)
 
 
 def write_outputs(result: ScenarioResult, out_dir: str | Path) -> dict[str, Path]:
@@ -145,8 +160,12 @@ def write_outputs(result: ScenarioResult, out_dir: str | Path) -> dict[str, Path
     folder = Path(out_dir) / result.scenario.name
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"observables": result.trajectory.to_parquet(folder / "observables.parquet")}
-    for path in plot_trajectory(result.trajectory, folder, title=result.scenario.name):
-        paths[path.stem] = path
+    if result.counterfactual is not None:
+        paths["arms"] = result.counterfactual.to_parquet(folder / "arms.parquet")
+        paths["arms_plot"] = result.counterfactual.plot(folder / "arms.png")
+    else:
+        for path in plot_trajectory(result.trajectory, folder, title=result.scenario.name):
+            paths[path.stem] = path
     summary = {
         "scenario": result.scenario.name,
         "agents": result.scenario.agents,
@@ -157,6 +176,9 @@ def write_outputs(result: ScenarioResult, out_dir: str | Path) -> dict[str, Path
         "timings_s": result.timings_s,
         "summary": summary_rows(result.trajectory),
     }
+    if result.counterfactual is not None:
+        summary["arms"] = result.counterfactual.summary().to_dict(orient="records")
+        summary["differences"] = result.counterfactual.differences().to_dict(orient="records")
     tmp = folder / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2))
     tmp.replace(folder / "summary.json")
@@ -192,6 +214,22 @@ def format_summary(rows: list[dict[str, float | str]]) -> str:
             f"{row['observable']:<18}{row['start']:>10.4g}{row['end']:>10.4g}{row['min']:>10.4g}"
             f"{row['max']:>10.4g}{row['peak_time_h']:>13.1f}"
         )
+    return "\n".join(lines)
+
+
+def format_arms(result: CounterfactualResult) -> str:
+    """Per arm: outcomes as mean [5%, 95%] over seeds, and reach vs the baseline with a 90% interval."""
+    summary = result.summary().set_index("arm")
+    diff = result.differences("final_reach").set_index("arm")
+    header = (f"{'arm':<16}{'final_reach':>26}{'peak_time (h)':>22}{'max_depth':>18}"
+              f"{'reach vs ' + result.baseline:>34}")
+    lines = [header, "-" * len(header)]
+    for arm in result.arms:
+        row, d = summary.loc[arm], diff.loc[arm]
+        cells = [f"{row[k]:.1f} [{row[k + '_lo']:.0f}, {row[k + '_hi']:.0f}]" for k in ("final_reach",)]
+        cells += [f"{row[k]:.1f} [{row[k + '_lo']:.1f}, {row[k + '_hi']:.1f}]" for k in ("peak_time", "max_depth")]
+        lines.append(f"{arm:<16}{cells[0]:>26}{cells[1]:>22}{cells[2]:>18}"
+                     f"{f'{d.difference:+.1f} [{d.lo:+.1f}, {d.hi:+.1f}]':>34}")
     return "\n".join(lines)
 
 

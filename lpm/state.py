@@ -136,7 +136,8 @@ class PopulationState:
 
     Per content item ``c`` (``C = 0`` without a cascade model; see :mod:`lpm.dynamics.cascade`):
         reshared: ``(B, N, C)`` in [0, 1], whether the agent has reshared (or, as source, posted) it.
-        frontier: ``(B, N, C)`` in [0, 1], reshared in the last step: the posts followers see now.
+        frontier: ``(B, N, C)`` >= 0, the agent's visible reshare of the item: 1 when just reshared,
+            decaying with the feed half-life (or gone after one step without one).
         exposures: ``(B, N, C)`` >= 0, how many times the item reached the agent's feed while online.
         reshare_time: ``(B, N, C)`` hours at which the agent reshared it, ``+inf`` if never (a record).
         parent: ``(B, N, C)`` int64 followee it was reshared from, ``-1`` for sources and non-resharers.
@@ -307,7 +308,7 @@ class PopulationState:
         _check_range("emotion_velocity", self.emotion_velocity, -float("inf"), float("inf"))
         _check_range("activity", self.activity, 0.0, float("inf"))
         _check_range("reshared", self.reshared, 0.0, 1.0)
-        _check_range("frontier", self.frontier, 0.0, 1.0)
+        _check_range("frontier", self.frontier, 0.0, float("inf"))
         _check_range("exposures", self.exposures, 0.0, float("inf"))
         if self.reshare_time.numel() and bool(torch.isnan(self.reshare_time).any()):
             raise StateError("Expected 'reshare_time' without NaN (+inf marks never)")

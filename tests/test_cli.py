@@ -47,3 +47,18 @@ def test_cuda_requested_without_cuda(capsys):
         pytest.skip("CUDA is present")
     assert main(["run", "default", "--agents", "100", "--steps", "1", "--device", "cuda", "--quiet"]) == 2
     assert "CUDA" in capsys.readouterr().err
+
+
+def test_run_misinformation_arms_small(tmp_path, capsys):
+    code = main(["run", "misinformation", "--agents", "800", "--seeds", "2", "--steps", "12", "--out", str(tmp_path),
+                 "--quiet"])
+    assert code == 0
+    table = pd.read_parquet(tmp_path / "misinformation" / "arms.parquet")
+    assert {"arm", "seed", "final_reach", "peak_time", "max_depth"} <= set(table.columns)
+    assert len(table) == 11 * 2 and table.arm.nunique() == 11
+    assert (table.final_reach >= 3).all()  # at least the three sources' own posts
+    summary = json.loads((tmp_path / "misinformation" / "summary.json").read_text())
+    assert {row["arm"] for row in summary["differences"]} == set(table.arm)
+    assert (tmp_path / "misinformation" / "arms.png").stat().st_size > 1000
+    out = capsys.readouterr().out
+    assert "reach vs none" in out and "label@1h" in out

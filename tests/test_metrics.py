@@ -283,7 +283,9 @@ def _bad_trees():
 @pytest.mark.parametrize("case", _bad_trees(), ids=lambda c: c[0])
 @pytest.mark.parametrize("fn", ["depth", "virality", "summary", "depth_curve", "breadth_curve"])
 def test_bad_trees_raise(case, fn):
-    _, parent, time = case
+    name, parent, time = case
+    if name == "two sources" and fn in ("depth", "depth_curve", "breadth_curve"):
+        pytest.skip("several sources (a forest) are valid for depth, size and breadth; see test_forests")
     call = {
         "depth": lambda: metrics.cascade_depth(parent, time),
         "virality": lambda: metrics.structural_virality(parent, time),
@@ -615,3 +617,17 @@ def test_sentiment_shares(device):
     for margin in (-0.1, float("nan"), "0.1"):
         with pytest.raises(ConfigError, match="Expected"):
             metrics.sentiment_shares(e, margin=margin)
+
+
+def test_forests_with_several_sources():
+    """An item posted by two accounts at once: depth, size and breadth are per forest; virality needs a tree."""
+    inf = float("inf")
+    # sources 0 and 1; 2 <- 0, 3 <- 1, 4 <- 3
+    parent = torch.tensor([-1, -1, 0, 1, 3, -1]).view(1, 6, 1)
+    time = torch.tensor([0.0, 0.0, 1.0, 1.0, 2.0, inf], dtype=torch.float64).view(1, 6, 1)
+    assert metrics.cascade_depth(parent, time).view(-1).tolist() == [0, 0, 1, 1, 2, -1]
+    assert metrics.max_breadth_curve(parent, time, [0.0, 1.0, 2.0]).view(-1).tolist() == [2, 2, 2]
+    assert metrics.cascade_depth_curve(parent, time, [0.0, 1.0, 2.0]).view(-1).tolist() == [0, 1, 2]
+    assert metrics.cascade_size(time, [0.0, 2.0]).view(-1).tolist() == [2, 5]
+    with pytest.raises(ConfigError, match="exactly one source"):
+        metrics.structural_virality(parent, time)

@@ -43,6 +43,8 @@ from lpm.state import PopulationState
 
 __all__ = ["Item", "Cascade", "LinearThreshold", "init_cascade_state"]
 
+_VISIBLE = 0.01  # a reshare decayed below this weight has left the feed
+
 
 
 @dataclass(frozen=True)
@@ -50,22 +52,29 @@ class Item:
     """A content item.
 
     Args:
-        source: index of the agent that posts it.
+        source: index of the agent that posts it, or several agents that post it at once.
         start_h: when the source posts it (hours).
         text: the item's text (embedded elsewhere; kept for provenance).
         stance: its position on opinion topic ``topic``, in [-1, 1] (for opinion alignment).
         topic: the opinion topic it speaks to.
     """
 
-    source: int
+    source: int | tuple[int, ...]
     start_h: float = 0.0
     text: str = ""
     stance: float = 0.0
     topic: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.source, int) or self.source < 0:
-            raise ConfigError(f"Expected an item source as a non-negative agent index (got {self.source!r})")
+        sources = self.sources
+        if not sources or not all(isinstance(a, int) and not isinstance(a, bool) and a >= 0 for a in sources):
+            raise ConfigError(f"Expected an item source as a non-negative agent index or a tuple of them (got {self.source!r})")
+        if not -1.0 <= self.stance <= 1.0:
+            raise ConfigError(f"Expected an item stance in [-1, 1] (got {self.stance})")
+
+    @property
+    def sources(self) -> tuple[int, ...]:
+        return tuple(self.source) if isinstance(self.source, (tuple, list)) else (self.source,)
         if not -1.0 <= self.stance <= 1.0:
             raise ConfigError(f"Expected an item stance in [-1, 1] (got {self.stance})")
 
@@ -101,7 +110,9 @@ class _CascadeBase(nn.Module):
             raise ConfigError("Expected at least one item (got none)")
         self.items = tuple(items)
         self.record_trees = record_trees
-        self.register_buffer("_sources", torch.tensor([it.source for it in self.items], dtype=torch.int64), persistent=False)
+        # (item, source) pairs, flattened: items may have several sources
+        self._pairs = [(c, a) for c, it in enumerate(self.items) for a in it.sources]
+        self.register_buffer("_pair_source", torch.tensor([a for _, a in self._pairs], dtype=torch.int64), persistent=False)
 
     @property
     def num_items(self) -> int:
@@ -109,8 +120,8 @@ class _CascadeBase(nn.Module):
 
     def check(self, state: PopulationState) -> None:
         """Boundary checks against a state (called by :func:`lpm.simulate`)."""
-        if int(self._sources.max()) >= state.num_agents:
-            raise ConfigError(f"Expected item sources < {state.num_agents} agents (got {int(self._sources.max())})")
+        if int(self._pair_source.max()) >= state.num_agents:
+            raise ConfigError(f"Expected item sources < {state.num_agents} agents (got {int(self._pair_source.max())})")
         if state.num_items != self.num_items:
             raise ConfigError(f"Expected a state with {self.num_items} items (got {state.num_items}); "
                               "use lpm.dynamics.init_cascade_state")
@@ -122,12 +133,14 @@ class _CascadeBase(nn.Module):
         if not starting:  # decided on the host from Python floats: no device sync
             return state
         device, dtype = state.device, state.reshared.dtype
-        items = torch.tensor(starting, device=device)
+        pairs = [(c, a) for c, a in self._pairs if c in starting]  # host-side lists: no device sync
+        items = torch.tensor([c for c, _ in pairs], device=device)
+        sources = torch.tensor([a for _, a in pairs], device=device)
         batch = state.batch_size
-        b_idx = torch.arange(batch, device=device).repeat_interleave(len(starting))
-        idx = (b_idx, self._sources.to(device)[items].repeat(batch), items.repeat(batch))
+        b_idx = torch.arange(batch, device=device).repeat_interleave(len(pairs))
+        idx = (b_idx, sources.repeat(batch), items.repeat(batch))
         ones = torch.ones(b_idx.numel(), dtype=dtype, device=device)
-        starts = torch.tensor([self.items[c].start_h for c in starting], dtype=dtype, device=device).repeat(batch)
+        starts = torch.tensor([self.items[c].start_h for c, _ in pairs], dtype=dtype, device=device).repeat(batch)
         return state.replace(reshared=state.reshared.index_put(idx, ones), frontier=state.frontier.index_put(idx, ones),
                              reshare_time=state.reshare_time.index_put(idx, starts))
 
@@ -139,7 +152,7 @@ class _CascadeBase(nn.Module):
         ``(r + 1)``-th one by binary search: exact, and O(B N C log E) beyond the one pass over edges.
         """
         batch, num_nodes, items = frontier.shape
-        active = (frontier.detach().index_select(1, graph.col) > 0.5).to(torch.int32)  # (B, E, C)
+        active = (frontier.detach().index_select(1, graph.col) > 0).to(torch.int32)  # (B, E, C) visible posts
         counts = torch.cumsum(active.transpose(1, 2), dim=2, dtype=torch.int32)  # (B, C, E) running counts
         counts = torch.cat([counts.new_zeros(batch, items, 1), counts], 2)  # counts[..., e] = active edges < e
         rowptr = graph.rowptr.long()
@@ -179,6 +192,9 @@ class Cascade(_CascadeBase):
         interest_similarity: ``(N, C)`` similarity of each agent's interests to each item.
         dose_response: ``"independent"`` or ``"complex"`` (Hill reinforcement of repeated exposures).
         half_exposures, hill: the Hill function's half-saturation count and exponent.
+        feed_half_life_h: how long a reshare stays visible in followers' feeds: the frontier decays by
+            half every ``feed_half_life_h`` hours (cut below 1%), so followers who come online later
+            still see it. ``None``: visible for one step only (Independent Cascade).
         record_trees: record ``reshare_time`` and ``parent`` (one int32 cumulative sum over edges per step).
     """
 
@@ -197,10 +213,14 @@ class Cascade(_CascadeBase):
         dose_response: str = "independent",
         half_exposures: float = 2.0,
         hill: float = 2.0,
+        feed_half_life_h: Optional[float] = None,
         record_trees: bool = True,
     ) -> None:
         super().__init__(items, record_trees)
         c = len(self.items)
+        if feed_half_life_h is not None and not feed_half_life_h > 0:
+            raise ConfigError(f"Expected a positive feed_half_life_h or None (got {feed_half_life_h})")
+        self.feed_half_life_h = feed_half_life_h
         self.raw_transmissibility = unit_interval("transmissibility", transmissibility)
         self.interest_weight = nn.Parameter(torch.tensor(float(interest_weight)))
         self.arousal_weight = nn.Parameter(torch.tensor(float(arousal_weight)))
@@ -288,8 +308,12 @@ class Cascade(_CascadeBase):
         new, lp = estimator.sample(prob, rng.uniform(t, STREAM_CASCADE_RESHARE, (n, c), dtype))
         log_prob = lp if log_prob is None else (log_prob + lp if lp is not None else log_prob)
         reshare_time, parent = self._record(state, graph, new, rng, t, time_h, dt)
-        changes = dict(reshared=state.reshared + new, frontier=new, exposures=exposures, reshare_time=reshare_time,
-                       parent=parent)
+        frontier = new
+        if self.feed_half_life_h is not None:
+            older = state.frontier * 0.5 ** (dt / self.feed_half_life_h)
+            frontier = new + torch.where(older < _VISIBLE, torch.zeros_like(older), older)
+        changes = dict(reshared=state.reshared + new, frontier=frontier, exposures=exposures,
+                       reshare_time=reshare_time, parent=parent)
         return changes, log_prob
 
 
