@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Optional
 from torch import Tensor
 
 from . import reference
-from .pair import AttractRepel, PairKernel, SmoothBoundedConfidence
+from .pair import AttractRepel, PairKernel, Personalization, Product, SmoothBoundedConfidence, combine
 
 if TYPE_CHECKING:
     from lpm.graph import Graph
 
-__all__ = ["neighbor_pull", "neighbor_sum", "sample_followee", "PairKernel", "SmoothBoundedConfidence", "AttractRepel"]
+__all__ = ["neighbor_pull", "neighbor_sum", "sample_followee", "PairKernel", "SmoothBoundedConfidence", "AttractRepel",
+           "Personalization", "Product", "combine"]
 
 
 def neighbor_pull(

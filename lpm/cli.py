@@ -35,6 +35,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from lpm.scenario import load_scenario, with_overrides
+    from lpm.sweep import format_sweep, grid_points, parse_grid, run_sweep, write_sweep
+
+    scenario = with_overrides(load_scenario(args.scenario), agents=args.agents, seed=args.seed, seeds=args.seeds)
+    grid = parse_grid(args.grid)
+    steps = args.steps if args.steps is not None else scenario.steps
+    arms = len(grid_points(grid))
+    shape = " x ".join(f"{len(values)} {key}" for key, values in grid.items())
+    print(f"lpm sweep {scenario.name}: {arms} arms ({shape}) x {scenario.seeds} seeds = {arms * scenario.seeds} "
+          f"scenarios; {scenario.agents:,} agents, {steps} steps of {scenario.dt * 60:.0f} min "
+          f"({steps * scenario.dt / 24:.2f} days), device {args.device}")
+    timings: dict = {}
+    start = time.perf_counter()
+    table, result = run_sweep(scenario, grid, seeds=scenario.seeds, device=args.device, steps=steps, chunk=args.chunk,
+                              progress=not args.quiet, timings=timings)
+    wall = time.perf_counter() - start
+    print(f"graph {timings['graph_s']:.1f} s, setup {timings['setup_s']:.1f} s; simulated in "
+          f"{timings['simulate_s']:.1f} s as {timings['batches']} batch(es) of up to {timings['batch_size']} "
+          f"scenarios ({timings['ms_per_step']:.1f} ms/step); {wall:.1f} s in all")
+    print(f"common random numbers; mean [5%, 95%] over seeds; reach vs baseline {result.baseline}:")
+    print(format_sweep(result, grid))
+    paths = write_sweep(table, result, grid, Path(args.out) / scenario.name,
+                        title=f"{scenario.name}: {scenario.agents:,} agents, {steps * scenario.dt:.0f} h")
+    print(f"wrote {paths['table']} and {paths['plot']}")
+    return 0
+
+
 def _cmd_bench_ndlib(args: argparse.Namespace) -> int:
     from lpm import bench
 
@@ -55,6 +86,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="runs", help="output folder (default: runs)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=_cmd_run)
+
+    sweep = sub.add_parser("sweep", help="run a grid of intervention parameters as arms, all in one batch")
+    sweep.add_argument("scenario", help="scenario name in lpm.scenarios, or a .py file (it must define sweep=...)")
+    sweep.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...",
+                       help="a keyword of the scenario's sweep function and its values (ints, floats or none); "
+                            "repeat for more keys: the arms are the cartesian product")
+    sweep.add_argument("--seeds", type=int, default=None, help="seeds per arm (default: the scenario's)")
+    sweep.add_argument("--agents", type=int, default=None, help="number of agents (default: the scenario's)")
+    sweep.add_argument("--steps", type=int, default=None, help="number of steps (default: the scenario's horizon)")
+    sweep.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
+    sweep.add_argument("--seed", type=int, default=None, help="seed of graph and population (default: the scenario's)")
+    sweep.add_argument("--chunk", type=int, default=None,
+                       help="at most this many scenarios (arms x seeds) per batch (default: all in one batch)")
+    sweep.add_argument("--out", default="runs", help="output folder (default: runs)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.set_defaults(func=_cmd_sweep)
 
     bench_parser = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench_parser.add_subparsers(dest="bench", required=True)

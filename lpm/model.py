@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from lpm.dynamics.activity import Hawkes
 from lpm.dynamics.emotion import EmotionContagion
+from lpm.dynamics.recommender import Feed
 from lpm.errors import ConfigError
 from lpm.interventions import Effects, Intervention, InterventionPlan, Shape
 from lpm.graph import Graph
@@ -48,6 +49,8 @@ class Model(nn.Module):
         activity: :class:`~lpm.dynamics.Hawkes` or ``None``.
         cascade: :class:`~lpm.dynamics.Cascade`, :class:`~lpm.dynamics.LinearThreshold` or ``None``.
         interventions: an :class:`~lpm.interventions.InterventionPlan` or a list of interventions.
+        feed: a :class:`~lpm.dynamics.recommender.Feed` deciding what agents see (default: all
+            followees' posts, unranked).
         dt: step length in hours (default 10 minutes, 144 steps a day).
         gate_by_posts: with an activity model, social influence flows only through posts.
     """
@@ -59,6 +62,7 @@ class Model(nn.Module):
         activity: Optional[Hawkes] = None,
         cascade: Optional[nn.Module] = None,
         interventions: Optional[InterventionPlan | Sequence[Intervention]] = None,
+        feed: Optional[Feed] = None,
         *,
         dt: float = 1.0 / 6.0,
         gate_by_posts: bool = True,
@@ -75,6 +79,9 @@ class Model(nn.Module):
         if interventions is not None and not isinstance(interventions, InterventionPlan):
             interventions = InterventionPlan(list(interventions))
         self.interventions = interventions
+        if feed is not None and feed.ranker == "hot" and activity is None:
+            raise ConfigError("Expected an activity model with the 'hot' ranker (it ranks by recent activity)")
+        self.feed = feed
         self.dt = float(dt)
         self.gate_by_posts = gate_by_posts
 
@@ -117,17 +124,28 @@ class Model(nn.Module):
         seen = posts if (posts is not None and self.gate_by_posts) else None
         if seen is not None and effects.source_gate is not None:  # suspended accounts are not seen
             seen = seen * effects.source_gate
+        ranker = out_graph = None
+        if self.feed is not None:
+            seen = self.feed.source_weight(seen, state.activity)
+            ranker = self.feed.ranker_kernel()
+            out_graph = self.feed.candidate_graph(state.num_agents, t, state.device)
         if self.opinion is not None:
             uniform = None
             if getattr(self.opinion, "draws_uniform", False):
                 uniform = rng.uniform(t, STREAM_OPINION, (state.num_agents,), state.opinion.dtype)
-            opinion = self.opinion(state, graph, seen, uniform)
+            opinion = self.opinion(state, graph, seen, uniform, ranker)
+            if out_graph is not None:
+                opinion = self.feed.mix(state.opinion, opinion, self.opinion(state, out_graph, seen, uniform, ranker))
             if effects.opinion_rate is not None:
                 opinion = opinion + effects.opinion_rate * (effects.opinion_target - opinion)
             changes["opinion"] = opinion
         if self.emotion is not None:
-            changes["emotion"], changes["emotion_velocity"] = self.emotion(
-                state, graph, time_h, self.dt, seen, effects.emotion_drive)
+            emotion, velocity = self.emotion(state, graph, time_h, self.dt, seen, effects.emotion_drive)
+            if out_graph is not None:
+                emotion_out, velocity_out = self.emotion(state, out_graph, time_h, self.dt, seen, effects.emotion_drive)
+                emotion = self.feed.mix(state.emotion, emotion, emotion_out)
+                velocity = self.feed.mix(state.emotion_velocity, velocity, velocity_out)
+            changes["emotion"], changes["emotion_velocity"] = emotion, velocity
         if self.cascade is not None:
             cascade_changes, cascade_log_prob = self.cascade(state, graph, t, time_h, self.dt, rng, estimator, effects)
             changes.update(cascade_changes)

@@ -50,6 +50,9 @@ class Scenario:
         arms: optional ``(graph) -> {arm: [interventions]}``; a scenario with arms runs as a
             counterfactual (:func:`lpm.counterfactual`), arms x seeds in one batch.
         seeds: seeds per arm (with ``arms``).
+        sweep: optional ``(graph, **params) -> [interventions]``: one arm's interventions from plain
+            keyword parameters, so that ``lpm sweep`` (:func:`lpm.sweep.run_sweep`) can build an arm
+            for every point of a grid of them; its keyword names are the keys a grid may use.
     """
 
     name: str
@@ -65,6 +68,7 @@ class Scenario:
     record: Mapping[str, Observable] = field(default_factory=lambda: dict(DEFAULT))
     arms: Optional[Callable[[Graph], Mapping[str, Sequence[Intervention]]]] = None
     seeds: int = 8
+    sweep: Optional[Callable[..., Sequence[Intervention]]] = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.agents, int) and self.agents >= 2):

@@ -13,6 +13,9 @@ numbers):
 * suspension vs edge blocking of the ten most-followed spreaders other than the sources, at 2 h;
 * prebunking 10% or 30% of users before the claim appears;
 * downranking the claim in feeds from 2 h.
+
+``lpm sweep misinformation --grid label_h=1,6,24,none --grid prebunk_share=0,0.1,0.3`` runs a grid
+of arms built by :func:`sweep_arm` instead, all in one batch.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from __future__ import annotations
 import torch
 
 from lpm.dynamics import Cascade, Item
+from lpm.errors import ConfigError
 from lpm.graph import Graph
-from lpm.interventions import Downranking, EdgeBlocking, FactCheckLabel, Prebunking, Rebuttal, Suspension
+from lpm.interventions import (Downranking, EdgeBlocking, FactCheckLabel, Intervention, Prebunking, Rebuttal,
+                               Suspension)
 from lpm.model import Model
 from lpm.scenario import Scenario
 from lpm.state import PopulationState
@@ -67,6 +72,42 @@ def build_arms(graph: Graph) -> dict:
     }
 
 
+def sweep_arm(graph: Graph, *, label_h: float | None = None, label_strength: float = 0.5,
+              prebunk_share: float = 0.0, downrank: float = 0.0, suspend_top: int = 0,
+              rebuttal_every_h: float | None = None) -> list[Intervention]:
+    """One arm of ``lpm sweep misinformation`` from plain parameters (0 or None: that intervention absent).
+
+    Args:
+        graph: the follower graph (spreaders and officials are ranked by followers, as in the arms).
+        label_h: hour of a fact-check label on the claim, of strength ``label_strength`` (logit units).
+        prebunk_share: share of users prebunked before the claim appears, in [0, 1].
+        downrank: share by which the claim's feed exposure is cut from 2 h, in [0, 1).
+        suspend_top: suspend this many of the most-followed spreaders (other than the sources) at 2 h.
+        rebuttal_every_h: rebuttals by five official accounts from 1 h, this many hours apart, over
+            the first 12 hours (at least one post).
+    """
+    ranked = accounts_by_followers(graph)
+    officials, spreaders = ranked[13:18], ranked[3:]
+    n = graph.num_nodes
+    arm: list[Intervention] = []
+    if label_h is not None:
+        arm.append(FactCheckLabel(0, at=float(label_h), strength=float(label_strength)))
+    if prebunk_share:
+        arm.append(Prebunking([0], n, at=-1.0, share=float(prebunk_share)))
+    if downrank:
+        arm.append(Downranking(0, at=2.0, factor=float(downrank)))
+    if suspend_top:
+        if not (isinstance(suspend_top, int) and 0 < suspend_top <= len(spreaders)):
+            raise ConfigError(f"Expected suspend_top an int in [0, {len(spreaders)}] (got {suspend_top!r})")
+        arm.append(Suspension(spreaders[:suspend_top], n, at=2.0))
+    if rebuttal_every_h is not None:
+        every = float(rebuttal_every_h)
+        if not every > 0:
+            raise ConfigError(f"Expected rebuttal_every_h > 0 (got {rebuttal_every_h!r})")
+        arm.append(Rebuttal(0, officials, n, graph, at=1.0, every_h=every, count=max(1, int(12.0 // every))))
+    return arm
+
+
 SCENARIO = Scenario(
     name="misinformation",
     description=__doc__.strip().splitlines()[0],
@@ -74,6 +115,7 @@ SCENARIO = Scenario(
     build_population=build_population,
     build_model=build_model,
     arms=build_arms,
+    sweep=sweep_arm,
     agents=100_000,
     days=2.0,
     dt=0.5,

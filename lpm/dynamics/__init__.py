@@ -4,6 +4,7 @@ parameters are stored unconstrained and read through a transform (softplus or si
 from lpm.dynamics.activity import Burst, Hawkes
 from lpm.dynamics.cascade import Cascade, Item, LinearThreshold, init_cascade_state
 from lpm.dynamics.emotion import EmotionContagion, Shock
+from lpm.dynamics.recommender import Feed
 from lpm.dynamics.opinion import BiasedAssimilation, BoundedConfidence, Deffuant, DeGroot, FriedkinJohnsen
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "Item",
     "LinearThreshold",
     "init_cascade_state",
+    "Feed",
 ]

@@ -75,8 +75,6 @@ class Item:
     @property
     def sources(self) -> tuple[int, ...]:
         return tuple(self.source) if isinstance(self.source, (tuple, list)) else (self.source,)
-        if not -1.0 <= self.stance <= 1.0:
-            raise ConfigError(f"Expected an item stance in [-1, 1] (got {self.stance})")
 
 
 def init_cascade_state(state: PopulationState, num_items: int) -> PopulationState:

@@ -1,7 +1,8 @@
 """Opinion dynamics on the follower graph. Opinions live in [-1, 1], one value per topic.
 
-Every model maps ``(state, graph, seen, uniform)`` to the next opinions; models that set
-``draws_uniform = True`` receive ``(B, N)`` uniform draws from the model's counter RNG. ``seen`` is an optional ``(B, N)``
+Every model maps ``(state, graph, seen, uniform, ranker)`` to the next opinions; models that set
+``draws_uniform = True`` receive ``(B, N)`` uniform draws from the model's counter RNG, and
+``ranker`` (a pair kernel from :mod:`lpm.dynamics.recommender`) reweights what each agent sees. ``seen`` is an optional ``(B, N)``
 weight per source agent (whether it posted this step, relaxed or exact): with it, an agent is
 moved only by the followees whose posts it saw; without it, by all of its followees. Topics are
 independent: distances and confidence sets are per topic.
@@ -35,9 +36,11 @@ def _check_tau(tau: float) -> float:
     return float(tau)
 
 
-def _neighbour_mean_shift(graph: Graph, x: Tensor, seen: Optional[Tensor]) -> Tensor:
-    """``mean_j(x_j) - x_i`` over (seen) followees; 0 for agents who follow (saw) nobody."""
-    pull, weight = kernels.neighbor_pull(graph, x, source_weight=seen)
+def _neighbour_mean_shift(graph: Graph, x: Tensor, seen: Optional[Tensor],
+                          ranker: Optional[kernels.PairKernel] = None) -> Tensor:
+    """``mean_j(x_j) - x_i`` over (seen) followees, weighted by the feed ranker; 0 for agents who
+    follow (saw) nobody."""
+    pull, weight = kernels.neighbor_pull(graph, x, ranker, seen)
     return pull / weight.clamp_min(_TINY)
 
 
@@ -61,9 +64,9 @@ class DeGroot(nn.Module):
         return torch.sigmoid(self.raw_self_weight)
 
     def forward(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
-                uniform: Optional[Tensor] = None) -> Tensor:
+                uniform: Optional[Tensor] = None, ranker: Optional[kernels.PairKernel] = None) -> Tensor:
         rate = (1 - self.self_weight) * state.traits.susceptibility[..., None]
-        return state.opinion + rate * _neighbour_mean_shift(graph, state.opinion, seen)
+        return state.opinion + rate * _neighbour_mean_shift(graph, state.opinion, seen, ranker)
 
 
 class FriedkinJohnsen(nn.Module):
@@ -86,9 +89,9 @@ class FriedkinJohnsen(nn.Module):
         return torch.sigmoid(self.raw_anchoring)
 
     def forward(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
-                uniform: Optional[Tensor] = None) -> Tensor:
+                uniform: Optional[Tensor] = None, ranker: Optional[kernels.PairKernel] = None) -> Tensor:
         anchor = (self.anchoring * state.traits.stubbornness)[..., None]
-        averaged = state.opinion + _neighbour_mean_shift(graph, state.opinion, seen)
+        averaged = state.opinion + _neighbour_mean_shift(graph, state.opinion, seen, ranker)
         return anchor * state.opinion_anchor + (1 - anchor) * averaged
 
 
@@ -124,9 +127,9 @@ class BoundedConfidence(_ConfidenceBound):
     """
 
     def forward(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
-                uniform: Optional[Tensor] = None) -> Tensor:
+                uniform: Optional[Tensor] = None, ranker: Optional[kernels.PairKernel] = None) -> Tensor:
         pair = kernels.SmoothBoundedConfidence(eps=self.eps * state.traits.confidence[..., None], tau=self.tau)
-        pull, weight = kernels.neighbor_pull(graph, state.opinion, pair, seen)
+        pull, weight = kernels.neighbor_pull(graph, state.opinion, kernels.combine(pair, ranker), seen)
         rate = self.rate * state.traits.susceptibility[..., None]
         return state.opinion + rate * pull / (1 + weight)
 
@@ -144,7 +147,7 @@ class Deffuant(_ConfidenceBound):
     draws_uniform = True
 
     def forward(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
-                uniform: Optional[Tensor] = None) -> Tensor:
+                uniform: Optional[Tensor] = None, ranker: Optional[kernels.PairKernel] = None) -> Tensor:
         x = state.opinion
         partner = kernels.sample_followee(graph, uniform)  # (B, N)
         x_partner = torch.gather(x, 1, partner[..., None].expand_as(x))
@@ -153,6 +156,8 @@ class Deffuant(_ConfidenceBound):
         weight = torch.sigmoid((eps - diff.abs()) / self.tau) * (self.rate * state.traits.susceptibility)[..., None]
         if seen is not None:
             weight = weight * torch.gather(seen, 1, partner)[..., None]
+        if ranker is not None:
+            weight = weight * ranker.weight(diff.abs(), torch.arange(x.size(1), device=x.device))
         return x + weight * diff
 
 
@@ -193,10 +198,10 @@ class BiasedAssimilation(nn.Module):
         return torch.sigmoid(self.raw_rate)
 
     def forward(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
-                uniform: Optional[Tensor] = None) -> Tensor:
+                uniform: Optional[Tensor] = None, ranker: Optional[kernels.PairKernel] = None) -> Tensor:
         pair = kernels.AttractRepel(
             eps=self.eps * state.traits.confidence[..., None], rho=self.rho, tau=self.tau, repulsion=self.repulsion
         )
-        pull, weight = kernels.neighbor_pull(graph, state.opinion, pair, seen)
+        pull, weight = kernels.neighbor_pull(graph, state.opinion, kernels.combine(pair, ranker), seen)
         rate = self.rate * state.traits.susceptibility[..., None]
         return (state.opinion + rate * pull / (1 + weight)).clamp(-1.0, 1.0)

@@ -1,0 +1,410 @@
+"""Parameter sweeps: every point of a grid of intervention parameters is an arm, all run in one batch.
+
+A scenario with a ``sweep`` function (``(graph, **params) -> [interventions]``, see
+:class:`lpm.scenario.Scenario`) turns plain parameters into one arm's interventions. A grid such as
+``label_h=1,6,24,none x prebunk_share=0,0.1,0.3`` is its cartesian product: 12 arms, each run under
+the same seeds (common random numbers), arms x seeds stacked into the batch dimension of a single
+:func:`lpm.counterfactual` simulation. Because a scenario's draws depend only on its seed, splitting
+the arms into several batches (``chunk``) to bound memory gives the same numbers.
+
+``lpm sweep NAME --grid key=v1,v2 [--grid ...]`` writes ``<out>/<name>/sweep.parquet`` (one row per
+arm and seed, one column per grid key) and ``sweep.png`` (final reach against the first key).
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from lpm.counterfactual import CounterfactualResult, counterfactual
+from lpm.errors import ConfigError
+from lpm.graph import Graph
+from lpm.interventions import Intervention
+from lpm.simulate import Trajectory
+from lpm.state import PopulationState
+
+__all__ = ["parse_grid", "grid_points", "grid_arms", "arm_name", "sweep_keywords", "run_sweep", "format_sweep",
+           "plot_sweep", "write_sweep"]
+
+GridValue = Union[int, float, None]
+Grid = dict[str, list[Any]]
+
+
+# ---------------------------------------------------------------------------------------------- the grid
+def _parse_value(token: str, entry: str) -> GridValue:
+    if token.lower() == "none":
+        return None
+    try:
+        return int(token)
+    except ValueError:
+        pass
+    try:
+        value = float(token)
+    except ValueError:
+        raise ConfigError(f"Expected grid values that are ints, floats or 'none' in {entry!r} (got {token!r})") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"Expected finite grid values in {entry!r} (got {token!r})")
+    return value
+
+
+def parse_grid(entries: Sequence[str]) -> Grid:
+    """``["label_h=1,6,none", "prebunk_share=0,0.1"]`` -> ``{"label_h": [1, 6, None], "prebunk_share": [0, 0.1]}``.
+
+    Each entry is ``key=v1,v2,...``; a value is an int, a float, or ``none`` (any case). Keys keep the
+    order they are given in (the first key is the x axis of the plot).
+
+    Raises:
+        ConfigError: an entry that is not ``key=values``, a key that is not an identifier, an empty
+            value list or an empty value, a value that is not a number or ``none``, a key given
+            twice, or a value repeated within a key.
+    """
+    if isinstance(entries, str):
+        entries = [entries]
+    grid: Grid = {}
+    for entry in entries:
+        if not isinstance(entry, str) or "=" not in entry:
+            raise ConfigError(f"Expected a grid entry of the form key=v1,v2,... (got {entry!r})")
+        key, _, text = entry.partition("=")
+        key = key.strip()
+        if not key.isidentifier():
+            raise ConfigError(f"Expected a grid key that is a Python identifier in {entry!r} (got {key!r})")
+        if key in grid:
+            raise ConfigError(f"Expected each grid key once (got {key!r} twice)")
+        if not text.strip():
+            raise ConfigError(f"Expected at least one value for grid key {key!r} (got {entry!r})")
+        tokens = [t.strip() for t in text.split(",")]
+        if any(not t for t in tokens):
+            raise ConfigError(f"Expected comma-separated values without empty ones in {entry!r}")
+        grid[key] = [_parse_value(t, entry) for t in tokens]
+    return _checked(grid)
+
+
+def _checked(grid: Mapping[str, Sequence[Any]] | Sequence[str]) -> Grid:
+    """A grid as ``{key: [values]}`` (parsing ``key=...`` strings), with non-empty, distinct values."""
+    if isinstance(grid, str) or (isinstance(grid, Sequence) and not isinstance(grid, Mapping)):
+        return parse_grid(grid)
+    if not isinstance(grid, Mapping):
+        raise ConfigError(f"Expected a grid {{key: [values]}} or key=v1,v2 strings (got {type(grid).__name__})")
+    checked: Grid = {}
+    for key, values in grid.items():
+        if not (isinstance(key, str) and key.isidentifier()):
+            raise ConfigError(f"Expected grid keys that are Python identifiers (got {key!r})")
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+            raise ConfigError(f"Expected a list of values for grid key {key!r} (got {values!r})")
+        values = list(values)
+        if not values:
+            raise ConfigError(f"Expected at least one value for grid key {key!r} (got none)")
+        for i, value in enumerate(values):
+            if any(_same(value, other) for other in values[:i]):
+                raise ConfigError(f"Expected distinct values for grid key {key!r} (got {_format(value)} twice)")
+        checked[key] = values
+    return checked
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is b
+    return bool(a == b)
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def arm_name(point: Mapping[str, Any]) -> str:
+    """``{"label_h": 1, "prebunk_share": 0.1}`` -> ``"label_h=1,prebunk_share=0.1"``."""
+    return ",".join(f"{key}={_format(value)}" for key, value in point.items())
+
+
+def grid_points(grid: Mapping[str, Sequence[Any]] | Sequence[str]) -> list[dict[str, Any]]:
+    """The cartesian product of the grid, in order (the last key varies fastest)."""
+    grid = _checked(grid)
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+
+def sweep_keywords(scenario) -> Optional[tuple[str, ...]]:
+    """The keywords the scenario's ``sweep`` function accepts (``None``: any, it takes ``**kwargs``).
+
+    Raises:
+        ConfigError: the scenario has no ``sweep`` function.
+    """
+    sweep = getattr(scenario, "sweep", None)
+    if sweep is None:
+        raise ConfigError(f"Expected scenario {scenario.name!r} to define sweep=(graph, **params) -> [interventions] "
+                          f"to be swept (got none)")
+    params = list(inspect.signature(sweep).parameters.values())
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    positional = [p for p in params if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                                  inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    graph_param = positional[0].name if positional else None  # the graph
+    return tuple(p.name for p in params if p.name != graph_param and p.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY))
+
+
+def _check_keys(scenario, grid: Grid) -> None:
+    accepted = sweep_keywords(scenario)
+    if not grid:
+        raise ConfigError("Expected at least one grid key (got none)")
+    if accepted is None:
+        return
+    unknown = [key for key in grid if key not in accepted]
+    if unknown:
+        raise ConfigError(f"Expected grid keys among the keywords of {scenario.name}'s sweep function "
+                          f"{list(accepted)} (got {unknown})")
+
+
+def grid_arms(scenario, graph: Graph, grid: Mapping[str, Sequence[Any]] | Sequence[str]) -> dict[str, list[Intervention]]:
+    """``{arm name: interventions}`` for every point of the grid, built by ``scenario.sweep(graph, **point)``.
+
+    Raises:
+        ConfigError: a scenario without ``sweep``, an empty grid, or a key the sweep function does
+            not accept (the message names the keywords it does accept); whatever ``sweep`` raises
+            for a value out of its domain.
+    """
+    grid = _checked(grid)
+    _check_keys(scenario, grid)
+    arms: dict[str, list[Intervention]] = {}
+    for point in grid_points(grid):
+        interventions = list(scenario.sweep(graph, **point))
+        for intervention in interventions:
+            if not isinstance(intervention, Intervention):
+                raise ConfigError(f"Expected {scenario.name}'s sweep to return interventions for {arm_name(point)} "
+                                  f"(got {type(intervention).__name__})")
+        arms[arm_name(point)] = interventions
+    return arms
+
+
+# ---------------------------------------------------------------------------------------------- running
+def _merge(parts: list[CounterfactualResult], baseline: str) -> CounterfactualResult:
+    """One result from results over disjoint arms with the same seeds (batches concatenated in order)."""
+    import pandas as pd
+
+    first = parts[0]
+    trajectory = Trajectory(
+        times_h=first.trajectory.times_h,
+        values={name: torch.cat([p.trajectory.values[name] for p in parts], dim=1) for name in first.trajectory.values},
+        final=PopulationState.from_flat([torch.cat(tensors, dim=0)
+                                         for tensors in zip(*(p.trajectory.final.flat() for p in parts))]),
+        dt=first.trajectory.dt,
+    )
+    return CounterfactualResult(table=pd.concat([p.table for p in parts], ignore_index=True), trajectory=trajectory,
+                                arms=tuple(a for p in parts for a in p.arms), seeds=first.seeds, baseline=baseline,
+                                common_random_numbers=first.common_random_numbers)
+
+
+def _to_cpu(result: CounterfactualResult) -> CounterfactualResult:
+    t = result.trajectory
+    trajectory = Trajectory(times_h=t.times_h, values={k: v.cpu() for k, v in t.values.items()},
+                            final=t.final.to("cpu"), dt=t.dt)
+    return CounterfactualResult(table=result.table, trajectory=trajectory, arms=result.arms, seeds=result.seeds,
+                                baseline=result.baseline, common_random_numbers=result.common_random_numbers)
+
+
+def _column(values: list[Any]):
+    """A table column for one grid key: ints (nullable when ``none`` appears), floats (NaN for none), or objects."""
+    import pandas as pd
+
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+        return pd.array(values, dtype="Int64") if len(present) < len(values) else np.array(values, dtype=np.int64)
+    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    return np.array(values, dtype=object)
+
+
+def run_sweep(
+    scenario,
+    grid: Mapping[str, Sequence[Any]] | Sequence[str],
+    *,
+    seeds: int | Sequence[int] | None = None,
+    device: str | torch.device = "cpu",
+    steps: Optional[int] = None,
+    chunk: Optional[int] = None,
+    progress: bool = False,
+    baseline: Optional[str] = None,
+    timings: Optional[dict] = None,
+):
+    """Run every point of ``grid`` as an arm of ``scenario``, arms x seeds in one batch.
+
+    Args:
+        scenario: a :class:`lpm.scenario.Scenario` with a ``sweep`` function.
+        grid: ``{key: [values]}`` or ``["key=v1,v2", ...]`` (see :func:`parse_grid`); keys are
+            keywords of ``scenario.sweep``.
+        seeds: seeds per arm: a count ``K`` (seeds ``scenario.seed * 1000 + 0..K-1``, as ``lpm run``
+            uses) or the seeds themselves; default ``scenario.seeds``. Every arm gets the same ones.
+        device: where to simulate.
+        steps: simulated steps (default: the scenario's horizon).
+        chunk: at most this many scenarios (arms x seeds) per batch; whole arms go together, so it
+            must be at least the number of seeds. Default: everything in one batch. Chunking
+            changes memory and speed, not the numbers.
+        progress: show a progress bar per batch.
+        baseline: the arm differences are taken against (default: the first arm without
+            interventions, else the first arm).
+        timings: a dict to fill with ``graph_s``, ``setup_s``, ``simulate_s``, ``batches`` and
+            ``batch_size`` (the largest batch).
+
+    Returns:
+        ``(table, result)``: ``table`` is ``result.table`` with one column per grid key after
+        ``arm`` (one row per arm and seed); ``result`` is the :class:`CounterfactualResult` over all
+        arms (batches concatenated in arm order when chunked).
+
+    Raises:
+        ConfigError: see :func:`grid_arms`; fewer than 2 seeds, a ``chunk`` below the number of
+            seeds, an unknown baseline, or CUDA requested without CUDA.
+    """
+    grid = _checked(grid)
+    _check_keys(scenario, grid)
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("Expected a CUDA device to be available for --device cuda (none found)")
+    seeds = scenario.seeds if seeds is None else seeds
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seed_list = [scenario.seed * 1000 + s for s in range(seeds)]
+    else:
+        seed_list = [int(s) for s in seeds]
+    if len(seed_list) < 2:
+        raise ConfigError(f"Expected at least 2 seeds per arm (got {len(seed_list)})")
+    if chunk is not None and not (isinstance(chunk, int) and chunk >= len(seed_list)):
+        raise ConfigError(f"Expected chunk (scenarios per batch) to be an int >= the {len(seed_list)} seeds of "
+                          f"an arm (got {chunk!r})")
+    steps = scenario.steps if steps is None else steps
+    timings = {} if timings is None else timings
+
+    start = time.perf_counter()
+    graph = scenario.build_graph(scenario.agents, scenario.seed, device)
+    timings["graph_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    population = scenario.build_population(graph, 1, scenario.seed)
+    model = scenario.build_model(graph, scenario.dt, scenario.seed)
+    arms = grid_arms(scenario, graph, grid)
+    names = list(arms)
+    if baseline is None:
+        baseline = next((name for name in names if not arms[name]), names[0])
+    elif baseline not in arms:
+        raise ConfigError(f"Expected the baseline to be one of the arms {names} (got {baseline!r})")
+    timings["setup_s"] = time.perf_counter() - start
+
+    per_batch = len(names) if chunk is None else max(1, chunk // len(seed_list))
+    groups = [names[i:i + per_batch] for i in range(0, len(names), per_batch)]
+    start = time.perf_counter()
+    parts = []
+    with torch.no_grad():
+        for group in groups:
+            part = counterfactual(model, population, graph, {name: arms[name] for name in group}, steps=steps,
+                                  seeds=seed_list, device=device, baseline=baseline if baseline in group else None,
+                                  progress=progress)
+            parts.append(part if len(groups) == 1 else _to_cpu(part))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    timings["simulate_s"] = time.perf_counter() - start
+    timings["ms_per_step"] = 1e3 * timings["simulate_s"] / max(steps, 1)
+    timings["batches"] = len(groups)
+    timings["batch_size"] = max(len(g) for g in groups) * len(seed_list)
+    result = parts[0] if len(parts) == 1 else _merge(parts, baseline)
+
+    table = result.table.copy()
+    points = grid_points(grid)
+    for k, key in enumerate(grid):
+        table.insert(1 + k, key, _column([point[key] for point in points for _ in seed_list]))
+    return table, result
+
+
+# ---------------------------------------------------------------------------------------------- reporting
+def _arm_rows(result: CounterfactualResult, grid: Grid) -> list[tuple[dict, Any]]:
+    summary = result.summary().set_index("arm")
+    return [(point, summary.loc[arm_name(point)]) for point in grid_points(grid)]
+
+
+def format_sweep(result: CounterfactualResult, grid: Mapping[str, Sequence[Any]] | Sequence[str]) -> str:
+    """Per arm: the grid values, outcomes as mean [5%, 95%] over seeds, and reach vs the baseline."""
+    grid = _checked(grid)
+    diff = result.differences("final_reach").set_index("arm")
+    widths = {key: max(len(key), *(len(_format(v)) for v in values)) + 2 for key, values in grid.items()}
+    header = "".join(f"{key:>{widths[key]}}" for key in grid)
+    header += f"{'final_reach':>26}{'peak_time (h)':>22}{'max_depth':>18}{'reach vs baseline':>34}"
+    lines = [header, "-" * len(header)]
+    for point, row in _arm_rows(result, grid):
+        d = diff.loc[arm_name(point)]
+        line = "".join(f"{_format(point[key]):>{widths[key]}}" for key in grid)
+        line += f"{f'{row.final_reach:.1f} [{row.final_reach_lo:.0f}, {row.final_reach_hi:.0f}]':>26}"
+        line += f"{f'{row.peak_time:.1f} [{row.peak_time_lo:.1f}, {row.peak_time_hi:.1f}]':>22}"
+        line += f"{f'{row.max_depth:.1f} [{row.max_depth_lo:.1f}, {row.max_depth_hi:.1f}]':>18}"
+        line += f"{f'{d.difference:+.1f} [{d.lo:+.1f}, {d.hi:+.1f}]':>34}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def plot_sweep(result: CounterfactualResult, grid: Mapping[str, Sequence[Any]] | Sequence[str],
+               path: str | os.PathLike, outcome: str = "final_reach", title: Optional[str] = None) -> Path:
+    """A PNG: ``outcome`` (mean and 90% band over seeds) against the first grid key, one line per
+    combination of the other keys. The x axis is numeric when the first key's values are all numbers,
+    else one evenly spaced position per value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = _checked(grid)
+    keys = list(grid)
+    first, others = keys[0], keys[1:]
+    xs = grid[first]
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xs)
+    position = {i: (float(v) if numeric else float(i)) for i, v in enumerate(xs)}
+    rows = {arm_name(point): row for point, row in _arm_rows(result, grid)}
+    combos = [dict(zip(others, values)) for values in itertools.product(*(grid[k] for k in others))]
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
+    colors = plt.get_cmap("viridis" if len(combos) > 10 else "tab10")
+    for c, combo in enumerate(combos):
+        x, mean, lo, hi = [], [], [], []
+        for i, value in enumerate(xs):
+            row = rows[arm_name({first: value, **combo})]
+            x.append(position[i])
+            mean.append(row[outcome])
+            lo.append(row[f"{outcome}_lo"])
+            hi.append(row[f"{outcome}_hi"])
+        order = np.argsort(x, kind="stable")
+        x, mean, lo, hi = (np.asarray(a)[order] for a in (x, mean, lo, hi))
+        color = colors(c / max(len(combos) - 1, 1)) if len(combos) > 10 else colors(c % 10)
+        label = ", ".join(f"{k}={_format(v)}" for k, v in combo.items()) or None
+        ax.plot(x, mean, "o-", color=color, lw=1.4, ms=4, label=label)
+        ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)
+    if not numeric:
+        ax.set_xticks([position[i] for i in range(len(xs))], [_format(v) for v in xs])
+    ax.set_xlabel(first)
+    ax.set_ylabel(f"{outcome} (mean, 90% band over {len(result.seeds)} seeds)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    if others:
+        ax.legend(fontsize=7, ncol=1 if len(combos) <= 8 else 2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_sweep(table, result: CounterfactualResult, grid: Mapping[str, Sequence[Any]] | Sequence[str],
+                folder: str | os.PathLike, title: Optional[str] = None) -> dict[str, Path]:
+    """``sweep.parquet`` (the table, written atomically) and ``sweep.png`` under ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "sweep.parquet"
+    tmp = folder / "sweep.parquet.tmp"
+    table.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    return {"table": path, "plot": plot_sweep(result, grid, folder / "sweep.png", title=title)}
