@@ -21,7 +21,7 @@ from lpm.errors import ConfigError
 from lpm.graph import Graph
 from lpm.interventions import Intervention, InterventionPlan
 from lpm.model import Model
-from lpm.observables import reshares
+from lpm.observables import Observable, negative_share, posts, reshares
 from lpm.relax import Estimator, Hard
 from lpm.simulate import Trajectory, simulate
 from lpm.state import PopulationState
@@ -29,6 +29,27 @@ from lpm.state import PopulationState
 __all__ = ["counterfactual", "CounterfactualResult", "OUTCOMES"]
 
 OUTCOMES = ("final_reach", "final_reshares", "peak_time", "max_depth")
+SCALAR: Mapping[str, Observable] = {"negative_share": negative_share, "posts": posts}
+
+
+def _observable_outcomes(trajectory: Trajectory, arms: tuple[str, ...], seeds: tuple[int, ...]):
+    """Final, mean, peak and peak time of each scalar observable, per scenario."""
+    import pandas as pd
+
+    columns: dict[str, np.ndarray] = {
+        "arm": np.repeat(np.array(arms, dtype=object), len(seeds)),
+        "seed": np.tile(np.array(seeds), len(arms)),
+    }
+    hours = trajectory.times_h.numpy()
+    for name, value in trajectory.values.items():
+        if value.dim() != 2:
+            raise ConfigError(f"Expected scalar observables (S, B) for outcomes (got {name} of shape {tuple(value.shape)})")
+        series = value.detach().double().cpu().numpy()[1:]  # (S, B), after the initial state
+        columns[f"mean_{name}"] = series.mean(0)
+        columns[f"peak_{name}"] = series.max(0)
+        columns[f"peak_time_{name}"] = hours[1:][series.argmax(0)]
+        columns[f"final_{name}"] = series[-1]
+    return pd.DataFrame(columns)
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,6 +71,7 @@ class CounterfactualResult:
     seeds: tuple[int, ...]
     baseline: str
     common_random_numbers: bool
+    outcomes: tuple[str, ...] = OUTCOMES
 
     def summary(self, level: float = 0.9):
         """Per arm: mean and the central ``level`` band over seeds of each outcome."""
@@ -60,7 +82,7 @@ class CounterfactualResult:
         for arm in self.arms:
             part = self.table[self.table.arm == arm]
             row = {"arm": arm}
-            for name in OUTCOMES:
+            for name in self.outcomes:
                 values = part[name].to_numpy(dtype=float)
                 row[name] = float(values.mean())
                 row[f"{name}_lo"] = float(np.quantile(values, lo))
@@ -68,7 +90,7 @@ class CounterfactualResult:
             rows.append(row)
         return pd.DataFrame(rows)
 
-    def differences(self, outcome: str = "final_reach", *, level: float = 0.9, resamples: int = 4000,
+    def differences(self, outcome: Optional[str] = None, *, level: float = 0.9, resamples: int = 4000,
                     seed: int = 0):
         """Mean difference of ``outcome`` between each arm and the baseline, with a bootstrap interval.
 
@@ -77,8 +99,9 @@ class CounterfactualResult:
         """
         import pandas as pd
 
-        if outcome not in OUTCOMES:
-            raise ConfigError(f"Expected an outcome in {OUTCOMES} (got {outcome!r})")
+        outcome = self.outcomes[0] if outcome is None else outcome
+        if outcome not in self.outcomes:
+            raise ConfigError(f"Expected an outcome in {self.outcomes} (got {outcome!r})")
         rng = np.random.default_rng(seed)
         base = self._values(self.baseline, outcome)
         n = base.size
@@ -109,13 +132,14 @@ class CounterfactualResult:
         os.replace(tmp, path)
         return path
 
-    def plot(self, path: str | os.PathLike, outcome: str = "final_reach") -> Path:
-        """A PNG: the outcome per arm (mean and 90% band over seeds) and reach over time per arm."""
+    def plot(self, path: str | os.PathLike, outcome: Optional[str] = None) -> Path:
+        """A PNG: the outcome per arm (mean and 90% band over seeds) and its series over time per arm."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        outcome = self.outcomes[0] if outcome is None else outcome
         summary = self.summary()
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), dpi=110)
         y = np.arange(len(summary))
@@ -124,13 +148,14 @@ class CounterfactualResult:
         left.set_yticks(y, summary.arm)
         left.set_xlabel(f"{outcome} (mean, 90% band over seeds)")
         left.grid(alpha=0.3)
-        curve = self.trajectory["reshares"].detach().double().cpu().numpy()[..., 0]  # (S, B)
+        series = "reshares" if "reshares" in self.trajectory else outcome.split("_", 1)[1]
+        curve = self.trajectory[series].detach().double().cpu().numpy().reshape(len(self.trajectory.times_h), -1)
         hours = self.trajectory.times_h.numpy()
         seeds = len(self.seeds)
         for a, arm in enumerate(self.arms):
             right.plot(hours, curve[:, a * seeds:(a + 1) * seeds].mean(1), label=arm, lw=1.2)
         right.set_xlabel("hours")
-        right.set_ylabel("reshares (mean over seeds)")
+        right.set_ylabel(f"{series} (mean over seeds)")
         right.legend(fontsize=6, ncol=2)
         right.grid(alpha=0.3)
         fig.tight_layout()
@@ -154,12 +179,14 @@ def counterfactual(
     baseline: Optional[str] = None,
     common_random_numbers: bool = True,
     estimator: Estimator = Hard(),
+    record: Optional[Mapping[str, Observable]] = None,
     progress: bool = False,
 ) -> CounterfactualResult:
     """Run every arm under every seed in one batch and tabulate the outcomes for ``item``.
 
     Args:
-        model: the dynamics, with a cascade model; its own interventions (if any) apply to all arms.
+        model: the dynamics; its own interventions (if any) apply to all arms. With a cascade, the
+            outcomes are cascade outcomes of ``item``; without, summaries of ``record``.
             Its modules are moved to ``device`` and the population's dtype.
         population: the initial state of one scenario (``B = 1``).
         graph: the follower graph.
@@ -171,20 +198,21 @@ def counterfactual(
         baseline: the arm differences are taken against (default: the first arm).
         common_random_numbers: give every arm the same seeds (paired runs).
         estimator: how events are drawn (exact by default; pass a relaxed one for gradients).
+        record: for models without a cascade, the scalar observables whose final, mean, peak and
+            peak time become the outcomes (default: negative share and posts).
         progress: show a progress bar.
 
     Returns:
         A :class:`CounterfactualResult`.
 
     Raises:
-        ConfigError: no cascade model, no arms, an unknown baseline, or a population with B != 1.
+        ConfigError: no arms, an unknown baseline, or a population with B != 1.
     """
     import pandas as pd
 
     from lpm.metrics import cascade_depth
 
-    if getattr(model, "cascade", None) is None:
-        raise ConfigError("Expected a model with a cascade (got none): counterfactual outcomes are cascade outcomes")
+    has_cascade = getattr(model, "cascade", None) is not None
     if not arms:
         raise ConfigError("Expected at least one arm (got none)")
     names = tuple(arms)
@@ -196,7 +224,7 @@ def counterfactual(
     seed_list = tuple(range(seeds)) if isinstance(seeds, int) else tuple(int(s) for s in seeds)
     if len(seed_list) < 2:
         raise ConfigError(f"Expected at least 2 seeds for intervals (got {len(seed_list)})")
-    if not 0 <= item < model.cascade.num_items:
+    if has_cascade and not 0 <= item < model.cascade.num_items:
         raise ConfigError(f"Expected an item index in [0, {model.cascade.num_items}) (got {item})")
     device = torch.device(device)
     n_arms, n_seeds = len(names), len(seed_list)
@@ -220,10 +248,15 @@ def counterfactual(
     else:
         scenario_seeds = [s + 1_000_003 * (a + 1) for a in range(n_arms) for s in seed_list]
     state = population.to(device).expand_batch(batch)
-    record = {"reshares": reshares}
+    record = {"reshares": reshares} if has_cascade else dict(record or SCALAR)
     with torch.set_grad_enabled(torch.is_grad_enabled() and not isinstance(estimator, Hard)):
         trajectory = simulate(arm_model, state, graph.to(device), steps=steps, seed=scenario_seeds,
                               record=record, estimator=estimator, progress=progress)
+    if not has_cascade:
+        table = _observable_outcomes(trajectory, names, seed_list)
+        outcomes = tuple(c for c in table.columns if c not in ("arm", "seed"))
+        return CounterfactualResult(table=table, trajectory=trajectory, arms=names, seeds=seed_list,
+                                    baseline=baseline, common_random_numbers=common_random_numbers, outcomes=outcomes)
     final = trajectory.final
     reach = (final.exposures[..., item].detach() > 0).sum(1).cpu().numpy()
     resh = final.reshared[..., item].detach().sum(1).cpu().numpy()

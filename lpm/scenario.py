@@ -221,19 +221,23 @@ def format_summary(rows: list[dict[str, float | str]]) -> str:
     return "\n".join(lines)
 
 
-def format_arms(result: CounterfactualResult) -> str:
-    """Per arm: outcomes as mean [5%, 95%] over seeds, and reach vs the baseline with a 90% interval."""
+def format_arms(result: CounterfactualResult, columns: int = 3) -> str:
+    """Per arm: the first outcomes as mean [5%, 95%] over seeds, and the first outcome's difference
+    from the baseline with a 90% bootstrap interval."""
     summary = result.summary().set_index("arm")
-    diff = result.differences("final_reach").set_index("arm")
-    header = (f"{'arm':<16}{'final_reach':>26}{'peak_time (h)':>22}{'max_depth':>18}"
-              f"{'reach vs ' + result.baseline:>34}")
+    first = result.outcomes[0]
+    diff = result.differences(first).set_index("arm")
+    shown = result.outcomes[:columns]
+    header = f"{'arm':<16}" + "".join(f"{name:>28}" for name in shown) + f"{first + ' vs ' + result.baseline:>36}"
     lines = [header, "-" * len(header)]
     for arm in result.arms:
         row, d = summary.loc[arm], diff.loc[arm]
-        cells = [f"{row[k]:.1f} [{row[k + '_lo']:.0f}, {row[k + '_hi']:.0f}]" for k in ("final_reach",)]
-        cells += [f"{row[k]:.1f} [{row[k + '_lo']:.1f}, {row[k + '_hi']:.1f}]" for k in ("peak_time", "max_depth")]
-        lines.append(f"{arm:<16}{cells[0]:>26}{cells[1]:>22}{cells[2]:>18}"
-                     f"{f'{d.difference:+.1f} [{d.lo:+.1f}, {d.hi:+.1f}]':>34}")
+        cells = ""
+        for name in shown:
+            band = f"{row[name]:.4g} [{row[name + '_lo']:.3g}, {row[name + '_hi']:.3g}]"
+            cells += f"{band:>28}"
+        difference = f"{d.difference:+.4g} [{d.lo:+.3g}, {d.hi:+.3g}]"
+        lines.append(f"{arm:<16}{cells}{difference:>36}")
     return "\n".join(lines)
 
 

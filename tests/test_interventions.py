@@ -160,6 +160,6 @@ def test_bad_interventions_raise():
     model = lpm.Model(cascade=Cascade([Item(source=0)]), interventions=[FactCheckLabel(3, at=0.0)])
     with pytest.raises(ConfigError, match=r"item index in \[0, 1\)"):
         lpm.simulate(model, lpm.PopulationState.sample(10, seed=0), graph, steps=1, seed=0)
-    with pytest.raises(ConfigError, match="cascade"):
+    with pytest.raises(ConfigError, match="baseline"):
         lpm.counterfactual(lpm.Model(emotion=EmotionContagion()), lpm.PopulationState.sample(10, seed=0), graph,
-                           {"none": []}, steps=1)
+                           {"none": []}, steps=1, baseline="other")
