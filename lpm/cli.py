@@ -58,7 +58,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     print(f"graph {timings['graph_s']:.1f} s, setup {timings['setup_s']:.1f} s; simulated in "
           f"{timings['simulate_s']:.1f} s as {timings['batches']} batch(es) of up to {timings['batch_size']} "
           f"scenarios ({timings['ms_per_step']:.1f} ms/step); {wall:.1f} s in all")
-    print(f"common random numbers; mean [5%, 95%] over seeds; reach vs baseline {result.baseline}:")
+    print(f"common random numbers; mean [5%, 95%] over seeds; baseline {result.baseline}:")
     print(format_sweep(result, grid))
     paths = write_sweep(table, result, grid, Path(args.out) / scenario.name,
                         title=f"{scenario.name}: {scenario.agents:,} agents, {steps * scenario.dt:.0f} h")

@@ -240,7 +240,8 @@ def counterfactual(
             planned.append(copy.deepcopy(intervention).restricted_to(mask))
     # A new Model around the same dynamics modules (shared parameters, so gradients reach them).
     arm_model = Model(opinion=model.opinion, emotion=model.emotion, activity=model.activity, cascade=model.cascade,
-                      interventions=InterventionPlan(planned), dt=model.dt, gate_by_posts=model.gate_by_posts)
+                      interventions=InterventionPlan(planned), feed=model.feed, dt=model.dt,
+                      gate_by_posts=model.gate_by_posts)
     arm_model = arm_model.to(device=device, dtype=population.opinion.dtype)
 
     if common_random_numbers:

@@ -7,7 +7,8 @@ Each intervention turns the time ``t`` into *effects* the dynamics read in the s
 * ``source_gate``    ``(B, N)`` multiplier of whether an agent's posts reach anyone (suspension);
 * ``edge_scale``     ``(B, E)`` multiplier per follow edge (edge blocking);
 * ``emotion_drive``  ``(B, N, E)`` added to the emotion force (guidance messages);
-* ``opinion_rate`` / ``opinion_target``: a pull of opinions toward a target (rational guidance).
+* ``opinion_rate`` / ``opinion_target``: a pull of opinions toward a target (rational guidance);
+* ``personalization`` ``(B, 1, 1)`` added to the feed ranker's personalization (recommender changes).
 
 Timing enters through a smooth step ``sigmoid((t - at) / width)``, so the gradient of an outcome with
 respect to a start time exists; strengths are stored unconstrained behind softplus/sigmoid.
@@ -38,6 +39,7 @@ __all__ = [
     "EdgeBlocking",
     "Prebunking",
     "GuidanceMessage",
+    "RecommenderChange",
     "InterventionPlan",
     "smooth_step",
     "smooth_elapsed",
@@ -65,6 +67,7 @@ class Effects:
     emotion_drive: Optional[Tensor] = None
     opinion_rate: Optional[Tensor] = None
     opinion_target: Optional[Tensor] = None
+    personalization: Optional[Tensor] = None
 
     def add(self, name: str, value: Tensor) -> None:
         current = getattr(self, name)
@@ -290,6 +293,20 @@ class GuidanceMessage(Intervention):
             rate = (0.1 * level * reached)[..., None] * _topic_onehot(self.topic, shape)  # (B, N, T)
             effects.add("opinion_rate", rate)
             effects.opinion_target = shape.like.new_full((shape.topics,), self.stance)
+
+
+class RecommenderChange(Intervention):
+    """From ``at``, the platform's ranker personalizes more: ``personalization`` is added to the feed
+    ranker's ``gamma`` (0 = chronological), so posts close to the reader's opinion are ranked up.
+    Needs a model with a :class:`~lpm.dynamics.recommender.Feed`."""
+
+    def __init__(self, at: float, personalization: float = 10.0, width: float = 0.25, scenarios=None) -> None:
+        super().__init__(at, width, scenarios)
+        self.raw_personalization = positive("personalization", personalization)
+
+    def apply(self, effects: Effects, time_h: float, shape: Shape) -> None:
+        on = self.on(time_h, shape.batch, shape.like)  # (B, 1)
+        effects.add("personalization", (softplus(self.raw_personalization) * on)[..., None])
 
 
 def _topic_onehot(topic: int, shape: Shape) -> Tensor:

@@ -125,9 +125,11 @@ class Model(nn.Module):
         if seen is not None and effects.source_gate is not None:  # suspended accounts are not seen
             seen = seen * effects.source_gate
         ranker = out_graph = None
+        if self.feed is None and effects.personalization is not None:
+            raise ConfigError("Expected a model with a Feed for a RecommenderChange intervention (got none)")
         if self.feed is not None:
             seen = self.feed.source_weight(seen, state.activity)
-            ranker = self.feed.ranker_kernel()
+            ranker = self.feed.ranker_kernel(effects.personalization)
             out_graph = self.feed.candidate_graph(state.num_agents, t, state.device)
         if self.opinion is not None:
             uniform = None

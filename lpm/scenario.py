@@ -68,6 +68,7 @@ class Scenario:
     record: Mapping[str, Observable] = field(default_factory=lambda: dict(DEFAULT))
     arms: Optional[Callable[[Graph], Mapping[str, Sequence[Intervention]]]] = None
     seeds: int = 8
+    build_record: Optional[Callable[[Graph, int], Mapping[str, Observable]]] = None
     sweep: Optional[Callable[..., Sequence[Intervention]]] = None
 
     def __post_init__(self) -> None:
@@ -141,14 +142,16 @@ def run_scenario(scenario: Scenario, *, device: str | torch.device = "cpu", step
     steps = scenario.steps if steps is None else steps
     start = time.perf_counter()
     result = None
+    record = scenario.record if scenario.build_record is None else scenario.build_record(graph, scenario.seed)
     with torch.no_grad():
         if scenario.arms is None:
-            trajectory = simulate(model, state, graph, steps=steps, seed=scenario.seed, record=scenario.record,
+            trajectory = simulate(model, state, graph, steps=steps, seed=scenario.seed, record=record,
                                   progress=progress)
         else:
             seeds = [scenario.seed * 1000 + s for s in range(scenario.seeds)]
             result = counterfactual(model, state.select(0), graph, scenario.arms(graph), steps=steps, seeds=seeds,
-                                    device=device, progress=progress)
+                                    device=device, progress=progress,
+                                    record=record if scenario.build_record is not None else None)
             trajectory = result.trajectory
     if device.type == "cuda":
         torch.cuda.synchronize(device)

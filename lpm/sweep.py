@@ -13,6 +13,7 @@ arm and seed, one column per grid key) and ``sweep.png`` (final reach against th
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import itertools
 import math
@@ -24,15 +25,15 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from lpm.counterfactual import CounterfactualResult, counterfactual
+from lpm.counterfactual import OUTCOMES, CounterfactualResult, counterfactual
 from lpm.errors import ConfigError
 from lpm.graph import Graph
 from lpm.interventions import Intervention
 from lpm.simulate import Trajectory
 from lpm.state import PopulationState
 
-__all__ = ["parse_grid", "grid_points", "grid_arms", "arm_name", "sweep_keywords", "run_sweep", "format_sweep",
-           "plot_sweep", "write_sweep"]
+__all__ = ["parse_grid", "grid_points", "grid_arms", "arm_name", "sweep_keywords", "run_sweep", "outcomes_of",
+           "format_sweep", "plot_sweep", "write_sweep"]
 
 GridValue = Union[int, float, None]
 Grid = dict[str, list[Any]]
@@ -49,7 +50,8 @@ def _parse_value(token: str, entry: str) -> GridValue:
     try:
         value = float(token)
     except ValueError:
-        raise ConfigError(f"Expected grid values that are ints, floats or 'none' in {entry!r} (got {token!r})") from None
+        raise ConfigError(f"Expected grid values that are ints, floats or 'none' in {entry!r} "
+                          f"(got {token!r})") from None
     if not math.isfinite(value):
         raise ConfigError(f"Expected finite grid values in {entry!r} (got {token!r})")
     return value
@@ -166,7 +168,8 @@ def _check_keys(scenario, grid: Grid) -> None:
                           f"{list(accepted)} (got {unknown})")
 
 
-def grid_arms(scenario, graph: Graph, grid: Mapping[str, Sequence[Any]] | Sequence[str]) -> dict[str, list[Intervention]]:
+def grid_arms(scenario, graph: Graph,
+              grid: Mapping[str, Sequence[Any]] | Sequence[str]) -> dict[str, list[Intervention]]:
     """``{arm name: interventions}`` for every point of the grid, built by ``scenario.sweep(graph, **point)``.
 
     Raises:
@@ -200,17 +203,15 @@ def _merge(parts: list[CounterfactualResult], baseline: str) -> CounterfactualRe
                                          for tensors in zip(*(p.trajectory.final.flat() for p in parts))]),
         dt=first.trajectory.dt,
     )
-    return CounterfactualResult(table=pd.concat([p.table for p in parts], ignore_index=True), trajectory=trajectory,
-                                arms=tuple(a for p in parts for a in p.arms), seeds=first.seeds, baseline=baseline,
-                                common_random_numbers=first.common_random_numbers)
+    return dataclasses.replace(first, table=pd.concat([p.table for p in parts], ignore_index=True),
+                               trajectory=trajectory, arms=tuple(a for p in parts for a in p.arms), baseline=baseline)
 
 
 def _to_cpu(result: CounterfactualResult) -> CounterfactualResult:
     t = result.trajectory
     trajectory = Trajectory(times_h=t.times_h, values={k: v.cpu() for k, v in t.values.items()},
                             final=t.final.to("cpu"), dt=t.dt)
-    return CounterfactualResult(table=result.table, trajectory=trajectory, arms=result.arms, seeds=result.seeds,
-                                baseline=result.baseline, common_random_numbers=result.common_random_numbers)
+    return dataclasses.replace(result, trajectory=trajectory)
 
 
 def _column(values: list[Any]):
@@ -323,41 +324,58 @@ def run_sweep(
 
 
 # ---------------------------------------------------------------------------------------------- reporting
+def outcomes_of(result: CounterfactualResult) -> tuple[str, ...]:
+    """The outcomes a result tabulates (the first is the headline one: reach for cascades)."""
+    return tuple(getattr(result, "outcomes", OUTCOMES))
+
+
+def _num(x: float, sign: bool = False) -> str:
+    plus = "+" if sign else ""
+    return f"{x:{plus}.0f}" if abs(x) >= 1000 else f"{x:{plus}.4g}"
+
+
 def _arm_rows(result: CounterfactualResult, grid: Grid) -> list[tuple[dict, Any]]:
     summary = result.summary().set_index("arm")
     return [(point, summary.loc[arm_name(point)]) for point in grid_points(grid)]
 
 
-def format_sweep(result: CounterfactualResult, grid: Mapping[str, Sequence[Any]] | Sequence[str]) -> str:
-    """Per arm: the grid values, outcomes as mean [5%, 95%] over seeds, and reach vs the baseline."""
+def format_sweep(result: CounterfactualResult, grid: Mapping[str, Sequence[Any]] | Sequence[str],
+                 columns: int = 3) -> str:
+    """Per arm: the grid values, the first ``columns`` outcomes as mean [5%, 95%] over seeds, and the
+    first outcome's difference from the baseline with a 90% bootstrap interval."""
     grid = _checked(grid)
-    diff = result.differences("final_reach").set_index("arm")
+    outcomes = outcomes_of(result)
+    first, shown = outcomes[0], outcomes[:columns]
+    diff = result.differences(first).set_index("arm")
     widths = {key: max(len(key), *(len(_format(v)) for v in values)) + 2 for key, values in grid.items()}
     header = "".join(f"{key:>{widths[key]}}" for key in grid)
-    header += f"{'final_reach':>26}{'peak_time (h)':>22}{'max_depth':>18}{'reach vs baseline':>34}"
+    header += "".join(f"{name:>24}" for name in shown) + f"{first + ' vs baseline':>32}"
     lines = [header, "-" * len(header)]
     for point, row in _arm_rows(result, grid):
         d = diff.loc[arm_name(point)]
         line = "".join(f"{_format(point[key]):>{widths[key]}}" for key in grid)
-        line += f"{f'{row.final_reach:.1f} [{row.final_reach_lo:.0f}, {row.final_reach_hi:.0f}]':>26}"
-        line += f"{f'{row.peak_time:.1f} [{row.peak_time_lo:.1f}, {row.peak_time_hi:.1f}]':>22}"
-        line += f"{f'{row.max_depth:.1f} [{row.max_depth_lo:.1f}, {row.max_depth_hi:.1f}]':>18}"
-        line += f"{f'{d.difference:+.1f} [{d.lo:+.1f}, {d.hi:+.1f}]':>34}"
-        lines.append(line)
+        for name in shown:
+            band = f"{_num(row[name])} [{_num(row[name + '_lo'])}, {_num(row[name + '_hi'])}]"
+            line += f"{band:>24}"
+        difference = f"{_num(d.difference, True)} [{_num(d.lo, True)}, {_num(d.hi, True)}]"
+        lines.append(line + f"{difference:>32}")
     return "\n".join(lines)
 
 
 def plot_sweep(result: CounterfactualResult, grid: Mapping[str, Sequence[Any]] | Sequence[str],
-               path: str | os.PathLike, outcome: str = "final_reach", title: Optional[str] = None) -> Path:
-    """A PNG: ``outcome`` (mean and 90% band over seeds) against the first grid key, one line per
-    combination of the other keys. The x axis is numeric when the first key's values are all numbers,
-    else one evenly spaced position per value."""
+               path: str | os.PathLike, outcome: Optional[str] = None, title: Optional[str] = None) -> Path:
+    """A PNG: ``outcome`` (default: the first, final reach for cascades; mean and 90% band over seeds)
+    against the first grid key, one line per combination of the other keys. The x axis is numeric
+    when the first key's values are all numbers, else one evenly spaced position per value."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     grid = _checked(grid)
+    outcome = outcomes_of(result)[0] if outcome is None else outcome
+    if outcome not in outcomes_of(result):
+        raise ConfigError(f"Expected an outcome in {outcomes_of(result)} (got {outcome!r})")
     keys = list(grid)
     first, others = keys[0], keys[1:]
     xs = grid[first]
@@ -366,7 +384,8 @@ def plot_sweep(result: CounterfactualResult, grid: Mapping[str, Sequence[Any]] |
     rows = {arm_name(point): row for point, row in _arm_rows(result, grid)}
     combos = [dict(zip(others, values)) for values in itertools.product(*(grid[k] for k in others))]
     fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
-    colors = plt.get_cmap("viridis" if len(combos) > 10 else "tab10")
+    many = len(combos) > 10
+    colors = plt.get_cmap("viridis" if many else "tab10")
     for c, combo in enumerate(combos):
         x, mean, lo, hi = [], [], [], []
         for i, value in enumerate(xs):
@@ -377,7 +396,7 @@ def plot_sweep(result: CounterfactualResult, grid: Mapping[str, Sequence[Any]] |
             hi.append(row[f"{outcome}_hi"])
         order = np.argsort(x, kind="stable")
         x, mean, lo, hi = (np.asarray(a)[order] for a in (x, mean, lo, hi))
-        color = colors(c / max(len(combos) - 1, 1)) if len(combos) > 10 else colors(c % 10)
+        color = colors(c / max(len(combos) - 1, 1)) if many else colors(c % 10)
         label = ", ".join(f"{k}={_format(v)}" for k, v in combo.items()) or None
         ax.plot(x, mean, "o-", color=color, lw=1.4, ms=4, label=label)
         ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)

@@ -107,6 +107,16 @@ def test_scenario_without_sweep_is_a_config_error():
         grid_arms(default, None, {"x": [1]})
 
 
+def test_sweep_functions_with_kwargs_and_bad_returns(scenario):
+    graph = scenario.build_graph(scenario.agents, scenario.seed, "cpu")
+    anything = dataclasses.replace(scenario, sweep=lambda graph, **params: [])
+    assert sweep_keywords(anything) is None
+    assert list(grid_arms(anything, graph, {"whatever": [1, 2]})) == ["whatever=1", "whatever=2"]
+    broken = dataclasses.replace(scenario, sweep=lambda graph, *, x=0: ["not an intervention"])
+    with pytest.raises(ConfigError, match="interventions"):
+        grid_arms(broken, graph, {"x": [1]})
+
+
 def test_bad_seeds_and_chunk(scenario):
     with pytest.raises(ConfigError, match="2 seeds"):
         run_sweep(scenario, GRID, seeds=1, steps=1)
@@ -180,14 +190,15 @@ def test_cli_writes_table_and_plot(tmp_path, capsys):
     assert code == 0
     folder = tmp_path / "misinformation"
     table = pd.read_parquet(folder / "sweep.parquet")
-    assert {"arm", "seed", "label_h", "prebunk_share", "downrank", "final_reach", "peak_time", "max_depth"} <= set(table.columns)
+    expected = {"arm", "seed", "label_h", "prebunk_share", "downrank", "final_reach", "peak_time", "max_depth"}
+    assert expected <= set(table.columns)
     assert len(table) == 8 * 2 and table.arm.nunique() == 8
     assert table.label_h.isna().sum() == 4 * 2 and set(table.prebunk_share) == {0.0, 0.3}
     assert (table.final_reach >= 3).all()
     assert (folder / "sweep.png").stat().st_size > 1000
     out = capsys.readouterr().out
     assert "8 arms (2 label_h x 2 prebunk_share x 2 downrank) x 2 seeds" in out
-    assert "4 batch(es)" in out and "reach vs baseline" in out and "sweep.parquet" in out
+    assert "4 batch(es)" in out and "final_reach vs baseline" in out and "sweep.parquet" in out
 
 
 def test_cli_errors_are_clear(capsys):

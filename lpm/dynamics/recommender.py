@@ -64,11 +64,15 @@ class Feed(nn.Module):
     def in_network(self) -> Tensor | float:
         return torch.sigmoid(self.raw_in_network) if self.raw_in_network is not None else 1.0
 
-    def ranker_kernel(self) -> Optional[kernels.PairKernel]:
-        """The pair kernel that reweights seen posts, or ``None``."""
-        if self.ranker == "personalized":
-            return kernels.Personalization(softplus(self.raw_personalization))
-        return None
+    def ranker_kernel(self, extra: Optional[Tensor] = None) -> Optional[kernels.PairKernel]:
+        """The pair kernel that reweights seen posts, or ``None``.
+
+        ``extra`` ``(B, 1, 1)`` is added personalization from recommender-change interventions.
+        """
+        gamma = softplus(self.raw_personalization) if self.ranker == "personalized" else None
+        if extra is not None:
+            gamma = extra if gamma is None else gamma + extra
+        return None if gamma is None else kernels.Personalization(gamma)
 
     def source_weight(self, seen: Optional[Tensor], activity: Tensor) -> Optional[Tensor]:
         """Per-author weights ``(B, N)``: what was posted, times the hot score for ``"hot"``."""
