@@ -193,7 +193,8 @@ def _run_checkpointed(model, state, graph, t0, count, rng, estimator, record, lo
     return new_state, new_log_prob, rows
 
 
-_GUARDED = ("opinion", "opinion_anchor", "emotion", "emotion_velocity", "activity", "reshared", "frontier", "exposures")
+_GUARDED = ("opinion", "opinion_anchor", "emotion", "emotion_velocity", "activity", "reshared", "frontier", "exposures",
+            "hazard")
 
 
 def _guard_finite(state: PopulationState, step: int) -> None:

@@ -18,7 +18,7 @@ from lpm.errors import StateError
 
 __all__ = ["Traits", "PopulationState"]
 
-_CASCADE_FLOAT = ("reshared", "frontier", "exposures", "reshare_time")
+_CASCADE_FLOAT = ("reshared", "frontier", "exposures", "hazard", "reshare_time")
 
 
 def _check_shape(name: str, value: Tensor, shape: tuple[int, ...]) -> None:
@@ -139,6 +139,8 @@ class PopulationState:
         frontier: ``(B, N, C)`` >= 0, the agent's visible reshare of the item: 1 when just reshared,
             decaying with the feed half-life (or gone after one step without one).
         exposures: ``(B, N, C)`` >= 0, how many times the item reached the agent's feed while online.
+        hazard: ``(B, N, C)`` >= 0, the agent's cumulative reshare hazard for the item (it reshares
+            when this crosses its fixed Exp(1) resistance: Sellke's construction).
         reshare_time: ``(B, N, C)`` hours at which the agent reshared it, ``+inf`` if never (a record).
         parent: ``(B, N, C)`` int64 followee it was reshared from, ``-1`` for sources and non-resharers.
     """
@@ -152,6 +154,7 @@ class PopulationState:
     reshared: Optional[Tensor] = None
     frontier: Optional[Tensor] = None
     exposures: Optional[Tensor] = None
+    hazard: Optional[Tensor] = None
     reshare_time: Optional[Tensor] = None
     parent: Optional[Tensor] = None
 
@@ -169,14 +172,14 @@ class PopulationState:
         _check_shape("activity", self.activity, (batch, num_agents))
         for name in ("opinion_anchor", "emotion", "emotion_velocity", "activity"):
             _check_float(name, getattr(self, name), self.opinion)
-        cascade = [self.reshared, self.frontier, self.exposures, self.reshare_time, self.parent]
+        cascade = [self.reshared, self.frontier, self.exposures, self.hazard, self.reshare_time, self.parent]
         if all(v is None for v in cascade):
             empty = self.opinion.new_zeros(batch, num_agents, 0)
             for name in _CASCADE_FLOAT:
                 object.__setattr__(self, name, empty)
             object.__setattr__(self, "parent", torch.zeros(batch, num_agents, 0, dtype=torch.int64, device=self.opinion.device))
         elif any(v is None for v in cascade):
-            raise StateError("Expected all of reshared, frontier, exposures, reshare_time, parent, or none of them")
+            raise StateError("Expected all of reshared, frontier, exposures, hazard, reshare_time, parent, or none of them")
         items = self.reshared.size(-1) if isinstance(self.reshared, Tensor) else -1
         for name in _CASCADE_FLOAT:
             _check_shape(name, getattr(self, name), (batch, num_agents, items))
@@ -310,6 +313,7 @@ class PopulationState:
         _check_range("reshared", self.reshared, 0.0, 1.0)
         _check_range("frontier", self.frontier, 0.0, float("inf"))
         _check_range("exposures", self.exposures, 0.0, float("inf"))
+        _check_range("hazard", self.hazard, 0.0, float("inf"))
         if self.reshare_time.numel() and bool(torch.isnan(self.reshare_time).any()):
             raise StateError("Expected 'reshare_time' without NaN (+inf marks never)")
         if self.parent.numel() and (int(self.parent.min()) < -1 or int(self.parent.max()) >= self.num_agents):

@@ -290,6 +290,8 @@ def run_sweep(
     start = time.perf_counter()
     population = scenario.build_population(graph, 1, scenario.seed)
     model = scenario.build_model(graph, scenario.dt, scenario.seed)
+    build_record = getattr(scenario, "build_record", None)  # outcomes of models without a cascade, as lpm run
+    record = None if build_record is None else build_record(graph, scenario.seed)
     arms = grid_arms(scenario, graph, grid)
     names = list(arms)
     if baseline is None:
@@ -306,7 +308,7 @@ def run_sweep(
         for group in groups:
             part = counterfactual(model, population, graph, {name: arms[name] for name in group}, steps=steps,
                                   seeds=seed_list, device=device, baseline=baseline if baseline in group else None,
-                                  progress=progress)
+                                  record=record, progress=progress)
             parts.append(part if len(groups) == 1 else _to_cpu(part))
     if device.type == "cuda":
         torch.cuda.synchronize(device)

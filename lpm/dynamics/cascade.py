@@ -1,12 +1,12 @@
 """Information cascades: content items spreading by reshares over the follower graph.
 
 Each item ``c`` is posted by its source agent at ``start_h``. In every step an agent that reshared
-``c`` in the previous step (the *frontier*) shows it to its followers. Follower ``i`` is online
-with probability ``attention`` (always, if ``attention`` is ``None``); if online, each of its
-``k_ic = sum_j a_ij frontier_jc`` frontier followees independently convinces it to reshare with
-probability ``q_ic``, so
+``c`` in the previous step (the *frontier*) shows it to its followers. Follower ``i`` sees a share
+``attention`` of its ``k_ic = sum_j a_ij frontier_jc`` frontier followees' posts (all of them if
+``attention`` is ``None``), and each seen post independently convinces it with probability
+``q_ic``, so
 
-    P(i reshares c in this step) = online_i * (1 - (1 - q_ic h_ic)^k_ic) * (1 - reshared_ic)
+    P(i reshares c in this step) = (1 - (1 - q_ic h_ic)^(attention k_ic)) * (1 - reshared_ic)
 
     logit q_ic = logit(transmissibility) + prior[archetype_i, c] + interest_weight * sim_ic
                  + arousal_weight * arousal_i + alignment_weight * opinion_i[topic_c] * stance_c
@@ -38,7 +38,7 @@ from lpm.errors import ConfigError
 from lpm.graph import Graph
 from lpm.interventions import Effects
 from lpm.relax import Estimator
-from lpm.rng import STREAM_CASCADE_ONLINE, STREAM_CASCADE_PARENT, STREAM_CASCADE_RESHARE, CounterRNG
+from lpm.rng import STREAM_CASCADE_PARENT, STREAM_CASCADE_RESHARE, CounterRNG
 from lpm.state import PopulationState
 
 __all__ = ["Item", "Cascade", "LinearThreshold", "init_cascade_state"]
@@ -82,7 +82,7 @@ def init_cascade_state(state: PopulationState, num_items: int) -> PopulationStat
     b, n = state.batch_size, state.num_agents
     zeros = state.opinion.new_zeros(b, n, num_items)
     return state.replace(
-        reshared=zeros, frontier=zeros, exposures=zeros,
+        reshared=zeros, frontier=zeros, exposures=zeros, hazard=zeros,
         reshare_time=torch.full_like(zeros, float("inf")),
         parent=torch.full((b, n, num_items), -1, dtype=torch.int64, device=state.device),
     )
@@ -183,8 +183,8 @@ class Cascade(_CascadeBase):
         items: the content items.
         transmissibility: base per-exposure reshare probability in (0, 1); learnable (sigmoid).
         interest_weight, arousal_weight, alignment_weight: logit weights (learnable, unconstrained).
-        attention: per-step probability that an agent is online, in (0, 1), learnable (sigmoid);
-            ``None`` means always online (Independent Cascade).
+        attention: share of its feed an agent sees per step, in (0, 1), learnable (sigmoid): it
+            thins the exposures, ``k -> attention * k``; ``None`` means everything (Independent Cascade).
         prior: ``(K, C)`` logit offsets per archetype and item (e.g. from LLM decisions), with
             ``archetype (N,)`` giving each agent's archetype.
         interest_similarity: ``(N, C)`` similarity of each agent's interests to each item.
@@ -285,34 +285,47 @@ class Cascade(_CascadeBase):
         effects = effects or Effects()
         state = self._seed(state, time_h, dt)
         k = _exposure_count(graph, state.frontier, effects)  # (B, N, C) frontier followees
-        log_prob = None
-        online: Tensor | float = 1.0
-        if self.raw_attention is not None:
-            attention = torch.sigmoid(self.raw_attention).expand(state.batch_size, n)
-            online, log_prob = estimator.sample(attention, rng.uniform(t, STREAM_CASCADE_ONLINE, (n,), dtype))
-            online = online[..., None]
+        attention = torch.sigmoid(self.raw_attention) if self.raw_attention is not None else 1.0
+        seen = attention * k  # expected posts of the item seen while online
         logits = self.reshare_logit(state)
         if effects.reshare_logit is not None:
             logits = logits + effects.reshare_logit
         q = torch.sigmoid(logits)
-        exposures = state.exposures + online * k
+        exposures = state.exposures + seen
         if self.dose_response == "complex":
             dose = exposures.clamp_min(1e-12) ** self.hill
             q = q * dose / (dose + self.half_exposures**self.hill)
-        p_convinced = -torch.expm1(k * torch.log1p(-q.clamp_max(1 - 1e-7)))
-        prob = online * p_convinced * (1 - state.reshared)
+        # hazard of resharing in this step: each seen post convinces with probability q
+        step_hazard = -seen * torch.log1p(-q.clamp_max(1 - 1e-7))
         if effects.source_gate is not None:  # suspended accounts do not reshare
-            prob = prob * effects.source_gate[..., None]
-        new, lp = estimator.sample(prob, rng.uniform(t, STREAM_CASCADE_RESHARE, (n, c), dtype))
-        log_prob = lp if log_prob is None else (log_prob + lp if lp is not None else log_prob)
+            step_hazard = step_hazard * effects.source_gate[..., None]
+        not_yet = 1 - state.reshared
+        prob = -torch.expm1(-step_hazard) * not_yet
+        new, log_prob = estimator.sample(prob, self._sellke_uniform(state, rng, n, c))
         reshare_time, parent = self._record(state, graph, new, rng, t, time_h, dt)
         frontier = new
         if self.feed_half_life_h is not None:
             older = state.frontier * 0.5 ** (dt / self.feed_half_life_h)
             frontier = new + torch.where(older < _VISIBLE, torch.zeros_like(older), older)
         changes = dict(reshared=state.reshared + new, frontier=frontier, exposures=exposures,
-                       reshare_time=reshare_time, parent=parent)
+                       hazard=state.hazard + step_hazard * not_yet, reshare_time=reshare_time, parent=parent)
         return changes, log_prob
+
+    @staticmethod
+    def _sellke_uniform(state: PopulationState, rng: CounterRNG, n: int, c: int) -> Tensor:
+        """``(B, N, C)`` uniforms for this step's reshare draws, from fixed resistances (Sellke 1983).
+
+        Each (agent, item) has one resistance ``R ~ Exp(1)`` per seed and reshares once its
+        cumulative hazard ``H`` crosses it. Given ``R > H``, ``R - H ~ Exp(1)``, so
+        ``u = 1 - exp(-(R - H))`` is uniform and the event ``u < 1 - exp(-h)`` has exactly this
+        step's probability: the law is the per-step Bernoulli one, while arms that differ in timing
+        still share every agent's resistance (common random numbers that survive timing changes).
+        """
+        resistance = -torch.log1p(-rng.uniform(-1, STREAM_CASCADE_RESHARE, (n, c), torch.float64))
+        # Not detached: with a relaxed estimator the run is a smooth function of the parameters given
+        # the resistances, and its exact pathwise gradient includes u's dependence on the hazard.
+        u = -torch.expm1(-(resistance.to(state.hazard.dtype) - state.hazard))
+        return u.clamp_min(0.0).to(state.reshared.dtype)
 
 
 class LinearThreshold(_CascadeBase):
