@@ -214,12 +214,12 @@ def summary_rows(trajectory: Trajectory) -> list[dict[str, float | str]]:
 
 
 def format_summary(rows: list[dict[str, float | str]]) -> str:
-    header = f"{'observable':<18}{'start':>10}{'end':>10}{'min':>10}{'max':>10}{'peak at (h)':>13}"
+    header = f"{'observable':<18}{'start':>12}{'end':>12}{'min':>12}{'max':>12}{'peak at (h)':>13}"
     lines = [header, "-" * len(header)]
     for row in rows:
         lines.append(
-            f"{row['observable']:<18}{row['start']:>10.4g}{row['end']:>10.4g}{row['min']:>10.4g}"
-            f"{row['max']:>10.4g}{row['peak_time_h']:>13.1f}"
+            f"{row['observable']:<18}{row['start']:>12.4g}{row['end']:>12.4g}{row['min']:>12.4g}"
+            f"{row['max']:>12.4g}{row['peak_time_h']:>13.1f}"
         )
     return "\n".join(lines)
 
