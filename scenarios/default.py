@@ -2,10 +2,11 @@
 
 100k users on a Holme-Kim graph (m = 5, triad closure 0.3: scale-free and clustered, as follower
 graphs are). Opinions start in two camps and follow biased assimilation (attraction within 0.4,
-repulsion beyond 1.0), so over the week the camps harden (polarization ~0.62 -> ~0.8). Emotions (valence, arousal) spread from seen posts with
-momentum. Posting follows a network Hawkes process with a daily rhythm peaking at 20:00. On day 3
-at 08:00 a breaking-news event hits 20% of users for 6 hours: negative valence, high arousal, and
-a tripled baseline posting rate; the rest of the network learns of it through their feeds.
+repulsion beyond 1.0), so over the week the camps harden (polarization ~0.62 -> ~0.8). Emotions
+(valence, arousal) spread from seen posts with momentum. Posting follows a network Hawkes process
+with a daily rhythm peaking at 20:00. On day 3 at 08:00 a breaking-news event hits 20% of users
+for 6 hours: negative valence, high arousal, and a tripled baseline posting rate; the rest of the
+network learns of it through their feeds.
 """
 
 from __future__ import annotations
