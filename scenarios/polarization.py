@@ -37,14 +37,18 @@ def build_graph(agents: int, seed: int, device: torch.device) -> Graph:
     return graph.to(device)
 
 
-def build_population(graph: Graph, batch: int, seed: int) -> PopulationState:
-    n = graph.num_nodes
-    side = community(n).double() * 2 - 1
+def population_for(groups: torch.Tensor, batch: int, seed: int) -> PopulationState:
+    """Opinions +-0.4 by group (0 -> -0.4, 1 -> +0.4) with spread 0.3; stubbornness 0.3."""
+    n = groups.numel()
+    side = groups.double() * 2 - 1
     noise = torch.randn(n, dtype=torch.float64, generator=torch.Generator().manual_seed(seed + 7))
     opinion = (0.4 * side + 0.3 * noise).clamp(-1, 1).float().view(1, n, 1).expand(batch, n, 1).contiguous()
     traits = Traits.uniform(n, batch=batch, stubbornness=0.3)
-    state = PopulationState.create(opinion, torch.zeros(batch, n, 2), traits=traits)
-    return state.to(graph.device)
+    return PopulationState.create(opinion, torch.zeros(batch, n, 2), traits=traits)
+
+
+def build_population(graph: Graph, batch: int, seed: int) -> PopulationState:
+    return population_for(community(graph.num_nodes), batch, seed).to(graph.device)
 
 
 def build_model(graph: Graph, dt: float, seed: int) -> Model:
@@ -53,7 +57,12 @@ def build_model(graph: Graph, dt: float, seed: int) -> Model:
 
 
 def build_record(graph: Graph, seed: int) -> dict:
-    groups = community(graph.num_nodes).to(graph.device)
+    return record_for(graph, community(graph.num_nodes))
+
+
+def record_for(graph: Graph, groups: torch.Tensor) -> dict:
+    """Polarization, distance between the groups' means, and the echo-chamber index per step."""
+    groups = groups.to(graph.device)
     return {
         "polarization": lambda s, e: metrics.polarization_variance(s.opinion),
         "between_communities": lambda s, e: metrics.between_group_distance(s.opinion, groups),

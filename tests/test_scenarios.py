@@ -45,3 +45,12 @@ def test_misinformation_earlier_labels_cut_more():
     reach = result.summary().set_index("arm")["final_reach"]
     assert reach["label@1h"] <= reach["label@6h"] <= reach["label@24h"] <= reach["none"]
     assert reach["prebunk30"] <= reach["prebunk10"]
+
+
+def test_polarization_on_polblogs(shared_data):
+    result = run_scenario(small("polarization_polblogs", seeds=2, days=1.0), progress=False).counterfactual
+    summary = result.summary().set_index("arm")
+    for outcome in ("final_polarization", "final_between_communities"):
+        assert summary.loc["interest", outcome] > summary.loc["chronological", outcome], outcome
+    graph = result.trajectory.final.opinion  # 1490 blogs
+    assert graph.shape[1] == 1490
