@@ -52,5 +52,4 @@ def test_polarization_on_polblogs(shared_data):
     summary = result.summary().set_index("arm")
     for outcome in ("final_polarization", "final_between_communities"):
         assert summary.loc["interest", outcome] > summary.loc["chronological", outcome], outcome
-    graph = result.trajectory.final.opinion  # 1490 blogs
-    assert graph.shape[1] == 1490
+    assert result.trajectory.final.opinion.shape[1] == 1490  # the blogs
