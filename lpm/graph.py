@@ -66,7 +66,9 @@ class Graph:
                 f"Expected 'weight' of shape {tuple(self.col.shape)} (got {tuple(self.weight.shape)})"
             )
         counts = self.rowptr[1:] - self.rowptr[:-1]
-        row = torch.repeat_interleave(torch.arange(self.num_nodes, device=self.col.device), counts.long())
+        # output_size: no device sync to size the result (the feed builds a graph every step)
+        row = torch.repeat_interleave(torch.arange(self.num_nodes, device=self.col.device), counts.long(),
+                                      output_size=self.col.numel())
         object.__setattr__(self, "row", row)
         if self.weight is None:
             in_weight = counts.to(torch.float32)
