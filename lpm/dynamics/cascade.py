@@ -281,7 +281,7 @@ class Cascade(_CascadeBase):
         ``effects`` (from :mod:`lpm.interventions`) offset reshare logits, scale item exposure,
         gate sources (suspension) and edges (blocking).
         """
-        n, c, dtype = state.num_agents, self.num_items, state.opinion.dtype
+        n, c = state.num_agents, self.num_items
         effects = effects or Effects()
         state = self._seed(state, time_h, dt)
         k = _exposure_count(graph, state.frontier, effects)  # (B, N, C) frontier followees
