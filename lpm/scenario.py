@@ -231,14 +231,14 @@ def format_arms(result: CounterfactualResult, columns: int = 3) -> str:
     first = result.outcomes[0]
     diff = result.differences(first).set_index("arm")
     shown = result.outcomes[:columns]
-    header = f"{'arm':<16}" + "".join(f"{name:>28}" for name in shown) + f"{first + ' vs ' + result.baseline:>36}"
+    header = f"{'arm':<16}" + "".join(f"{name:>32}" for name in shown) + f"{first + ' vs ' + result.baseline:>36}"
     lines = [header, "-" * len(header)]
     for arm in result.arms:
         row, d = summary.loc[arm], diff.loc[arm]
         cells = ""
         for name in shown:
             band = f"{row[name]:.4g} [{row[name + '_lo']:.3g}, {row[name + '_hi']:.3g}]"
-            cells += f"{band:>28}"
+            cells += f"{band:>32}"
         difference = f"{d.difference:+.4g} [{d.lo:+.3g}, {d.hi:+.3g}]"
         lines.append(f"{arm:<16}{cells}{difference:>36}")
     return "\n".join(lines)
