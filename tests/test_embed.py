@@ -162,3 +162,30 @@ def test_interest_embeddings(embedder: E.TextEmbedder) -> None:
     for bad in (torch.ones(2, 2), torch.tensor([[1.0, -0.1, 0.0]]), torch.zeros(1, 3), torch.ones(3)):
         with pytest.raises(ConfigError):
             E.interest_embeddings(bad, topics, embedder)
+
+
+def test_cascade_from_texts_spreads_to_interested_agents():
+    """Agents whose interests match the claim's text reshare it more (real MiniLM embeddings)."""
+    import lpm
+    from lpm import observables, relax
+    from lpm.dynamics import Cascade, Item
+    from lpm.embed import TextEmbedder, interest_embeddings
+
+    embedder = TextEmbedder()
+    n = 600
+    topics = ["vaccines, medicine and public health", "football, transfers and match results"]
+    weights = torch.zeros(n, 2)
+    weights[: n // 2, 0] = 1.0  # the first half cares about health
+    weights[n // 2:, 1] = 1.0
+    interests = interest_embeddings(weights, topics, embedder)
+    claim = Item(source=0, text="A claim that vaccine X alters human DNA")
+    cascade = Cascade.from_texts([claim], interests, embedder, transmissibility=0.02, interest_weight=6.0)
+    similarity = cascade.interest_similarity[:, 0]
+    assert float(similarity[: n // 2].mean()) > float(similarity[n // 2:].mean()) + 0.1
+    graph = lpm.Graph.watts_strogatz(n, 10, 0.3, seed=0)
+    model = lpm.Model(cascade=cascade, dt=1.0)
+    with torch.no_grad():
+        traj = lpm.simulate(model, lpm.PopulationState.sample(n, seed=0).expand_batch(8), graph, steps=20,
+                            seed=0, record={"reshares": observables.reshares}, estimator=relax.Hard())
+    reshared = traj.final.reshared[..., 0].mean(0)
+    assert float(reshared[: n // 2].mean()) > 2 * float(reshared[n // 2:].mean())

@@ -244,6 +244,31 @@ class Cascade(_CascadeBase):
         self.register_buffer("topic", torch.tensor([it.topic for it in self.items], dtype=torch.int64), persistent=False)
 
     @classmethod
+    def from_texts(cls, items: Sequence[Item], interests: Tensor, embedder=None, **kwargs) -> "Cascade":
+        """A cascade whose ``interest_similarity`` is the cosine similarity of each agent's interest
+        embedding and each item's text embedding (all-MiniLM-L6-v2 by default, loaded offline).
+
+        Args:
+            items: the items; every one needs a non-empty ``text``.
+            interests: ``(N, D)`` agent interest embeddings in the embedder's space (e.g. from
+                :func:`lpm.embed.interest_embeddings`).
+            embedder: anything with ``embed(texts) -> (C, D)``; a :class:`lpm.embed.TextEmbedder`
+                by default.
+            **kwargs: the other :class:`Cascade` arguments (``interest_weight`` sets the effect).
+        """
+        from lpm.embed import TextEmbedder, cosine_similarity
+
+        texts = [item.text for item in items]
+        if not all(isinstance(t, str) and t.strip() for t in texts):
+            raise ConfigError("Expected every item to have a non-empty text to embed (got an empty one)")
+        embedder = TextEmbedder() if embedder is None else embedder
+        item_embeddings = embedder.embed(texts)
+        if interests.dim() != 2 or interests.size(1) != item_embeddings.size(1):
+            raise ConfigError(f"Expected interests of shape (N, {item_embeddings.size(1)}) (got {tuple(interests.shape)})")
+        similarity = cosine_similarity(interests.float(), item_embeddings.float())
+        return cls(items, interest_similarity=similarity, **kwargs)
+
+    @classmethod
     def independent_cascade(cls, items: Sequence[Item], p: float, *, record_trees: bool = True) -> "Cascade":
         """The Independent Cascade model with one transmission probability ``p``."""
         return cls(items, transmissibility=p, record_trees=record_trees)
