@@ -239,10 +239,7 @@ def counterfactual(
                 raise ConfigError(f"Expected interventions in arm {name!r} (got {type(intervention).__name__})")
             planned.append(copy.deepcopy(intervention).restricted_to(mask))
     # A new Model around the same dynamics modules (shared parameters, so gradients reach them).
-    arm_model = Model(opinion=model.opinion, emotion=model.emotion, activity=model.activity, cascade=model.cascade,
-                      interventions=InterventionPlan(planned), feed=model.feed, dt=model.dt,
-                      gate_by_posts=model.gate_by_posts)
-    arm_model = arm_model.to(device=device, dtype=population.opinion.dtype)
+    arm_model = model.with_interventions(InterventionPlan(planned)).to(device=device, dtype=population.opinion.dtype)
 
     if common_random_numbers:
         scenario_seeds = [s for _ in names for s in seed_list]

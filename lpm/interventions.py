@@ -89,6 +89,15 @@ def _agent_mask(agents: Sequence[int] | Tensor, num_agents: int, name: str) -> T
     return mask
 
 
+def _reached_by(sources: Sequence[int], graph, name: str) -> Tensor:
+    """``(N,)`` float mask of the accounts ``sources`` and their followers (who see their posts)."""
+    from lpm import kernels
+
+    official = _agent_mask(sources, graph.num_nodes, name)
+    followers = kernels.neighbor_sum(graph, official.to(graph.device).view(1, -1, 1))[0, :, 0].cpu() > 0
+    return (followers | (official > 0)).float()
+
+
 class Intervention(nn.Module):
     """Base class: a start time ``at`` (hours, learnable), a smooth-step ``width``, a scenario mask."""
 
@@ -162,7 +171,7 @@ class Rebuttal(Intervention):
     from ``at``. Their followers' reshare logit for the item drops by ``strength`` per post, each
     post's effect decaying at rate ``decay`` per hour."""
 
-    def __init__(self, item: int, sources: Sequence[int], num_agents: int, graph, at: float, *,
+    def __init__(self, item: int, sources: Sequence[int], graph, at: float, *,
                  every_h: float = 6.0, count: int = 1, strength: float = 1.0, decay: float = 0.05,
                  width: float = 0.25, scenarios=None) -> None:
         super().__init__(at, width, scenarios)
@@ -170,12 +179,7 @@ class Rebuttal(Intervention):
             raise ConfigError(f"Expected count >= 1 and every_h > 0 (got {count}, {every_h})")
         self.item, self.count, self.every_h, self.decay = int(item), int(count), float(every_h), float(decay)
         self.raw_strength = positive("strength", strength)
-        official = _agent_mask(sources, num_agents, "Rebuttal sources")
-        # reached: followers of an official account, and the officials themselves
-        from lpm import kernels
-
-        reached = kernels.neighbor_sum(graph.to("cpu"), official.view(1, -1, 1))[0, :, 0] > 0
-        self.register_buffer("reached", (reached | (official > 0)).float())
+        self.register_buffer("reached", _reached_by(sources, graph, "Rebuttal sources"))
 
     def apply(self, effects: Effects, time_h: float, shape: Shape) -> None:
         total = 0.0
@@ -276,18 +280,17 @@ class GuidanceMessage(Intervention):
             raise ConfigError(f"Expected tone 'empathetic' or 'rational' (got {tone!r})")
         self.tone, self.decay, self.topic, self.stance = tone, float(decay), int(topic), float(stance)
         self.raw_strength = positive("strength", strength)
-        official = _agent_mask(sources, graph.num_nodes, "GuidanceMessage sources")
-        from lpm import kernels
-
-        reached = kernels.neighbor_sum(graph.to("cpu"), official.view(1, -1, 1))[0, :, 0] > 0
-        self.register_buffer("reached", (reached | (official > 0)).float())
+        self.register_buffer("reached", _reached_by(sources, graph, "GuidanceMessage sources"))
+        # (valence, arousal) impulse: empathetic calms and lifts; rational calms a little
+        impulse = [0.6, -0.6] if tone == "empathetic" else [0.2, -0.3]
+        self.register_buffer("impulse", torch.tensor(impulse, dtype=torch.float64), persistent=False)
 
     def apply(self, effects: Effects, time_h: float, shape: Shape) -> None:
         on = self.on(time_h, shape.batch, shape.like) * torch.exp(-self.decay * smooth_elapsed(time_h, self.at, self.width))
         level = softplus(self.raw_strength) * on  # (B, 1)
         reached = self.reached.to(shape.like.dtype)[None, :]  # (1, N)
-        impulse = [0.6, -0.6] if self.tone == "empathetic" else [0.2, -0.3]
-        impulse = shape.like.new_tensor(impulse + [0.0] * max(0, shape.emotions - 2))[: shape.emotions]
+        impulse = self.impulse.to(shape.like.dtype)
+        impulse = torch.nn.functional.pad(impulse, (0, max(0, shape.emotions - 2)))[: shape.emotions]
         effects.add("emotion_drive", (level * reached)[..., None] * impulse)
         if self.tone == "rational" and shape.topics > self.topic:
             rate = (0.1 * level * reached)[..., None] * _topic_onehot(self.topic, shape)  # (B, N, T)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-import torch
 from torch import Tensor, nn
 
 from lpm.dynamics.activity import Hawkes
@@ -84,6 +83,11 @@ class Model(nn.Module):
         self.feed = feed
         self.dt = float(dt)
         self.gate_by_posts = gate_by_posts
+
+    def with_interventions(self, interventions: InterventionPlan | Sequence[Intervention]) -> "Model":
+        """A model sharing these dynamics modules (and their parameters) with other interventions."""
+        return Model(opinion=self.opinion, emotion=self.emotion, activity=self.activity, cascade=self.cascade,
+                     interventions=interventions, feed=self.feed, dt=self.dt, gate_by_posts=self.gate_by_posts)
 
     def effects(self, state: PopulationState, graph: Graph, time_h: float) -> Effects:
         """The interventions' combined effects at ``time_h`` (empty without interventions)."""

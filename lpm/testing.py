@@ -7,7 +7,7 @@ point, the Hawkes stationary rate, one classic Hegselmann-Krause step) and again
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -120,7 +120,3 @@ def assert_batch_consistent(run: Callable[[PopulationState], Tensor], state: Pop
     out = run(state)
     for b in range(state.batch_size):
         torch.testing.assert_close(out[b : b + 1], run(state.select(b)), atol=atol, rtol=rtol)
-
-
-def _unused(_: Optional[int] = None) -> None:  # pragma: no cover
-    return None

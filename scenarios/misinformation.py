@@ -62,8 +62,8 @@ def build_arms(graph: Graph) -> dict:
         "label@1h": [FactCheckLabel(0, at=1.0)],
         "label@6h": [FactCheckLabel(0, at=6.0)],
         "label@24h": [FactCheckLabel(0, at=24.0)],
-        "rebuttal_early": [Rebuttal(0, officials, n, graph, at=1.0, every_h=2.0, count=6)],
-        "rebuttal_late": [Rebuttal(0, officials, n, graph, at=12.0, every_h=6.0, count=2)],
+        "rebuttal_early": [Rebuttal(0, officials, graph, at=1.0, every_h=2.0, count=6)],
+        "rebuttal_late": [Rebuttal(0, officials, graph, at=12.0, every_h=6.0, count=2)],
         "suspend_top10": [Suspension(spreaders, n, at=2.0)],
         "block_top10": [EdgeBlocking(spreaders, graph, at=2.0)],
         "prebunk10": [Prebunking([0], n, at=-1.0, share=0.1)],
@@ -104,7 +104,7 @@ def sweep_arm(graph: Graph, *, label_h: float | None = None, label_strength: flo
         every = float(rebuttal_every_h)
         if not every > 0:
             raise ConfigError(f"Expected rebuttal_every_h > 0 (got {rebuttal_every_h!r})")
-        arm.append(Rebuttal(0, officials, n, graph, at=1.0, every_h=every, count=max(1, int(12.0 // every))))
+        arm.append(Rebuttal(0, officials, graph, at=1.0, every_h=every, count=max(1, int(12.0 // every))))
     return arm
 
 

@@ -8,7 +8,6 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from lpm.graph import Graph
 from lpm.state import PopulationState, Traits
 
 
@@ -36,6 +35,9 @@ def gradcheck_parameters(module: nn.Module, fn: Callable[[Callable[..., object]]
         overrides = dict(zip(names, params))
         return fn(lambda *args: functional_call(module, overrides, args))
 
+    grads = torch.autograd.grad(wrapped(*values).sum(), values, allow_unused=True)
+    for name, grad in zip(names, grads):  # an unused parameter would pass gradcheck trivially
+        assert grad is not None and float(grad.abs().max()) > 0, f"no gradient reaches {name}"
     return torch.autograd.gradcheck(wrapped, values, atol=1e-6, rtol=1e-4)
 
 

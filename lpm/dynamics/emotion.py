@@ -63,7 +63,8 @@ class EmotionContagion(nn.Module):
         coupling: contagion strength per hour (> 0); learnable (softplus).
         decay: relaxation rate to the baseline per hour (> 0); learnable (softplus).
         order: 1 (exponential smoothing) or 2 (momentum).
-        momentum: velocity retention per step for ``order=2``, in (0, 1); learnable (sigmoid).
+        momentum: velocity retention per step for ``order=2``, in (0, 1); learnable (sigmoid); no
+            parameter exists for ``order=1``.
         baseline: resting emotion per dimension (fixed), zeros by default.
         shocks: exogenous shocks; their common gain is learnable (softplus, starts at 1).
     """
@@ -84,10 +85,19 @@ class EmotionContagion(nn.Module):
         self.order = order
         self.raw_coupling = positive("coupling", coupling)
         self.raw_decay = positive("decay", decay)
-        self.raw_momentum = unit_interval("momentum", momentum)
+        # only the second-order model has momentum (a parameter that does nothing could not be fitted)
+        raw_momentum = unit_interval("momentum", momentum)  # validated either way
+        self.raw_momentum = raw_momentum if order == 2 else None
         self.raw_shock_gain = positive("shock_gain", 1.0)
         self.register_buffer("baseline", torch.tensor(list(baseline) if baseline is not None else [], dtype=torch.float32))
         self.shocks = tuple(shocks)
+        # each shock's drive as a buffer ((E,) or targets-masked (N, E)), built once and moved with
+        # the module: no host-to-device copy inside the step
+        for k, shock in enumerate(self.shocks):
+            drive = torch.tensor(list(shock.impulse), dtype=torch.float64)  # exact; cast in the step
+            if shock.targets is not None:
+                drive = shock.targets.double()[:, None] * drive
+            self.register_buffer(f"_shock_drive_{k}", drive, persistent=False)
 
     @property
     def coupling(self) -> Tensor:
@@ -108,12 +118,10 @@ class EmotionContagion(nn.Module):
     def shock_drive(self, time_h: float, like: Tensor) -> Optional[Tensor]:
         """The summed drive of the shocks active at ``time_h``: ``(N, E)`` or ``(E,)``, or ``None``."""
         drive = None
-        for shock in self.shocks:  # a handful of shocks, decided on the host from a Python float
+        for k, shock in enumerate(self.shocks):  # a handful of shocks, decided on the host from a Python float
             if not shock.start_h <= time_h < shock.start_h + shock.duration_h:
                 continue
-            impulse = torch.as_tensor(shock.impulse, dtype=like.dtype, device=like.device)
-            if shock.targets is not None:
-                impulse = shock.targets.to(like.device, like.dtype)[:, None] * impulse
+            impulse = getattr(self, f"_shock_drive_{k}").to(like.dtype)
             drive = impulse if drive is None else drive + impulse
         return drive
 

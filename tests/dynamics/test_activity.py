@@ -80,7 +80,7 @@ def test_isolated_agents_post_at_baseline():
 
 def test_hawkes_gradcheck():
     """Pathwise gradients through the relaxed events and the trace (straight-through is biased by
-    design and checked in test_relax; its pathwise part is the intensity, checked below)."""
+    design and checked in test_relax; its pathwise part is the intensity, which this covers too)."""
     estimator = relax.RelaxedBernoulli(0.5)
     graph = small_graph(8, 2.0, seed=2, weighted=True)
     state = make_state(8, seed=2)

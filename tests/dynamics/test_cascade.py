@@ -203,8 +203,11 @@ def test_cascade_permutation_relabels_trees():
     with torch.no_grad():
         a = lpm.simulate(model, state, graph, steps=10, seed=0, record=RECORD).final
         b = lpm.simulate(rel_model, state.permute(perm), graph.permute(perm), steps=10, seed=0, record=RECORD).final
-    inverse = torch.argsort(perm)
     assert torch.equal(b.reshare_time.index_select(1, perm), a.reshare_time)
+    # trees too: agent i's parent j becomes perm[i]'s parent perm[j]
+    parent_a = a.parent[0, :, 0]
+    relabelled = torch.where(parent_a >= 0, perm[parent_a.clamp_min(0)], parent_a)
+    assert torch.equal(b.parent[0, perm, 0], relabelled)
 
 
 def test_cascade_rejects_bad_config():

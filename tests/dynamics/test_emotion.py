@@ -86,7 +86,9 @@ def test_shock_targets_only_hit_targets():
 def test_emotion_gradcheck(order, gated):
     graph = small_graph(8, 2.0, seed=4, weighted=True)
     state = make_state(8, seed=4)
-    seen = torch.rand(2, 8, dtype=torch.float64) if gated else None
+    velocity = 0.1 * torch.randn(state.emotion.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    state = state.replace(emotion_velocity=velocity)  # with zero velocity the momentum has no gradient
+    seen = torch.rand(2, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(6)) if gated else None
     model = EmotionContagion(0.7, 0.2, order=order, shocks=[Shock(0.0, 5.0, [0.3, -0.2])])
     assert gradcheck_parameters(model, lambda call: torch.cat(call(state, graph, 1.0, DT, seen), -1))
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 import lpm
-from lpm import kernels, metrics
+from lpm import metrics
 from lpm.dynamics import BoundedConfidence, Feed, FriedkinJohnsen, Hawkes
 from lpm.errors import ConfigError
 from lpm.testing import small_graph
-from tests.helpers import gradcheck_parameters, make_state
+from tests.helpers import make_state
 
 
 def test_candidate_graph_is_uniform_over_other_agents_and_batch_free():
