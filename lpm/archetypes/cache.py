@@ -1,0 +1,406 @@
+"""A disk cache of decisions, so each (backend, model, prompt, archetype, context) is asked once.
+
+:class:`DecisionCache` is one SQLite file in WAL mode: several processes (a sweep's workers) and
+threads can read and write it at once. Entries are keyed by the sha256 of (backend name, model,
+prompt version, persona text, context text) and never overwritten (``INSERT OR IGNORE``: the first
+answer wins, so a result does not depend on which worker finished first). ``export`` writes a sorted
+JSON Lines file to publish a cache with a paper; ``import_`` merges one back.
+
+:class:`CachedBackend` wraps any backend: it sends only the misses, deduplicated, and with an
+``offline=True`` cache it never calls the backend and raises :class:`~lpm.errors.CacheMissError`
+instead, which makes a published run reproducible without an LLM.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from lpm.archetypes.backends import check_requests
+from lpm.archetypes.decision import Backend, Decision, Usage, parse_decision
+from lpm.archetypes.prompts import describe_request
+from lpm.errors import BackendError, CacheMissError, ConfigError, DataFormatError
+
+__all__ = ["DecisionCache", "CachedBackend", "cache_key"]
+
+#: Bump when the table layout changes; a file of another version is refused rather than misread.
+_SCHEMA_VERSION = "1"
+#: Rows per ``IN (...)`` query, below SQLite's historical limit of 999 bound variables.
+_CHUNK = 500
+
+_CREATE = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS decisions (
+    key TEXT PRIMARY KEY,
+    backend TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prompt_version TEXT NOT NULL,
+    persona TEXT NOT NULL,
+    context TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    reaction TEXT NOT NULL,
+    created REAL NOT NULL,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER
+);
+"""
+_COLUMNS = ("key", "backend", "model", "prompt_version", "persona", "context", "decision", "reaction",
+            "created", "prompt_tokens", "completion_tokens")
+_INSERT = f"INSERT OR IGNORE INTO decisions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+
+
+def cache_key(backend: str, model: str, prompt_version: str, persona: str, context: str) -> str:
+    """The sha256 hex digest that keys one decision (a JSON list, so no two field splits collide)."""
+    payload = json.dumps([backend, model, prompt_version, persona, context], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _identity(backend: Backend) -> tuple[str, str, str]:
+    return str(backend.name), str(backend.model), str(backend.prompt_version)
+
+
+def _decision_json(decision: Decision) -> str:
+    return json.dumps(decision.to_dict(), ensure_ascii=False, sort_keys=True)
+
+
+class DecisionCache:
+    """Decisions on disk, in one SQLite file shared by processes and threads.
+
+    Args:
+        path: the SQLite file (created with its folder unless ``offline``).
+        offline: the cache must answer everything: :class:`CachedBackend` raises
+            :class:`~lpm.errors.CacheMissError` on a miss instead of calling its backend.
+        timeout_s: how long a writer waits for another process's transaction before failing.
+
+    Raises:
+        CacheMissError: ``offline`` and the file does not exist.
+        DataFormatError: the file is not a decision cache of this version.
+
+    Open one ``DecisionCache`` per process (a connection must not cross ``fork``); within a process,
+    threads share it.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, offline: bool = False, timeout_s: float = 60.0) -> None:
+        self.path = Path(path)
+        self.offline = bool(offline)
+        if self.offline and not self.path.exists():
+            raise CacheMissError(f"Expected an existing decision cache at {self.path} in offline mode (got no such file)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()  # one connection, serialised: sqlite3 objects are not thread-safe
+        try:
+            self._conn: sqlite3.Connection | None = sqlite3.connect(
+                str(self.path), timeout=timeout_s, isolation_level=None, check_same_thread=False)
+            conn = self._conn
+            conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+            # WAL: readers never block the writer and vice versa; NORMAL sync is durable across
+            # process crashes in WAL mode and much faster than FULL.
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            with self._write() as cur:
+                for statement in filter(str.strip, _CREATE.split(";")):
+                    cur.execute(statement)
+                cur.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', ?)", (_SCHEMA_VERSION,))
+                version = cur.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()[0]
+        except sqlite3.OperationalError:  # locked past the timeout, unreadable folder: not a format problem
+            self.close()
+            raise
+        except sqlite3.DatabaseError as exc:  # "file is not a database"
+            self.close()
+            raise DataFormatError(f"Expected a decision cache (SQLite) at {self.path} (got {exc})") from exc
+        if version != _SCHEMA_VERSION:
+            self.close()
+            raise DataFormatError(f"Expected a decision cache of schema version {_SCHEMA_VERSION} at {self.path} "
+                                  f"(got version {version})")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Cursor]:
+        """A short write transaction; BEGIN IMMEDIATE takes the write lock up front, so a concurrent
+        writer waits for ``busy_timeout`` instead of failing with 'database is locked' on an upgrade."""
+        with self._lock:
+            conn = self._connection()
+            cur = conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise ConfigError(f"Expected an open decision cache (got {self.path} closed)")
+        return self._conn
+
+    def __repr__(self) -> str:
+        return f"DecisionCache({str(self.path)!r}, offline={self.offline})"
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._connection().execute("SELECT COUNT(*) FROM decisions").fetchone()[0])
+
+    def __enter__(self) -> "DecisionCache":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            if getattr(self, "_conn", None) is not None:
+                self._conn.close()
+                self._conn = None
+
+    def get_many(self, backend: Backend, requests: Sequence[tuple[str, str]]) -> list[Decision | None]:
+        """The cached decision of each ``(persona, context)`` for this backend, ``None`` where absent.
+
+        Raises:
+            DataFormatError: a stored entry no longer passes the decision schema.
+        """
+        ident = _identity(backend)
+        keys = [cache_key(*ident, p, c) for p, c in requests]
+        found: dict[str, str] = {}
+        with self._lock:
+            conn = self._connection()
+            unique = list(dict.fromkeys(keys))
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start:start + _CHUNK]
+                rows = conn.execute(f"SELECT key, decision FROM decisions WHERE key IN ({', '.join('?' * len(chunk))})",
+                                    chunk).fetchall()
+                found.update(rows)
+        out: list[Decision | None] = []
+        for key in keys:
+            if key not in found:
+                out.append(None)
+                continue
+            try:
+                out.append(parse_decision(found[key], where=f"cache entry {key[:12]}"))
+            except BackendError as exc:
+                raise DataFormatError(f"Expected a valid decision in {self.path} (got {exc})") from exc
+        return out
+
+    def put_many(self, backend: Backend, requests: Sequence[tuple[str, str]], decisions: Sequence[Decision],
+                 usages: Sequence[Usage | None] | None = None) -> int:
+        """Store decisions (existing keys are kept: the first answer wins); returns how many were added.
+
+        Args:
+            usages: the tokens each decision cost, when the backend reports them per request.
+        """
+        if len(decisions) != len(requests) or (usages is not None and len(usages) != len(requests)):
+            raise ConfigError(f"Expected one decision (and usage) per request (got {len(requests)} requests, "
+                              f"{len(decisions)} decisions, {None if usages is None else len(usages)} usages)")
+        ident = _identity(backend)
+        now = time.time()
+        rows = []
+        for i, ((persona, context), decision) in enumerate(zip(requests, decisions)):
+            if not isinstance(decision, Decision):
+                raise ConfigError(f"Expected a Decision for request {i} (got {type(decision).__name__})")
+            usage = usages[i] if usages is not None else None
+            rows.append((cache_key(*ident, persona, context), *ident, persona, context, _decision_json(decision),
+                         decision.reaction, now, None if usage is None else usage.prompt_tokens,
+                         None if usage is None else usage.completion_tokens))
+        return self._insert(rows)
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> int:
+        if not rows:
+            return 0
+        with self._write() as cur:
+            before = self._connection().total_changes
+            cur.executemany(_INSERT, rows)
+            return self._connection().total_changes - before
+
+    def export(self, path: str | os.PathLike[str]) -> int:
+        """Write every entry as JSON Lines, sorted by backend, model, prompt version, persona and context;
+        returns the number of entries. The file is replaced atomically."""
+        with self._lock:
+            rows = self._connection().execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM decisions "
+                "ORDER BY backend, model, prompt_version, persona, context").fetchall()
+        lines = []
+        for row in rows:
+            entry = dict(zip(_COLUMNS, row))
+            del entry["key"], entry["reaction"]  # both follow from the rest; import recomputes them
+            entry["decision"] = json.loads(entry["decision"])
+            entry["created"] = datetime.fromtimestamp(entry["created"], timezone.utc).isoformat()
+            lines.append(json.dumps(entry, ensure_ascii=False, sort_keys=True))
+        _atomic_write(Path(path), "".join(line + "\n" for line in lines))
+        return len(lines)
+
+    def import_(self, path: str | os.PathLike[str]) -> int:
+        """Merge a file written by :meth:`export`; returns how many entries were new.
+
+        The whole file is checked before anything is written, so a bad file changes nothing.
+
+        Raises:
+            DataFormatError: a line is not JSON, lacks a field, or its decision fails the schema
+                (the message names the line).
+        """
+        path = Path(path)
+        rows = []
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    rows.append(_parse_line(line, number, path))
+        return self._insert(rows)
+
+
+def _parse_line(line: str, number: int, path: Path) -> tuple[Any, ...]:
+    where = f"line {number} of {path}"
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(f"Expected a JSON object on {where} (got {line[:80]!r}: {exc})") from None
+    if not isinstance(entry, dict):
+        raise DataFormatError(f"Expected a JSON object on {where} (got {type(entry).__name__})")
+    for name in ("backend", "model", "prompt_version", "persona", "context"):
+        if not isinstance(entry.get(name), str):
+            raise DataFormatError(f"Expected {name!r} as a string on {where} (got {entry.get(name)!r:.80})")
+    if not isinstance(entry.get("decision"), (dict, str)):
+        raise DataFormatError(f"Expected 'decision' as a JSON object on {where} (got {entry.get('decision')!r:.80})")
+    try:
+        decision = parse_decision(entry["decision"], where=where)
+    except BackendError as exc:
+        raise DataFormatError(f"Expected a valid decision on {where} (got {exc})") from exc
+    tokens = []
+    for name in ("prompt_tokens", "completion_tokens"):
+        value = entry.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise DataFormatError(f"Expected {name!r} as a non-negative integer or null on {where} (got {value!r})")
+        tokens.append(value)
+    created = entry.get("created")
+    try:
+        stamp = datetime.fromisoformat(created).timestamp() if isinstance(created, str) else float(created or time.time())
+    except (TypeError, ValueError):
+        raise DataFormatError(f"Expected 'created' as an ISO 8601 time on {where} (got {created!r})") from None
+    ident = (entry["backend"], entry["model"], entry["prompt_version"])
+    return (cache_key(*ident, entry["persona"], entry["context"]), *ident, entry["persona"], entry["context"],
+            _decision_json(decision), decision.reaction, stamp, *tokens)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write through a temporary file in the same folder and ``os.replace``, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class CachedBackend:
+    """A backend behind a :class:`DecisionCache`: hits come from disk, misses go to the backend once.
+
+    Args:
+        backend: any :class:`~lpm.archetypes.decision.Backend`; its name, model and prompt version key the cache.
+        cache: the cache; with ``offline=True`` the backend is never called.
+        chunk_size: send misses in chunks of this size and store each chunk as soon as it is answered,
+            so a failure late in a long run keeps the earlier answers (``None``: one ``decide`` call).
+
+    Statistics (:meth:`stats`): ``calls`` requests sent to the backend, ``cache_hits`` requests
+    answered from the cache, ``deduplicated`` repeats of a missing request within one call (answered
+    by its first occurrence), ``requests`` everything asked, ``attempts`` the backend's own attempts
+    (retries included), ``prompt_tokens`` and ``completion_tokens`` spent by the backend.
+    ``requests == cache_hits + calls + deduplicated``.
+    """
+
+    def __init__(self, backend: Backend, cache: DecisionCache, *, chunk_size: int | None = None) -> None:
+        if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size >= 1):
+            raise ConfigError(f"Expected chunk_size to be an int >= 1 or None (got {chunk_size!r})")
+        self.backend = backend
+        self.cache = cache
+        self.chunk_size = chunk_size
+        self._lock = threading.Lock()
+        self._stats = {"requests": 0, "calls": 0, "cache_hits": 0, "deduplicated": 0, "attempts": 0,
+                       "prompt_tokens": 0, "completion_tokens": 0}
+
+    name = property(lambda self: self.backend.name, doc="The wrapped backend's name.")
+    model = property(lambda self: self.backend.model, doc="The wrapped backend's model.")
+    prompt_version = property(lambda self: self.backend.prompt_version, doc="The wrapped backend's prompt version.")
+    usage = property(lambda self: self.backend.usage, doc="The wrapped backend's running usage.")
+
+    def __repr__(self) -> str:
+        return f"CachedBackend({self.backend!r}, {self.cache!r})"
+
+    def _count(self, **deltas: int) -> None:
+        with self._lock:
+            for name, value in deltas.items():
+                self._stats[name] += value
+
+    def decide(self, requests: Sequence[tuple[str, str]]) -> list[Decision]:
+        """One decision per ``(persona_text, context_text)``, in order, asking the backend only for misses.
+
+        Raises:
+            CacheMissError: the cache is offline and some requests are not in it.
+            BackendError: the backend failed (answers of earlier chunks stay cached).
+        """
+        requests = check_requests(requests)
+        found = self.cache.get_many(self.backend, requests)
+        missing = [requests[i] for i, d in enumerate(found) if d is None]
+        unique = list(dict.fromkeys(missing))
+        hits = len(requests) - len(missing)
+        if unique and self.cache.offline:
+            self._count(requests=len(requests), cache_hits=hits)
+            raise CacheMissError(
+                f"Expected all {len(requests)} requests in the offline cache {self.cache.path} for backend "
+                f"{self.name!r}, model {self.model!r}, prompt {self.prompt_version!r} (got {len(unique)} missing; "
+                f"first: {describe_request(*unique[0])})")
+        self._count(requests=len(requests), cache_hits=hits, deduplicated=len(missing) - len(unique))
+        answers: dict[tuple[str, str], Decision] = {}
+        size = self.chunk_size or max(len(unique), 1)
+        for start in range(0, len(unique), size):
+            chunk = unique[start:start + size]
+            answers.update(zip(chunk, self._ask(chunk)))
+        return [d if d is not None else answers[r] for r, d in zip(requests, found)]  # type: ignore[index]
+
+    def _ask(self, chunk: list[tuple[str, str]]) -> list[Decision]:
+        """Send one chunk of misses to the backend, store the answers, count what it cost."""
+        before = copy.copy(self.backend.usage)
+        self._count(calls=len(chunk))
+        try:
+            usages: list[Usage] | None = None
+            if hasattr(self.backend, "decide_with_usage"):  # per-request tokens, stored with each entry
+                pairs = self.backend.decide_with_usage(chunk)
+                decisions = [d for d, _ in pairs]
+                usages = [u for _, u in pairs]
+            else:
+                decisions = list(self.backend.decide(chunk))
+        finally:
+            # From the running totals, so failed attempts count too (another thread using the same
+            # backend at the same time would be counted here as well).
+            after = self.backend.usage
+            self._count(attempts=after.calls - before.calls, prompt_tokens=after.prompt_tokens - before.prompt_tokens,
+                        completion_tokens=after.completion_tokens - before.completion_tokens)
+        if len(decisions) != len(chunk) or not all(isinstance(d, Decision) for d in decisions):
+            raise BackendError(f"Expected {len(chunk)} Decision objects from {self.backend!r} "
+                               f"(got {len(decisions)}: {[type(d).__name__ for d in decisions][:5]})")
+        self.cache.put_many(self.backend, chunk, decisions, usages)
+        return decisions
+
+    def stats(self) -> dict[str, int]:
+        """A copy of the counters: ``calls``, ``cache_hits``, ``prompt_tokens``, ``completion_tokens``,
+        ``requests``, ``deduplicated``, ``attempts``."""
+        with self._lock:
+            return dict(self._stats)
+
+    def write_usage_json(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`stats`, with the backend's name, model and prompt version, as JSON, atomically."""
+        payload: dict[str, Any] = {"backend": self.name, "model": self.model, "prompt_version": self.prompt_version,
+                                   **self.stats()}
+        _atomic_write(Path(path), json.dumps(payload, indent=2, sort_keys=True) + "\n")
