@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	else \
 		echo "no GPU: installing the CPU build torch==2.13.0"; $(PY) -m pip install --quiet torch==2.13.0; \
 	fi
-	$(PY) -m pip install --quiet -e ".[test,bench,embed]"
+	$(PY) -m pip install --quiet -e ".[test,bench,embed,llm,calibrate]"
 	@touch $(STAMP)
 
 env: $(STAMP)

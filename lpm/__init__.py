@@ -5,6 +5,8 @@ over a sparse follower graph, differentiable end to end.
 """
 
 from lpm import dynamics, interventions, kernels, metrics, observables, relax
+from lpm import archetypes  # after dynamics and interventions, which it builds on; no optional imports
+from lpm import data, targets
 from lpm.counterfactual import CounterfactualResult, counterfactual
 from lpm.errors import (
     BackendError,
@@ -39,6 +41,9 @@ __all__ = [
     "kernels",
     "observables",
     "relax",
+    "archetypes",
+    "data",
+    "targets",
     "LPMError",
     "GraphFormatError",
     "DataFormatError",

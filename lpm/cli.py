@@ -1,4 +1,4 @@
-"""Command line: ``lpm run | bench``."""
+"""Command line: ``lpm run | sweep | archetypes | calibrate | evaluate | forecast | bench``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     steps = args.steps if args.steps is not None else scenario.steps
     print(f"lpm run {scenario.name}: {scenario.agents:,} agents, {steps} steps of {scenario.dt * 60:.0f} min "
           f"({steps * scenario.dt / 24:.2f} days), device {args.device}, seed {scenario.seed}")
-    result = run_scenario(scenario, device=args.device, steps=steps, progress=not args.quiet)
+    setup, backend = _archetypes_for_run(args, scenario) if args.archetypes is not None else (None, None)
+    result = run_scenario(scenario, device=args.device, steps=steps, progress=not args.quiet, archetypes=setup,
+                          params=args.params)
+    if args.params is not None:
+        print(f"fitted parameters from {args.params}: {', '.join(result.fitted)}")
     paths = write_outputs(result, args.out)
     t = result.timings_s
     print(f"graph: {result.graph.num_edges:,} follow edges built in {t['graph_s']:.1f} s; "
@@ -32,6 +36,59 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         print(format_summary(summary_rows(result.trajectory)))
         print(f"wrote {paths['observables']} and {len(paths) - 2} plots in {paths['observables'].parent}")
+    if backend is not None:
+        usage = paths["observables"].parent / "llm_usage.json"
+        backend.write_usage_json(usage)
+        backend.cache.close()
+        stats = backend.stats()
+        print(f"wrote {usage}")
+        print(f"backend {backend.name} ({backend.model}): {stats['calls']} calls, {stats['cache_hits']} cache hits, "
+              f"{stats['prompt_tokens']} prompt tokens, {stats['completion_tokens']} completion tokens")
+    return 0
+
+
+def _archetypes_for_run(args: argparse.Namespace, scenario):
+    """``(ArchetypeSetup, CachedBackend)`` for ``lpm run --archetypes K``: personas, k-means, decisions."""
+    import time
+    from pathlib import Path
+
+    from lpm.archetypes import ArchetypeSetup, CachedBackend, DecisionCache, make_backend
+    from lpm.embed import TextEmbedder
+    from lpm.errors import ConfigError
+
+    if not scenario.contexts:  # before any model is loaded
+        raise ConfigError(f"Expected a scenario with contexts to run with --archetypes (got none in {scenario.name!r})")
+    start = time.perf_counter()
+    embedding = args.backend == "embedding"
+    embedder = TextEmbedder(args.llm_model) if embedding and args.llm_model else TextEmbedder()
+    kind = make_backend(args.backend, model=args.llm_model, **({"embedder": embedder} if embedding else {}))
+    cache = DecisionCache(args.cache if args.cache is not None else Path(args.out) / "decision_cache.sqlite")
+    backend = CachedBackend(kind, cache)
+    setup = ArchetypeSetup.build(scenario.agents, args.archetypes, scenario.contexts, backend, seed=scenario.seed,
+                                 embedder=embedder)
+    sizes = setup.archetypes.sizes
+    print(f"archetypes: {setup.archetypes.k} from {scenario.agents:,} personas (sizes {int(sizes.min()):,} to "
+          f"{int(sizes.max()):,}), {len(scenario.contexts)} contexts, decisions from {backend.name} "
+          f"via {cache.path}, {time.perf_counter() - start:.1f} s")
+    return setup, backend
+
+
+def _cmd_archetypes_build(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from lpm.archetypes import build_archetypes
+
+    start = time.perf_counter()
+    archetypes = build_archetypes(args.agents, args.k, args.seed)
+    paths = archetypes.save(args.out)
+    print(f"lpm archetypes build: {args.agents:,} personas -> {archetypes.k} archetypes in "
+          f"{time.perf_counter() - start:.1f} s (seed {args.seed})")
+    for a in torch.argsort(archetypes.sizes, descending=True)[:5].tolist():  # the largest few
+        rep = int(archetypes.representatives[a])
+        print(f"  archetype {a:<3} {int(archetypes.sizes[a]):>9,} users, e.g. {archetypes.personas.summary(rep)}")
+    print(f"wrote {paths['personas']} and {paths['archetypes']}")
     return 0
 
 
@@ -84,8 +141,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=None, help="seed (default: the scenario's)")
     run.add_argument("--seeds", type=int, default=None, help="seeds per arm, for scenarios with arms")
     run.add_argument("--out", default="runs", help="output folder (default: runs)")
+    run.add_argument("--params", default=None, metavar="FITTED.json",
+                     help="fitted cascade parameters (lpm calibrate cascades) for the scenario's cascade")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--archetypes", type=int, default=None, metavar="K",
+                     help="group the agents into K archetypes whose decisions about the scenario's texts drive it")
+    run.add_argument("--backend", choices=("embedding", "openai", "transformers"), default="embedding",
+                     help="who decides for archetypes: embedding (offline, no LLM; default), openai (any "
+                          "OpenAI-compatible endpoint: OPENAI_BASE_URL, OPENAI_API_KEY) or transformers (local model)")
+    run.add_argument("--llm-model", default=None, help="model name or path for the backend")
+    run.add_argument("--cache", default=None, help="decision cache file (default: <out>/decision_cache.sqlite)")
     run.set_defaults(func=_cmd_run)
+
+    archetypes = sub.add_parser("archetypes", help="personas and archetypes")
+    archetypes_sub = archetypes.add_subparsers(dest="archetypes_command", required=True)
+    build = archetypes_sub.add_parser("build", help="sample personas, cluster them, write the persona table")
+    build.add_argument("--agents", type=int, required=True, help="number of personas")
+    build.add_argument("--k", type=int, required=True, help="number of archetypes")
+    build.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    build.add_argument("--out", default="runs/archetypes", help="output folder (default: runs/archetypes)")
+    build.set_defaults(func=_cmd_archetypes_build)
 
     sweep = sub.add_parser("sweep", help="run a grid of intervention parameters as arms, all in one batch")
     sweep.add_argument("scenario", help="scenario name in lpm.scenarios, or a .py file (it must define sweep=...)")
@@ -102,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", default="runs", help="output folder (default: runs)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.set_defaults(func=_cmd_sweep)
+
+    from lpm.cli_calibrate import add_parsers as add_calibration_parsers
+
+    add_calibration_parsers(sub)
 
     bench_parser = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench_parser.add_subparsers(dest="bench", required=True)

@@ -29,10 +29,13 @@ class StepEvents:
             without an activity model.
         log_prob: ``(B,)`` log-probability of the step's sampled events under a score-function
             estimator, else ``None``.
+        direct_reshares: ``(B, C)`` expected reshares in this step that came straight from the items'
+            sources through their out-of-graph audience (:class:`~lpm.dynamics.Cascade` ``audience``), else ``None``.
     """
 
     posts: Optional[Tensor] = None
     log_prob: Optional[Tensor] = None
+    direct_reshares: Optional[Tensor] = None
 
 
 class Model(nn.Module):
@@ -52,6 +55,8 @@ class Model(nn.Module):
             followees' posts, unranked).
         dt: step length in hours (default 10 minutes, 144 steps a day).
         gate_by_posts: with an activity model, social influence flows only through posts.
+        archetype_drive: an :class:`lpm.archetypes.ArchetypeDrive` (needs a cascade): agents newly
+            exposed to an item in a step move their opinion and emotion as their archetype decided.
     """
 
     def __init__(
@@ -65,6 +70,7 @@ class Model(nn.Module):
         *,
         dt: float = 1.0 / 6.0,
         gate_by_posts: bool = True,
+        archetype_drive: Optional[nn.Module] = None,
     ) -> None:
         super().__init__()
         if not (isinstance(dt, (int, float)) and dt > 0):
@@ -83,11 +89,15 @@ class Model(nn.Module):
         self.feed = feed
         self.dt = float(dt)
         self.gate_by_posts = gate_by_posts
+        if archetype_drive is not None and cascade is None:
+            raise ConfigError("Expected a cascade with an archetype_drive (it acts on item exposures) (got none)")
+        self.archetype_drive = archetype_drive
 
     def with_interventions(self, interventions: InterventionPlan | Sequence[Intervention]) -> "Model":
         """A model sharing these dynamics modules (and their parameters) with other interventions."""
         return Model(opinion=self.opinion, emotion=self.emotion, activity=self.activity, cascade=self.cascade,
-                     interventions=interventions, feed=self.feed, dt=self.dt, gate_by_posts=self.gate_by_posts)
+                     interventions=interventions, feed=self.feed, dt=self.dt, gate_by_posts=self.gate_by_posts,
+                     archetype_drive=self.archetype_drive)
 
     def effects(self, state: PopulationState, graph: Graph, time_h: float) -> Effects:
         """The interventions' combined effects at ``time_h`` (empty without interventions)."""
@@ -119,7 +129,7 @@ class Model(nn.Module):
             ``(next_state, events)``.
         """
         time_h = t * self.dt
-        posts = log_prob = None
+        posts = log_prob = direct_reshares = None
         changes: dict[str, Tensor] = {}
         effects = self.effects(state, graph, time_h)
         if self.activity is not None:
@@ -154,7 +164,12 @@ class Model(nn.Module):
             changes["emotion"], changes["emotion_velocity"] = emotion, velocity
         if self.cascade is not None:
             cascade_changes, cascade_log_prob = self.cascade(state, graph, t, time_h, self.dt, rng, estimator, effects)
+            direct_reshares = cascade_changes.pop("direct_reshares", None)
             changes.update(cascade_changes)
             if cascade_log_prob is not None:
                 log_prob = cascade_log_prob if log_prob is None else log_prob + cascade_log_prob
-        return state.replace(**changes), StepEvents(posts=posts, log_prob=log_prob)
+            if self.archetype_drive is not None:  # pushes from this step's new exposures, by archetype
+                changes["opinion"], changes["emotion"] = self.archetype_drive.apply(
+                    changes.get("opinion", state.opinion), changes.get("emotion", state.emotion),
+                    changes["exposures"] - state.exposures)
+        return state.replace(**changes), StepEvents(posts=posts, log_prob=log_prob, direct_reshares=direct_reshares)

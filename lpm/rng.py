@@ -29,6 +29,9 @@ STREAM_ACTIVITY = 0
 STREAM_OPINION = 1
 STREAM_CASCADE_RESHARE = 4
 STREAM_CASCADE_PARENT = 5
+STREAM_CASCADE_AUDIENCE = 6
+STREAM_CASCADE_ATTENTION = 7
+STREAM_CASCADE_BROADCAST = 8
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -114,6 +117,18 @@ class CounterRNG:
         else:
             u = (_shr(bits, 40).to(torch.float32) * (2.0**-24)).to(dtype)
         return u.reshape(self.seeds.numel(), *shape)
+
+    def uniform_at(self, step: int, stream: int, shape: Sequence[int], batch_index: Tensor, flat_index: Tensor) -> Tensor:
+        """float64 ``uniform(step, stream, shape)[b, ...]`` at given entries only, without drawing the rest.
+
+        Args:
+            batch_index: ``(K,)`` scenario of each entry.
+            flat_index: ``(K,)`` row-major index of each entry within ``shape``.
+        """
+        key = _signed(_mix_int(step * _STEP_KEY + stream * _STREAM_KEY + _GOLDEN))
+        base = _mix(self.seeds ^ key)  # (B,)
+        bits = _mix(base[batch_index] + flat_index.to(torch.int64) * _signed(_GOLDEN))
+        return _shr(bits, 11).to(torch.float64) * (2.0**-53)
 
     def bits(self, step: int, stream: int, shape: Sequence[int]) -> Tensor:
         """Non-negative 63-bit random integers (int64) of shape ``(B, *shape)`` for ``(step, stream)``."""

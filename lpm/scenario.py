@@ -15,7 +15,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence
 
 import torch
 
@@ -27,6 +27,9 @@ from lpm.model import Model
 from lpm.observables import DEFAULT, Observable
 from lpm.simulate import Trajectory, simulate
 from lpm.state import PopulationState
+
+if TYPE_CHECKING:
+    from lpm.archetypes import ArchetypeSetup
 
 __all__ = ["Scenario", "ScenarioResult", "load_scenario", "run_scenario"]
 
@@ -53,6 +56,10 @@ class Scenario:
         sweep: optional ``(graph, **params) -> [interventions]``: one arm's interventions from plain
             keyword parameters, so that ``lpm sweep`` (:func:`lpm.sweep.run_sweep`) can build an arm
             for every point of a grid of them; its keyword names are the keys a grid may use.
+        contexts: texts that archetypes are asked about (items, rebuttals, guidance messages). A
+            scenario with contexts can run with archetypes (``lpm run --archetypes K``): its
+            ``build_model`` and ``arms`` then also receive ``archetypes=`` an
+            :class:`lpm.archetypes.ArchetypeSetup` whose decision table covers these texts.
     """
 
     name: str
@@ -70,6 +77,7 @@ class Scenario:
     seeds: int = 8
     build_record: Optional[Callable[[Graph, int], Mapping[str, Observable]]] = None
     sweep: Optional[Callable[..., Sequence[Intervention]]] = None
+    contexts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not (isinstance(self.agents, int) and self.agents >= 2):
@@ -94,6 +102,7 @@ class ScenarioResult:
     timings_s: dict[str, float]
     device: str
     counterfactual: Optional[CounterfactualResult] = None
+    fitted: tuple[str, ...] = ()
 
 
 def load_scenario(name_or_path: str) -> Scenario:
@@ -126,8 +135,15 @@ def load_scenario(name_or_path: str) -> Scenario:
 
 
 def run_scenario(scenario: Scenario, *, device: str | torch.device = "cpu", steps: Optional[int] = None,
-                 progress: bool = True) -> ScenarioResult:
-    """Build the graph, population and model of ``scenario`` and simulate it without gradients."""
+                 progress: bool = True, archetypes: Optional["ArchetypeSetup"] = None,
+                 params: Optional[str | Path] = None) -> ScenarioResult:
+    """Build the graph, population and model of ``scenario`` and simulate it without gradients.
+
+    ``archetypes``: an :class:`lpm.archetypes.ArchetypeSetup` for the scenario's agents and
+    ``contexts``, passed on to its ``build_model`` and ``arms``. ``params``: a fitted-parameter file
+    (``lpm calibrate cascades``) applied to the model's cascade; the names applied are in
+    ``ScenarioResult.fitted``.
+    """
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("Expected a CUDA device to be available for --device cuda (none found)")
@@ -135,9 +151,24 @@ def run_scenario(scenario: Scenario, *, device: str | torch.device = "cpu", step
     start = time.perf_counter()
     graph = scenario.build_graph(scenario.agents, scenario.seed, device)
     timings["graph_s"] = time.perf_counter() - start
+    extra = {}
+    if archetypes is not None:
+        if not scenario.contexts:
+            raise ConfigError(f"Expected a scenario with contexts to run with archetypes "
+                              f"(got none in {scenario.name!r})")
+        if archetypes.num_agents != graph.num_nodes:
+            raise ConfigError(f"Expected archetypes for {graph.num_nodes} agents (got {archetypes.num_agents})")
+        extra = {"archetypes": archetypes}
     start = time.perf_counter()
     state = scenario.build_population(graph, scenario.batch, scenario.seed)
-    model = scenario.build_model(graph, scenario.dt, scenario.seed).to(device=device, dtype=state.opinion.dtype)
+    model = scenario.build_model(graph, scenario.dt, scenario.seed, **extra)
+    model = model.to(device=device, dtype=state.opinion.dtype)
+    fitted: tuple[str, ...] = ()
+    if params is not None:
+        from lpm.calibration.common import apply_fitted
+
+        _, applied, _ = apply_fitted(model, params)
+        fitted = tuple(applied)
     timings["setup_s"] = time.perf_counter() - start
     steps = scenario.steps if steps is None else steps
     start = time.perf_counter()
@@ -149,7 +180,8 @@ def run_scenario(scenario: Scenario, *, device: str | torch.device = "cpu", step
                                   progress=progress)
         else:
             seeds = [scenario.seed * 1000 + s for s in range(scenario.seeds)]
-            result = counterfactual(model, state.select(0), graph, scenario.arms(graph), steps=steps, seeds=seeds,
+            arms = scenario.arms(graph, **extra)
+            result = counterfactual(model, state.select(0), graph, arms, steps=steps, seeds=seeds,
                                     device=device, progress=progress,
                                     record=record if scenario.build_record is not None else None)
             trajectory = result.trajectory
@@ -157,7 +189,7 @@ def run_scenario(scenario: Scenario, *, device: str | torch.device = "cpu", step
         torch.cuda.synchronize(device)
     timings["simulate_s"] = time.perf_counter() - start
     timings["ms_per_step"] = 1e3 * timings["simulate_s"] / max(steps, 1)
-    return ScenarioResult(scenario, trajectory, graph, timings, str(device), result)
+    return ScenarioResult(scenario, trajectory, graph, timings, str(device), result, fitted)
 
 
 def write_outputs(result: ScenarioResult, out_dir: str | Path) -> dict[str, Path]:

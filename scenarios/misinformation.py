@@ -16,12 +16,19 @@ numbers):
 
 ``lpm sweep misinformation --grid label_h=1,6,24,none --grid prebunk_share=0,0.1,0.3`` runs a grid
 of arms built by :func:`sweep_arm` instead, all in one batch.
+
+With archetypes (``lpm run misinformation --archetypes K``), K archetypes' decisions about the claim,
+the rebuttal and the fact-check label (:data:`CONTEXTS`) replace the uniform reshare probability:
+each archetype's share probability is its members' per-exposure reshare probability, and each
+exposure to the claim moves their opinion and emotions as their archetype decided. Rebuttals and
+labels act on each user in proportion to how its archetype took their text.
 """
 
 from __future__ import annotations
 
 import torch
 
+from lpm.archetypes import ArchetypeSetup
 from lpm.dynamics import Cascade, Item
 from lpm.errors import ConfigError
 from lpm.graph import Graph
@@ -32,6 +39,11 @@ from lpm.scenario import Scenario
 from lpm.state import PopulationState
 
 CLAIM = "A claim that vaccine X alters human DNA"
+REBUTTAL = ("Health authorities: vaccine X does not alter human DNA. Vaccines never enter the cell nucleus; "
+            "the claim circulating online is false.")
+LABEL = "Fact-check: independent fact-checkers rated the claim that vaccine X alters human DNA as false."
+#: What archetypes are asked about (``lpm run misinformation --archetypes K``).
+CONTEXTS = (CLAIM, REBUTTAL, LABEL)
 
 
 def accounts_by_followers(graph: Graph) -> list[int]:
@@ -46,24 +58,35 @@ def build_population(graph: Graph, batch: int, seed: int) -> PopulationState:
     return PopulationState.sample(graph.num_nodes, seed=seed, batch=batch, topics=1, opinion="bimodal").to(graph.device)
 
 
-def build_model(graph: Graph, dt: float, seed: int) -> Model:
+def build_model(graph: Graph, dt: float, seed: int, archetypes: ArchetypeSetup | None = None) -> Model:
     sources = tuple(accounts_by_followers(graph)[:3])
     item = Item(source=sources, text=CLAIM, stance=1.0, topic=0)
-    cascade = Cascade([item], transmissibility=0.03, alignment_weight=0.8, attention=0.25, feed_half_life_h=3.0)
-    return Model(cascade=cascade, dt=dt)
+    if archetypes is None:
+        cascade = Cascade([item], transmissibility=0.03, alignment_weight=0.8, attention=0.25, feed_half_life_h=3.0)
+        return Model(cascade=cascade, dt=dt)
+    drive = archetypes.drive([item])
+    # transmissibility 0.5 is logit 0: the archetype's share probability is the per-exposure one
+    cascade = Cascade([item], transmissibility=0.5, prior=drive, archetype=drive.archetype, alignment_weight=0.8,
+                      attention=0.25, feed_half_life_h=3.0)
+    return Model(cascade=cascade, dt=dt, archetype_drive=drive)
 
 
-def build_arms(graph: Graph) -> dict:
+def build_arms(graph: Graph, archetypes: ArchetypeSetup | None = None) -> dict:
     ranked = accounts_by_followers(graph)
     officials, spreaders = ranked[13:18], ranked[3:13]
     n = graph.num_nodes
+
+    def heard(intervention: Intervention, text: str) -> Intervention:
+        """With archetypes, the intervention reaches each user as its archetype took ``text``."""
+        return intervention if archetypes is None else archetypes.scaled(intervention, text)
+
     return {
         "none": [],
-        "label@1h": [FactCheckLabel(0, at=1.0)],
-        "label@6h": [FactCheckLabel(0, at=6.0)],
-        "label@24h": [FactCheckLabel(0, at=24.0)],
-        "rebuttal_early": [Rebuttal(0, officials, graph, at=1.0, every_h=2.0, count=6)],
-        "rebuttal_late": [Rebuttal(0, officials, graph, at=12.0, every_h=6.0, count=2)],
+        "label@1h": [heard(FactCheckLabel(0, at=1.0), LABEL)],
+        "label@6h": [heard(FactCheckLabel(0, at=6.0), LABEL)],
+        "label@24h": [heard(FactCheckLabel(0, at=24.0), LABEL)],
+        "rebuttal_early": [heard(Rebuttal(0, officials, graph, at=1.0, every_h=2.0, count=6), REBUTTAL)],
+        "rebuttal_late": [heard(Rebuttal(0, officials, graph, at=12.0, every_h=6.0, count=2), REBUTTAL)],
         "suspend_top10": [Suspension(spreaders, n, at=2.0)],
         "block_top10": [EdgeBlocking(spreaders, graph, at=2.0)],
         "prebunk10": [Prebunking([0], n, at=-1.0, share=0.1)],
@@ -120,4 +143,5 @@ SCENARIO = Scenario(
     days=2.0,
     dt=0.5,
     seeds=6,
+    contexts=CONTEXTS,
 )

@@ -53,6 +53,8 @@ def assert_gradients_match_finite_differences(module: nn.Module, loss: Callable[
     loss().backward()
     checked = 0
     for name, param in module.named_parameters():
+        if not param.requires_grad:  # frozen on purpose by the caller
+            continue
         assert param.grad is not None and torch.isfinite(param.grad).all(), name
         assert param.grad.abs().max() > 1e-9, f"no gradient reaches {name}"
         flat = param.data.view(-1)

@@ -15,6 +15,17 @@ Each item ``c`` is posted by its source agent at ``start_h``. In every step an a
 ``h = n^g / (n^g + half^g)`` of the agent's cumulative exposures ``n`` (Hill saturation): repeated
 exposures reinforce each other, as in complex contagion (Centola & Macy 2007).
 
+Two optional ingredients make cascades look like those on real platforms, where rumours start at
+accounts with audiences far larger than a sampled graph can hold, and users differ in how often
+they read their feeds:
+
+* ``audience``: each item's source is also followed by ``A_bc = audience * exp(spread * z_bc)``
+  accounts beyond the graph's edges (log-normal across items, ``z_bc ~ N(0, 1)`` drawn once per
+  scenario and item); the agents stand for that audience, each with ``A_bc / N`` expected
+  exposures, which add ``(A_bc / N) * frontier[source_c]`` to ``k_ic``.
+* ``attention_spread``: agent ``i`` sees a share ``sigmoid(logit(attention) + spread * z_i)`` of
+  its feed, ``z_i ~ N(0, 1)`` fixed per scenario and agent.
+
 With ``q`` constant and everyone online this is exactly the synchronous Independent Cascade model
 (Kempe, Kleinberg & Tardos 2003): each newly activated agent gets one chance per follower.
 :class:`LinearThreshold` is the other classic special case.
@@ -26,6 +37,8 @@ followee among those the item came from.
 
 from __future__ import annotations
 
+import math
+import weakref
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -33,12 +46,13 @@ import torch
 from torch import Tensor, nn
 
 from lpm import kernels
-from lpm.dynamics.base import unit_interval
+from lpm.dynamics.base import positive, softplus, unit_interval
 from lpm.errors import ConfigError
 from lpm.graph import Graph
 from lpm.interventions import Effects
 from lpm.relax import Estimator
-from lpm.rng import STREAM_CASCADE_PARENT, STREAM_CASCADE_RESHARE, CounterRNG
+from lpm.rng import (STREAM_CASCADE_ATTENTION, STREAM_CASCADE_AUDIENCE, STREAM_CASCADE_BROADCAST,
+                     STREAM_CASCADE_PARENT, STREAM_CASCADE_RESHARE, CounterRNG)
 from lpm.state import PopulationState
 
 __all__ = ["Item", "Cascade", "LinearThreshold", "init_cascade_state"]
@@ -111,6 +125,8 @@ class _CascadeBase(nn.Module):
         # (item, source) pairs, flattened: items may have several sources
         self._pairs = [(c, a) for c, it in enumerate(self.items) for a in it.sources]
         self.register_buffer("_pair_source", torch.tensor([a for _, a in self._pairs], dtype=torch.int64), persistent=False)
+        self.register_buffer("_first_source", torch.tensor([it.sources[0] for it in self.items], dtype=torch.int64),
+                             persistent=False)
 
     @property
     def num_items(self) -> int:
@@ -142,37 +158,56 @@ class _CascadeBase(nn.Module):
         return state.replace(reshared=state.reshared.index_put(idx, ones), frontier=state.frontier.index_put(idx, ones),
                              reshare_time=state.reshare_time.index_put(idx, starts))
 
-    def _parents(self, graph: Graph, frontier: Tensor, rng: CounterRNG, t: int) -> Tensor:
-        """``(B, N, C)`` a uniformly random frontier followee per (agent, item), ``-1`` if none.
+    def _parents(self, graph: Graph, frontier: Tensor, hard: Tensor, rng: CounterRNG, t: int) -> tuple[Tensor, Tensor]:
+        """The parents of this step's new reshares: a uniformly random frontier followee of each.
 
-        Counts frontier followees along the CSR rows with one cumulative sum, draws a rank
-        ``r = floor(u * k)`` among the agent's ``k`` of them, and finds the edge holding the
-        ``(r + 1)``-th one by binary search: exact, and O(B N C log E) beyond the one pass over edges.
+        Only the ``K`` new reshares ``hard (B, N, C)`` are visited: their CSR rows are expanded
+        (``K x degree`` edges), the visible posts among them counted with one cumulative sum, a rank
+        ``r = floor(u * k)`` drawn among the ``k`` visible ones and the edge holding the ``(r+1)``-th
+        found by binary search. Exact, and O(K d log(K d)) per step; recording trees costs one host
+        sync per step (the number of new reshares), which is why training runs go without them.
+
+        Returns:
+            ``(index, parent)``: the ``(K, 3)`` (b, i, c) positions and their ``(K,)`` parents (-1 if none
+            in the graph).
         """
-        batch, num_nodes, items = frontier.shape
-        active = (frontier.detach().index_select(1, graph.col) > 0).to(torch.int32)  # (B, E, C) visible posts
-        counts = torch.cumsum(active.transpose(1, 2), dim=2, dtype=torch.int32)  # (B, C, E) running counts
-        counts = torch.cat([counts.new_zeros(batch, items, 1), counts], 2)  # counts[..., e] = active edges < e
-        rowptr = graph.rowptr.long()
-        before = counts.index_select(2, rowptr[:-1])  # (B, C, N) frontier edges before row i
-        k = counts.index_select(2, rowptr[1:]) - before  # (B, C, N)
-        u = rng.uniform(t, STREAM_CASCADE_PARENT, (items, num_nodes), torch.float64)  # (B, C, N)
-        rank = torch.minimum((u * k).to(torch.int32), (k - 1).clamp_min(0))
-        # first e with counts[..., e + 1] >= before + rank + 1, i.e. the (rank+1)-th active edge of row i
-        position = torch.searchsorted(counts[..., 1:].contiguous(), (before + rank + 1).contiguous())
-        position = position.clamp_max(graph.num_edges - 1)
-        parent = graph.col.long()[position]  # (B, C, N)
-        return torch.where(k > 0, parent, torch.full_like(parent, -1)).transpose(1, 2)
+        index = hard.nonzero()  # (K, 3); the host sync
+        b, i, c = index.unbind(1)
+        rowptr, col = graph.rowptr.long(), graph.col.long()
+        start, degree = rowptr[i], rowptr[i + 1] - rowptr[i]
+        total = int(degree.sum())
+        owner = torch.repeat_interleave(torch.arange(index.size(0), device=index.device), degree, output_size=total)
+        offset = torch.cumsum(degree, 0) - degree  # first expanded edge of each new reshare
+        edge = start[owner] + torch.arange(total, device=index.device) - offset[owner]
+        visible = (frontier.detach()[b[owner], col[edge], c[owner]] > 0).to(torch.int64)
+        running = torch.cumsum(visible, 0)
+        before = torch.where(offset > 0, running[(offset - 1).clamp_min(0)], torch.zeros_like(offset)) \
+            if total > 0 else torch.zeros_like(offset)
+        k = (running[(offset + degree - 1).clamp_min(0)] - before) if total > 0 else torch.zeros_like(offset)
+        k = torch.where(degree > 0, k, torch.zeros_like(k))
+        num_nodes, items = hard.shape[1], hard.shape[2]
+        u = rng.uniform_at(t, STREAM_CASCADE_PARENT, (items, num_nodes), b, c * num_nodes + i)  # u[b, c, i]
+        rank = torch.minimum((u * k).to(torch.int64), (k - 1).clamp_min(0))
+        position = torch.searchsorted(running, before + rank + 1).clamp_max(max(total - 1, 0))
+        parent = col[edge[position]] if total > 0 else torch.full_like(k, -1)
+        return index, torch.where(k > 0, parent, torch.full_like(parent, -1))
 
     def _record(self, state: PopulationState, graph: Graph, new: Tensor, rng: CounterRNG, t: int,
-                time_h: float, dt: float) -> tuple[Tensor, Tensor]:
-        reshare_time = state.reshare_time
+                time_h: float, dt: float, from_source: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        """Reshare times and parents of this step's hard reshares; ``from_source (B, N, C)`` is the
+        probability that a reshare came through the source's out-of-graph audience."""
+        hard = new.detach() > 0.5
+        reshare_time = torch.where(hard, state.reshare_time.new_tensor(time_h + dt), state.reshare_time)
         if not self.record_trees:
             return reshare_time, state.parent
-        hard = new.detach() > 0.5
-        parent_now = self._parents(graph, state.frontier, rng, t)
-        parent = torch.where(hard, parent_now, state.parent)
-        reshare_time = torch.where(hard, reshare_time.new_tensor(time_h + dt), reshare_time)
+        index, parent_now = self._parents(graph, state.frontier, hard, rng, t)
+        b, i, c = index.unbind(1)
+        if from_source is not None:
+            via_audience = rng.uniform_at(t, STREAM_CASCADE_BROADCAST, tuple(from_source.shape[1:]), b,
+                                          i * from_source.size(2) + c)
+            via_audience = via_audience < from_source.detach()[b, i, c].double()
+            parent_now = torch.where(via_audience, self._first_source[c], parent_now)
+        parent = state.parent.index_put((b, i, c), parent_now)
         return reshare_time, parent
 
 
@@ -186,13 +221,22 @@ class Cascade(_CascadeBase):
         attention: share of its feed an agent sees per step, in (0, 1), learnable (sigmoid): it
             thins the exposures, ``k -> attention * k``; ``None`` means everything (Independent Cascade).
         prior: ``(K, C)`` logit offsets per archetype and item (e.g. from LLM decisions), with
-            ``archetype (N,)`` giving each agent's archetype.
+            ``archetype (N,)`` giving each agent's archetype; or a module returning them when called
+            with no arguments (:class:`lpm.archetypes.ArchetypeDrive`), called every step so that
+            gradients reach its parameters.
         interest_similarity: ``(N, C)`` similarity of each agent's interests to each item.
         dose_response: ``"independent"`` or ``"complex"`` (Hill reinforcement of repeated exposures).
         half_exposures, hill: the Hill function's half-saturation count and exponent.
         feed_half_life_h: how long a reshare stays visible in followers' feeds: the frontier decays by
             half every ``feed_half_life_h`` hours (cut below 1%), so followers who come online later
             still see it. ``None``: visible for one step only (Independent Cascade).
+        feed_tail: with a value ``a > 1``, visibility decays as a power law ``(1 + age / tau)^(-a)``
+            (halving at ``feed_half_life_h``) instead of exponentially; learnable (stored as
+            ``a - 1`` through softplus: ``a <= 1`` would give a post unbounded total visibility).
+        audience: median number of accounts beyond the graph that follow an item's source (learnable);
+            ``None``: sources reach only their followers in the graph.
+        audience_spread: log-normal spread of the audience across items (learnable when > 0).
+        attention_spread: spread of agents' attention in logit space (learnable when > 0; needs ``attention``).
         record_trees: record ``reshare_time`` and ``parent`` (one int32 cumulative sum over edges per step).
     """
 
@@ -205,20 +249,38 @@ class Cascade(_CascadeBase):
         arousal_weight: float = 0.0,
         alignment_weight: float = 0.0,
         attention: Optional[float] = None,
-        prior: Optional[Tensor] = None,
+        prior: Optional[Tensor | nn.Module] = None,
         archetype: Optional[Tensor] = None,
         interest_similarity: Optional[Tensor] = None,
         dose_response: str = "independent",
         half_exposures: float = 2.0,
         hill: float = 2.0,
         feed_half_life_h: Optional[float] = None,
+        feed_tail: Optional[float] = None,
+        audience: Optional[float] = None,
+        audience_spread: float = 0.0,
+        attention_spread: float = 0.0,
         record_trees: bool = True,
     ) -> None:
         super().__init__(items, record_trees)
         c = len(self.items)
-        if feed_half_life_h is not None and not feed_half_life_h > 0:
-            raise ConfigError(f"Expected a positive feed_half_life_h or None (got {feed_half_life_h})")
-        self.feed_half_life_h = feed_half_life_h
+        # learnable (softplus); the spreads are fixed at 0 when created as 0 (no heterogeneity)
+        if audience is not None and not (isinstance(audience, (int, float)) and audience > 0 and math.isfinite(audience)):
+            raise ConfigError(f"Expected 'audience' > 0 (got {audience!r})")
+        # log scale: audiences span orders of magnitude, so a gradient step should change them by a ratio
+        self.raw_audience = nn.Parameter(torch.tensor(math.log(audience))) if audience is not None else None
+        self.raw_audience_spread = positive("audience_spread", audience_spread) if audience_spread > 0 else None
+        if attention_spread > 0 and attention is None:
+            raise ConfigError("Expected an 'attention' with attention_spread > 0 (got attention=None)")
+        self.raw_attention_spread = positive("attention_spread", attention_spread) if attention_spread > 0 else None
+        # learnable (softplus): calibration fits how long posts stay in feeds to reshare delays
+        self.raw_feed_half_life = positive("feed_half_life_h", feed_half_life_h) if feed_half_life_h is not None else None
+        if feed_tail is not None and feed_half_life_h is None:
+            raise ConfigError("Expected a feed_half_life_h with feed_tail (got feed_half_life_h=None)")
+        if feed_tail is not None and not (isinstance(feed_tail, (int, float)) and feed_tail > 1.0):
+            raise ConfigError(f"Expected feed_tail > 1 (a slower decay gives every post unbounded total "
+                              f"visibility; got {feed_tail!r})")
+        self.raw_feed_tail = positive("feed_tail", feed_tail - 1.0) if feed_tail is not None else None
         self.raw_transmissibility = unit_interval("transmissibility", transmissibility)
         self.interest_weight = nn.Parameter(torch.tensor(float(interest_weight)))
         self.arousal_weight = nn.Parameter(torch.tensor(float(arousal_weight)))
@@ -231,13 +293,17 @@ class Cascade(_CascadeBase):
         self.dose_response, self.half_exposures, self.hill = dose_response, float(half_exposures), float(hill)
         if (prior is None) != (archetype is None):
             raise ConfigError("Expected 'prior' and 'archetype' together (got only one)")
-        if prior is not None and (prior.dim() != 2 or prior.size(1) != c):
-            raise ConfigError(f"Expected 'prior' of shape (K, {c}) (got {tuple(prior.shape)})")
+        prior_value = prior() if isinstance(prior, nn.Module) else prior
+        if prior is not None and (prior_value.dim() != 2 or prior_value.size(1) != c):
+            raise ConfigError(f"Expected 'prior' of shape (K, {c}) (got {tuple(prior_value.shape)})")
         if archetype is not None and (archetype.dim() != 1 or archetype.dtype.is_floating_point):
             raise ConfigError(f"Expected 'archetype' as an (N,) integer tensor (got {archetype.dtype}, {tuple(archetype.shape)})")
         if interest_similarity is not None and (interest_similarity.dim() != 2 or interest_similarity.size(1) != c):
             raise ConfigError(f"Expected 'interest_similarity' of shape (N, {c}) (got {tuple(interest_similarity.shape)})")
-        self.register_buffer("prior", prior)
+        if isinstance(prior, nn.Module):
+            self.prior = prior
+        else:
+            self.register_buffer("prior", prior)
         self.register_buffer("archetype", archetype.long() if archetype is not None else None)
         self.register_buffer("interest_similarity", interest_similarity)
         self.register_buffer("stance", torch.tensor([it.stance for it in self.items]))
@@ -277,6 +343,57 @@ class Cascade(_CascadeBase):
     def transmissibility(self) -> Tensor:
         return torch.sigmoid(self.raw_transmissibility)
 
+    @property
+    def feed_half_life_h(self) -> Optional[Tensor]:
+        """Hours for a reshare's visibility in followers' feeds to halve, or ``None`` (one step)."""
+        return softplus(self.raw_feed_half_life) if self.raw_feed_half_life is not None else None
+
+    @property
+    def feed_tail(self) -> Optional[Tensor]:
+        """Exponent (> 1) of the power-law visibility decay, or ``None`` (exponential)."""
+        return 1.0 + softplus(self.raw_feed_tail) if self.raw_feed_tail is not None else None
+
+    def visibility(self, age_h: Tensor) -> Tensor:
+        """Weight in followers' feeds of a post ``age_h`` hours old (``inf``: never posted).
+
+        Exponential: ``2^(-age / h)``, cut below 1%. Power law (``feed_tail = a``):
+        ``(1 + age / tau)^(-a)`` with ``tau = h / (2^(1/a) - 1)``, so it also halves at ``h`` but keeps
+        a long tail, as the attention paid to tweets decays (Wu & Huberman 2007; Zhao et al. 2015).
+        """
+        age = age_h.clamp_min(0.0)
+        half_life = self.feed_half_life_h
+        if self.raw_feed_tail is None:
+            weight = torch.exp(-math.log(2.0) * age / half_life)
+            return torch.where(weight < _VISIBLE, torch.zeros_like(weight), weight)
+        tail = self.feed_tail
+        scale = half_life / torch.expm1(math.log(2.0) / tail)
+        return torch.where(torch.isfinite(age), (1.0 + age.nan_to_num(posinf=0.0) / scale) ** (-tail),
+                           torch.zeros_like(age))
+
+    def attention_share(self, rng: CounterRNG, num_agents: int, dtype: torch.dtype) -> Tensor | float:
+        """``(B, N, 1)`` share of its feed each agent sees per step (a float 1.0 without ``attention``)."""
+        if self.raw_attention is None:
+            return 1.0
+        if self.raw_attention_spread is None:
+            return torch.sigmoid(self.raw_attention)
+        z = _standard_normal(rng, STREAM_CASCADE_ATTENTION, (num_agents,), dtype)
+        return torch.sigmoid(self.raw_attention + softplus(self.raw_attention_spread) * z)[..., None]
+
+    def audience_reach(self, rng: CounterRNG, num_agents: int, dtype: torch.dtype) -> Optional[Tensor]:
+        """``(B, C)`` expected exposures of an agent to an item source's out-of-graph audience
+        (``A_bc / N``), or ``None``.
+
+        The N agents stand for the audience: when it exceeds N, each agent carries ``A / N``
+        (Poisson) exposures, so direct reshares have the right expectation while the sample stays N.
+        """
+        if self.raw_audience is None:
+            return None
+        log_audience = self.raw_audience.to(dtype)
+        if self.raw_audience_spread is not None:
+            z = _standard_normal(rng, STREAM_CASCADE_AUDIENCE, (self.num_items,), dtype)
+            log_audience = log_audience + softplus(self.raw_audience_spread) * z
+        return torch.exp(log_audience) / num_agents
+
     def check(self, state: PopulationState) -> None:
         super().check(state)
         for name in ("archetype", "interest_similarity"):
@@ -290,7 +407,8 @@ class Cascade(_CascadeBase):
         """``(B, N, C)`` logit of the per-exposure reshare probability ``q``."""
         logits = self.raw_transmissibility.expand(state.batch_size, state.num_agents, self.num_items)
         if self.prior is not None:
-            logits = logits + self.prior.to(logits.dtype)[self.archetype][None]
+            prior = self.prior() if isinstance(self.prior, nn.Module) else self.prior
+            logits = logits + prior.to(logits.dtype)[self.archetype][None]
         if self.interest_similarity is not None:
             logits = logits + self.interest_weight * self.interest_similarity.to(logits.dtype)[None]
         if state.emotion.size(-1) >= 2:
@@ -310,8 +428,20 @@ class Cascade(_CascadeBase):
         effects = effects or Effects()
         state = self._seed(state, time_h, dt)
         k = _exposure_count(graph, state.frontier, effects)  # (B, N, C) frontier followees
-        attention = torch.sigmoid(self.raw_attention) if self.raw_attention is not None else 1.0
-        seen = attention * k  # expected posts of the item seen while online
+        reach = self.audience_reach(rng, n, k.dtype)
+        from_audience = None
+        if reach is not None:
+            source_frontier = state.frontier.index_select(1, self._first_source).diagonal(dim1=1, dim2=2)  # (B, C)
+            if effects.source_gate is not None:  # a suspended source reaches nobody
+                source_frontier = source_frontier * effects.source_gate.index_select(1, self._first_source)
+            broadcast = (reach * source_frontier)[:, None, :]  # (B, 1, C)
+            if effects.exposure_scale is not None:
+                broadcast = broadcast * effects.exposure_scale
+            k = k + broadcast
+            # share of the exposures that came through the audience; the small constant keeps the
+            # ratio's gradient bounded where both are ~0 (no reshare can happen there anyway)
+            from_audience = broadcast / (k + 1e-6)
+        seen = self.attention_share(rng, n, k.dtype) * k  # expected posts of the item seen while online
         logits = self.reshare_logit(state)
         if effects.reshare_logit is not None:
             logits = logits + effects.reshare_logit
@@ -327,13 +457,16 @@ class Cascade(_CascadeBase):
         not_yet = 1 - state.reshared
         prob = -torch.expm1(-step_hazard) * not_yet
         new, log_prob = estimator.sample(prob, self._sellke_uniform(state, rng, n, c))
-        reshare_time, parent = self._record(state, graph, new, rng, t, time_h, dt)
+        reshare_time, parent = self._record(state, graph, new, rng, t, time_h, dt, from_audience)
+        reshared = state.reshared + new
         frontier = new
-        if self.feed_half_life_h is not None:
-            older = state.frontier * 0.5 ** (dt / self.feed_half_life_h)
-            frontier = new + torch.where(older < _VISIBLE, torch.zeros_like(older), older)
-        changes = dict(reshared=state.reshared + new, frontier=frontier, exposures=exposures,
+        if self.raw_feed_half_life is not None:
+            # reshare_time holds the (detached) event times, reshared the differentiable events
+            frontier = reshared * self.visibility(time_h + dt - reshare_time)
+        changes = dict(reshared=reshared, frontier=frontier, exposures=exposures,
                        hazard=state.hazard + step_hazard * not_yet, reshare_time=reshare_time, parent=parent)
+        if from_audience is not None:  # an event, not state: expected reshares attached to the source
+            changes["direct_reshares"] = (new * from_audience).sum(1)
         return changes, log_prob
 
     @staticmethod
@@ -346,11 +479,34 @@ class Cascade(_CascadeBase):
         step's probability: the law is the per-step Bernoulli one, while arms that differ in timing
         still share every agent's resistance (common random numbers that survive timing changes).
         """
-        resistance = -torch.log1p(-rng.uniform(-1, STREAM_CASCADE_RESHARE, (n, c), torch.float64))
+        resistance = _run_draw(rng, ("resistance", n, c, state.hazard.dtype), lambda: -torch.log1p(
+            -rng.uniform(-1, STREAM_CASCADE_RESHARE, (n, c), torch.float64)).to(state.hazard.dtype))
         # Not detached: with a relaxed estimator the run is a smooth function of the parameters given
         # the resistances, and its exact pathwise gradient includes u's dependence on the hazard.
-        u = -torch.expm1(-(resistance.to(state.hazard.dtype) - state.hazard))
+        u = -torch.expm1(-(resistance - state.hazard))
         return u.clamp_min(0.0).to(state.reshared.dtype)
+
+
+# Draws fixed for a whole run (step -1 of a stream), kept per CounterRNG object: recomputing the hash
+# of (B, N, C) counters every step cost about a fifth of a training step on the CPU. Entries go away
+# with the run's CounterRNG.
+_RUN_DRAWS: "weakref.WeakKeyDictionary[CounterRNG, dict]" = weakref.WeakKeyDictionary()
+
+
+def _run_draw(rng: CounterRNG, key: tuple, make) -> Tensor:
+    draws = _RUN_DRAWS.setdefault(rng, {})
+    if key not in draws:
+        draws[key] = make()
+    return draws[key]
+
+
+def _standard_normal(rng: CounterRNG, stream: int, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """``(B, *shape)`` standard normals fixed for the whole run (drawn at step -1 of ``stream``)."""
+    def make() -> Tensor:
+        u = rng.uniform(-1, stream, shape, torch.float64).clamp(1e-12, 1 - 1e-12)
+        return (math.sqrt(2.0) * torch.special.erfinv(2 * u - 1)).to(dtype)
+
+    return _run_draw(rng, ("normal", stream, tuple(shape), dtype), make)
 
 
 class LinearThreshold(_CascadeBase):

@@ -226,3 +226,53 @@ def test_cascade_rejects_bad_config():
     model = lpm.Model(cascade=Cascade([Item(source=50)]))
     with pytest.raises(ConfigError, match="sources < 20"):
         lpm.simulate(model, lpm.PopulationState.sample(20, seed=0), small_graph(20), steps=1, seed=0)
+
+
+def test_visibility_closed_forms():
+    exponential = Cascade([Item(source=0)], feed_half_life_h=2.0)
+    power = Cascade([Item(source=0)], feed_half_life_h=2.0, feed_tail=1.5)
+    age = torch.tensor([0.0, 2.0, 4.0, 2.0 * 7.0, float("inf")], dtype=torch.float64)
+    # exponential: halves every half-life, cut below 1% (2^-7 < 0.01), zero when never posted
+    assert exponential.visibility(age).tolist() == pytest.approx([1.0, 0.5, 0.25, 0.0, 0.0])
+    # power law: (1 + age / tau)^-a with tau = h / (2^(1/a) - 1): halves at h too, with a long tail
+    tau = 2.0 / (2 ** (1 / 1.5) - 1)
+    expected = [(1 + a / tau) ** -1.5 if a != float("inf") else 0.0 for a in age.tolist()]
+    assert power.visibility(age.float()).tolist() == pytest.approx(expected, rel=1e-5)
+    assert float(power.visibility(torch.tensor(2.0)).detach()) == pytest.approx(0.5, rel=1e-6)
+    assert float(power.visibility(torch.tensor(14.0)).detach()) > 0.05  # still visible where the exponential is cut
+    with pytest.raises(ConfigError, match="feed_tail > 1"):
+        Cascade([Item(source=0)], feed_half_life_h=2.0, feed_tail=0.9)
+
+
+def test_out_of_graph_audience_reshares_attach_to_the_source():
+    """An isolated source (no followers in the graph) still reaches the agents through its audience:
+    each agent gets A/N exposures, so one step's reshare probability is 1 - (1 - q)^(A/N)."""
+    n, audience, q = 4000, 2000.0, 0.3
+    graph = Graph.from_edge_index(torch.tensor([[1], [2]]), n)  # one unrelated edge
+    model = lpm.Model(cascade=Cascade([Item(source=0)], transmissibility=q, audience=audience), dt=1.0)
+    state = init_cascade_state(lpm.PopulationState.create(torch.zeros(4, n, 1), torch.zeros(4, n, 2)), 1)
+    trajectory = lpm.simulate(model, state, graph, steps=1, record={}, seed=[1, 2, 3, 4], estimator=relax.Hard())
+    final = trajectory.final
+    expected = (n - 1) * (1 - (1 - q) ** (audience / n))
+    resharers = final.reshared[:, 1:, 0].sum(1)
+    # 4 x 3999 Bernoulli draws: the mean is within 4 standard errors
+    assert float(resharers.mean()) == pytest.approx(expected, abs=4 * (expected / 4) ** 0.5)
+    new = final.reshared[:, 1:, 0] > 0
+    assert bool((final.parent[:, 1:, 0][new] == 0).all())  # every one hangs off the source
+
+
+def test_heterogeneous_attention_audience_and_power_law_feed_match_finite_differences():
+    graph = small_graph(12, 3.0, seed=5)
+    state = make_state(12, batch=2, seed=5)
+    model = lpm.Model(cascade=Cascade([Item(source=0), Item(source=3)], transmissibility=0.2, attention=0.4,
+                                      attention_spread=0.8, audience=30.0, audience_spread=0.5,
+                                      feed_half_life_h=0.5, feed_tail=1.7), dt=0.25).double()
+    for name in ("interest_weight", "arousal_weight", "alignment_weight"):  # covered by the tests above
+        getattr(model.cascade, name).requires_grad_(False)
+    estimator = relax.RelaxedBernoulli(0.5)
+
+    def loss():
+        return lpm.simulate(model, state, graph, steps=8, seed=[3, 4], estimator=estimator, record=RECORD)["reshares"][-1].sum()
+
+    # transmissibility, attention, attention spread, audience, audience spread, half-life, tail
+    assert assert_gradients_match_finite_differences(model.cascade, loss) == 7
