@@ -1,0 +1,253 @@
+"""What every calibration script shares: fitted-parameter files, the Lightning loop with a wall-time
+budget, offline wandb logging, checkpoints that resume, and the ``lpm calibrate`` registry.
+
+A calibration is a :class:`CalibrationModule` (a ``LightningModule`` whose ``training_step`` runs
+``simulate`` and returns a differentiable loss) fitted by :func:`fit`. Each ``fit_*.py`` module exposes
+
+    calibrate(data: list[Path], out: Path, *, budget_s, device, seed, ...) -> dict
+    evaluate(params: Path, data: list[Path], *, device, seed) -> dict[str, float]
+
+which the CLI (``lpm calibrate | evaluate KIND``) calls through :data:`KINDS`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional
+
+import torch
+from torch.utils.data import IterableDataset
+
+from lpm.errors import ConfigError, DataFormatError
+
+__all__ = ["KINDS", "split_index", "save_params", "load_params", "CalibrationModule", "fit", "FitResult", "atomic_write_json"]
+
+#: ``lpm calibrate KIND`` -> the module implementing it.
+KINDS = {
+    "cascades": "lpm.calibration.fit_cascades",
+    "sentiment": "lpm.calibration.fit_sentiment",
+    "stance": "lpm.calibration.fit_stance",
+}
+
+_PARAMS_FORMAT = 1
+
+
+def atomic_write_json(path: str | os.PathLike, payload: Any) -> Path:
+    """Write JSON through a temporary file and ``os.replace``: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(payload, handle, indent=2, sort_keys=True, default=float)
+        handle.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def save_params(path: str | os.PathLike, kind: str, params: Mapping[str, float],
+                meta: Optional[Mapping[str, Any]] = None) -> Path:
+    """Write fitted parameters ``{name: value}`` (constrained, human-readable values) for ``kind``."""
+    bad = {k: v for k, v in params.items() if not (isinstance(v, (int, float)) and math.isfinite(v))}
+    if bad:
+        raise ConfigError(f"Expected finite parameter values (got {bad})")
+    return atomic_write_json(path, {"format": _PARAMS_FORMAT, "kind": kind,
+                                    "params": {k: float(v) for k, v in params.items()}, "meta": dict(meta or {})})
+
+
+def load_params(path: str | os.PathLike, kind: Optional[str] = None) -> tuple[dict[str, float], dict[str, Any]]:
+    """``(params, meta)`` from a file written by :func:`save_params`.
+
+    Raises:
+        DataFormatError: unreadable file, wrong format, or a file fitted for another kind.
+    """
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataFormatError(f"Expected a fitted-parameter JSON file at {path} ({exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != _PARAMS_FORMAT or "params" not in payload:
+        raise DataFormatError(f"Expected a fitted-parameter file (format {_PARAMS_FORMAT}) at {path} "
+                              f"(got keys {sorted(payload) if isinstance(payload, dict) else type(payload).__name__})")
+    if kind is not None and payload.get("kind") != kind:
+        raise DataFormatError(f"Expected parameters fitted for {kind!r} in {path} (got {payload.get('kind')!r})")
+    return {k: float(v) for k, v in payload["params"].items()}, dict(payload.get("meta", {}))
+
+
+class _Steps(IterableDataset):
+    """An endless stream of placeholders: a calibration draws its own simulations (seeded by
+    ``global_step``, so a resumed fit replays the same draws), and ``max_steps`` ends the fit."""
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.count()
+
+
+class CalibrationModule:
+    """Mixin contract for a calibration ``LightningModule``.
+
+    Subclasses implement ``training_step(step, batch_idx) -> loss`` (a scalar tensor with gradients
+    to the model's parameters) and ``fitted_params() -> {name: float}``. The mixin provides the
+    optimiser (Adam on the unconstrained parameters) and records the best loss seen.
+    """
+
+    learning_rate: float = 0.05
+
+    def configure_optimizers(self):  # noqa: D401 - Lightning hook
+        return torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=self.learning_rate)
+
+    def fitted_params(self) -> dict[str, float]:  # pragma: no cover - contract
+        raise NotImplementedError
+
+
+class _Budget:
+    """Lightning callback: stop when the wall-time budget is spent; write the best parameters so far."""
+
+    def __new__(cls, *args, **kwargs):
+        from lightning.pytorch.callbacks import Callback
+
+        class Budget(Callback):
+            def __init__(self, budget_s: Optional[float], out: Optional[Path], kind: str, meta: dict) -> None:
+                self.budget_s, self.out, self.kind, self.meta = budget_s, out, kind, meta
+                self.start = time.perf_counter()
+                self.best = math.inf
+                self.best_params: dict[str, float] = {}
+                self.history: list[tuple[float, int, float]] = []  # (wall s, step, loss)
+                self.iterates: list[dict[str, float]] = []
+
+            def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+                loss = outputs["loss"] if isinstance(outputs, Mapping) else outputs
+                value = float(loss.detach())
+                elapsed = time.perf_counter() - self.start
+                self.history.append((elapsed, trainer.global_step, value))
+                self.iterates.append(dict(module.params_before_step))
+                # the loss was measured at the parameters before this optimiser step
+                if math.isfinite(value) and value < self.best:
+                    self.best, self.best_params = value, dict(module.params_before_step)
+                    if self.out is not None:
+                        save_params(self.out, self.kind, self.best_params,
+                                    {**self.meta, "loss": value, "step": trainer.global_step, "wall_s": elapsed})
+                if self.budget_s is not None and elapsed >= self.budget_s:
+                    trainer.should_stop = True
+
+        return Budget(*args, **kwargs)
+
+
+class FitResult(dict):
+    """``{"params", "loss", "history": [(wall_s, step, loss)], "steps", "averaged"}`` of a finished fit.
+
+    ``params`` are those of the lowest (single-simulation, hence noisy) training loss; ``averaged``
+    is the mean of the last fifth of the iterates (Polyak-Ruppert averaging), the better estimate
+    when the optimiser has settled and only sampling noise moves it.
+    """
+
+
+def fit(module, *, kind: str, max_steps: int, budget_s: Optional[float] = None, out: Optional[Path] = None,
+        work_dir: Optional[Path] = None, resume: bool = False, logger: str = "wandb", device: str = "cpu",
+        progress: bool = True, meta: Optional[Mapping[str, Any]] = None,
+        gradient_clip: Optional[float] = 50.0) -> FitResult:
+    """Fit ``module`` by gradient descent under a wall-time budget.
+
+    Args:
+        module: a ``LightningModule`` with the :class:`CalibrationModule` contract; it must set
+            ``module.params_before_step`` (``{name: float}``) in ``training_step``.
+        kind: calibration kind (written into the parameter file).
+        max_steps: optimiser steps at most.
+        budget_s: wall-time budget in seconds (``None``: none); the best parameters so far are in
+            ``out`` whenever it runs out.
+        out: fitted-parameter JSON, rewritten at every improvement.
+        work_dir: checkpoints (``last.ckpt``, every step) and logs; ``resume=True`` continues from
+            ``work_dir/checkpoints/last.ckpt`` when it exists.
+        logger: ``"wandb"`` (offline unless ``WANDB_MODE`` says otherwise), ``"csv"`` or ``"none"``.
+        device: ``"cpu"`` or ``"cuda"``.
+        gradient_clip: clip the gradient's norm to this (``None``: no clipping). Backpropagation
+            through a near-critical cascade multiplies Jacobians over hundreds of steps, and the
+            gradient can explode by orders of magnitude where the spread is strong; the default only
+            cuts such explosions (near a fit's optimum the norms are a few units: clipping there
+            would move where the noisy updates balance).
+    """
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix=f"lpm-{kind}-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    budget = _Budget(budget_s, Path(out) if out is not None else None, kind, dict(meta or {}))
+    checkpoints = ModelCheckpoint(dirpath=work_dir / "checkpoints", save_last=True, every_n_train_steps=1,
+                                  save_top_k=0)
+    if logger == "wandb":
+        os.environ.setdefault("WANDB_MODE", "offline")  # no account needed unless a user turns it on
+        os.environ.setdefault("WANDB_SILENT", "true")
+        from lightning.pytorch.loggers import WandbLogger
+
+        run_logger = WandbLogger(project="lpm", name=f"calibrate-{kind}", save_dir=str(work_dir),
+                                 offline=os.environ["WANDB_MODE"] == "offline")
+    elif logger == "csv":
+        from lightning.pytorch.loggers import CSVLogger
+
+        run_logger = CSVLogger(str(work_dir), name=kind)
+    elif logger == "none":
+        run_logger = False
+    else:
+        raise ConfigError(f"Expected logger 'wandb', 'csv' or 'none' (got {logger!r})")
+    accelerator = "gpu" if str(device).startswith("cuda") else "cpu"
+    trainer = pl.Trainer(max_steps=max_steps, max_epochs=-1, accelerator=accelerator, devices=1,
+                         logger=run_logger, callbacks=[budget, checkpoints], enable_progress_bar=progress,
+                         enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
+                         gradient_clip_val=gradient_clip, gradient_clip_algorithm="norm",
+                         default_root_dir=str(work_dir))
+    last = work_dir / "checkpoints" / "last.ckpt"
+    loader = torch.utils.data.DataLoader(_Steps(), batch_size=None)
+    trainer.fit(module, train_dataloaders=loader, ckpt_path=str(last) if resume and last.exists() else None)
+    if run_logger and hasattr(run_logger, "experiment") and logger == "wandb":
+        run_logger.experiment.finish()
+    tail = budget.iterates[-max(1, len(budget.iterates) // 5):] or [module.fitted_params()]
+    averaged = {name: sum(it[name] for it in tail) / len(tail) for name in tail[0]}
+    return FitResult(params=budget.best_params or module.fitted_params(), loss=budget.best,
+                     history=budget.history, steps=trainer.global_step, averaged=averaged)
+
+
+def split_index(ids: "list[str] | tuple[str, ...]", part: str, *, holdout: float = 0.2, seed: int = 0) -> list[int]:
+    """Indices of the ``part`` (``"train"``, ``"test"`` or ``"all"``) of a deterministic hold-out split.
+
+    A unit is held out when a hash of ``(seed, id)`` falls below ``holdout``: the split depends only
+    on the ids, so it is the same in every process and for every subset of the data, and about a
+    ``holdout`` share of units (cascades, threads, events) is never seen by a fit on ``"train"``.
+    """
+    import hashlib
+
+    if part not in ("train", "test", "all"):
+        raise ConfigError(f"Expected split 'train', 'test' or 'all' (got {part!r})")
+    if not 0.0 < holdout < 1.0:
+        raise ConfigError(f"Expected a hold-out share in (0, 1) (got {holdout})")
+    if part == "all":
+        return list(range(len(ids)))
+    keep = []
+    for i, unit in enumerate(ids):
+        digest = hashlib.sha256(f"{seed}:{unit}".encode()).digest()
+        held_out = int.from_bytes(digest[:8], "big") / 2.0**64 < holdout
+        if held_out == (part == "test"):
+            keep.append(i)
+    return keep
+
+
+def apply_fitted(model, path: str | os.PathLike) -> tuple[str, list[str], list[str]]:
+    """Apply a fitted-parameter file to a scenario's model: ``(kind, applied, not applicable)``.
+
+    Cascade fits (``lpm calibrate cascades``) set the scenario's cascade parameters; sentiment and
+    stance fits are fitted on their own calibration models, whose parameters have no one-to-one
+    counterpart in the scenarios, so they are refused rather than half-applied.
+    """
+    import importlib
+
+    params, meta = load_params(path)
+    kind = json.loads(Path(path).read_text()).get("kind")
+    if kind != "cascades":
+        raise ConfigError(f"Expected parameters fitted by 'lpm calibrate cascades' for a scenario (got kind {kind!r} in {path})")
+    applied = importlib.import_module(KINDS[kind]).apply_params(model, params)
+    if not applied:
+        raise ConfigError(f"Expected the scenario's cascade to have at least one of {sorted(params)} (got none)")
+    return kind, applied, sorted(set(params) - set(applied))

@@ -1,0 +1,129 @@
+"""``lpm calibrate | evaluate | forecast``: fitting to real data from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+from pathlib import Path
+
+from lpm.errors import ConfigError
+
+__all__ = ["add_parsers"]
+
+_DEFAULT_SPLIT = {"calibrate": "train", "evaluate": "test"}
+
+
+def _module(kind: str):
+    from lpm.calibration.common import KINDS
+
+    if kind not in KINDS:
+        raise ConfigError(f"Expected a calibration kind among {sorted(KINDS)} (got {kind!r})")
+    return importlib.import_module(KINDS[kind])
+
+
+def _data(paths: list[str]) -> list[Path]:
+    found = [Path(p) for p in paths]
+    missing = [str(p) for p in found if not p.exists()]
+    if missing:
+        raise ConfigError(f"Expected existing --data paths (not found: {missing})")
+    return found
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    module = _module(args.kind)
+    out = Path(args.out)
+    work_dir = Path(args.work_dir) if args.work_dir else out.with_suffix("").parent / f"{out.stem}_work"
+    print(f"lpm calibrate {args.kind}: data {', '.join(args.data)} (split {args.split}), device {args.device}, "
+          f"budget {args.budget_s if args.budget_s is not None else 'none'} s, at most {args.max_steps} steps; "
+          f"checkpoints and logs in {work_dir}")
+    world = {k: v for k, v in dict(agents=args.agents, items=args.items).items() if v is not None}
+    if world and args.kind != "cascades":
+        raise ConfigError(f"Expected --agents / --items only with 'cascades' (got {args.kind!r})")
+    start = time.perf_counter()
+    result = module.calibrate(_data(args.data), out, budget_s=args.budget_s, device=args.device, seed=args.seed,
+                              work_dir=work_dir, resume=args.resume, progress=not args.quiet,
+                              max_steps=args.max_steps, split=args.split, logger=args.logger, **world)
+    wall = time.perf_counter() - start
+    print(f"best loss {result['loss']:.4g} after {result['steps']} steps in {wall:.0f} s; wrote {out}")
+    for name, value in sorted(result["params"].items()):
+        print(f"  {name:>18} = {value:.6g}")
+    return 0
+
+
+def _write_metrics(metrics: dict, path: str | None) -> None:
+    for name, value in metrics.items():
+        print(f"  {name:>28} = {value:.4g}" if isinstance(value, float) else f"  {name:>28} = {value}")
+    if path:
+        from lpm.calibration.common import atomic_write_json
+
+        atomic_write_json(path, metrics)
+        print(f"wrote {path}")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    module = _module(args.kind)
+    print(f"lpm evaluate {args.kind}: params {args.params}, data {', '.join(args.data)} (split {args.split})")
+    metrics = module.evaluate(Path(args.params), _data(args.data), device=args.device, seed=args.seed, split=args.split)
+    _write_metrics(metrics, args.json)
+    return 0
+
+
+def _cmd_forecast(args: argparse.Namespace) -> int:
+    if args.kind != "cascades":
+        raise ConfigError(f"Expected 'cascades' (forecasting is defined for cascades; got {args.kind!r})")
+    from lpm.calibration.fit_cascades import forecast
+
+    print(f"lpm forecast cascades: params {args.params}, observe {args.observe_h} h, horizon {args.horizon_h} h, "
+          f"split {args.split}")
+    metrics = forecast(Path(args.params), _data(args.data), observe_h=args.observe_h, horizon_h=args.horizon_h,
+                       split=args.split, batch=args.ensemble, device=args.device, seed=args.seed)
+    _write_metrics(metrics, args.json)
+    return 0
+
+
+def add_parsers(sub) -> None:
+    """Add ``calibrate``, ``evaluate`` and ``forecast`` to the ``lpm`` sub-command parser."""
+    kinds = ["cascades", "sentiment", "stance"]
+    calibrate = sub.add_parser("calibrate", help="fit model parameters to real data by gradient descent")
+    calibrate.add_argument("kind", choices=kinds)
+    calibrate.add_argument("--data", action="append", required=True, metavar="PATH",
+                           help="data file or folder; repeat for several (e.g. one CSV per disaster event)")
+    calibrate.add_argument("--out", required=True, metavar="FITTED.json", help="fitted parameters (best so far)")
+    calibrate.add_argument("--budget-s", type=float, default=None, help="wall-time budget in seconds")
+    calibrate.add_argument("--max-steps", type=int, default=200, help="optimiser steps at most (default 200)")
+    calibrate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
+    calibrate.add_argument("--seed", type=int, default=0)
+    calibrate.add_argument("--split", default="train", choices=["train", "test", "all"],
+                           help="which part of the deterministic 80/20 hold-out split to fit (default train)")
+    calibrate.add_argument("--work-dir", default=None, help="checkpoints and logs (default: next to --out)")
+    calibrate.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --work-dir")
+    calibrate.add_argument("--logger", default="wandb", choices=["wandb", "csv", "none"],
+                           help="wandb runs offline unless WANDB_MODE=online")
+    calibrate.add_argument("--agents", type=int, default=None, help="cascades: agents in the simulated world")
+    calibrate.add_argument("--items", type=int, default=None, help="cascades: cascades per simulated scenario")
+    calibrate.add_argument("--quiet", action="store_true", help="no progress bar")
+    calibrate.set_defaults(func=_cmd_calibrate)
+
+    evaluate = sub.add_parser("evaluate", help="metrics of fitted parameters on data (by default the held-out split)")
+    evaluate.add_argument("kind", choices=kinds)
+    evaluate.add_argument("--params", required=True, metavar="FITTED.json")
+    evaluate.add_argument("--data", action="append", required=True, metavar="PATH")
+    evaluate.add_argument("--json", default=None, metavar="METRICS.json")
+    evaluate.add_argument("--split", default="test", choices=["train", "test", "all"])
+    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.set_defaults(func=_cmd_evaluate)
+
+    forecast = sub.add_parser("forecast", help="forecast unfolding cascades from their first hours")
+    forecast.add_argument("kind", choices=["cascades"])
+    forecast.add_argument("--params", required=True, metavar="FITTED.json")
+    forecast.add_argument("--data", action="append", required=True, metavar="PATH")
+    forecast.add_argument("--observe-h", type=float, default=1.0)
+    forecast.add_argument("--horizon-h", type=float, default=72.0)
+    forecast.add_argument("--ensemble", type=int, default=8, help="scenarios in the ensemble (each with C items)")
+    forecast.add_argument("--json", default=None, metavar="METRICS.json")
+    forecast.add_argument("--split", default="test", choices=["train", "test", "all"])
+    forecast.add_argument("--device", default="cpu")
+    forecast.add_argument("--seed", type=int, default=0)
+    forecast.set_defaults(func=_cmd_forecast)
