@@ -29,7 +29,7 @@ from torch import Tensor
 
 from lpm.errors import ConfigError
 
-__all__ = ["Hard", "StraightThrough", "RelaxedBernoulli", "ScoreFunction", "Estimator", "magic_box"]
+__all__ = ["Hard", "StraightThrough", "RelaxedBernoulli", "Expected", "ScoreFunction", "Estimator", "magic_box"]
 
 _EPS = 1e-6
 
@@ -76,6 +76,20 @@ class RelaxedBernoulli:
 
 
 @dataclass(frozen=True)
+class Expected:
+    """Mean-field "estimator": an event of probability ``p`` counts as ``p`` (its expectation).
+
+    The simulation becomes the deterministic expected-value dynamics of the same model (agents stay
+    heterogeneous; only each event's Bernoulli noise is replaced by its mean), a smooth function of
+    the parameters with exact gradients and no estimator bias or variance. Calibration uses it where
+    targets aggregate many events. The ``uniform`` draws are ignored.
+    """
+
+    def sample(self, prob: Tensor, uniform: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+        return prob, None
+
+
+@dataclass(frozen=True)
 class ScoreFunction:
     """Exact samples with their log-probability, for the score-function gradient."""
 
@@ -86,7 +100,7 @@ class ScoreFunction:
         return events, log_prob.reshape(log_prob.size(0), -1).sum(1)
 
 
-Estimator = Union[Hard, StraightThrough, RelaxedBernoulli, ScoreFunction]
+Estimator = Union[Hard, StraightThrough, RelaxedBernoulli, Expected, ScoreFunction]
 
 
 def magic_box(log_prob: Tensor) -> Tensor:

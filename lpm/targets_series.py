@@ -25,6 +25,7 @@ from torch import Tensor
 
 from lpm.data.rumoureval import STANCES
 from lpm.errors import ConfigError, DataFormatError
+from lpm.relax import Expected
 
 __all__ = [
     "STANCES",
@@ -43,20 +44,7 @@ __all__ = [
     "stance_mae",
 ]
 
-@dataclass(frozen=True)
-class ExpectedEvents:
-    """Mean-field "estimator": an event of probability ``p`` counts as ``p`` (its expectation).
-
-    Used where a target is an aggregate over many events (posts per day, replies per time bin): the
-    simulated target is then the expected count, which is a smooth function of the parameters, its
-    gradient is exact (no estimator bias or variance) and it can be checked against finite
-    differences. Agents stay heterogeneous (traits, graph position); only the Bernoulli noise of each
-    event is replaced by its mean, which for aggregates of thousands of posts is what the data shows
-    anyway. The ``uniform`` draws are ignored.
-    """
-
-    def sample(self, prob: Tensor, uniform: Tensor) -> tuple[Tensor, Optional[Tensor]]:
-        return prob, None
+ExpectedEvents = Expected  # the mean-field estimator lives in lpm.relax
 
 
 @dataclass(frozen=True, eq=False)

@@ -356,6 +356,7 @@ class Cascade(_CascadeBase):
     def visibility(self, age_h: Tensor) -> Tensor:
         """Weight in followers' feeds of a post ``age_h`` hours old (``inf``: never posted).
 
+        (The step ages the frontier with :meth:`_age_frontier`, which agrees with this.)
         Exponential: ``2^(-age / h)``, cut below 1%. Power law (``feed_tail = a``):
         ``(1 + age / tau)^(-a)`` with ``tau = h / (2^(1/a) - 1)``, so it also halves at ``h`` but keeps
         a long tail, as the attention paid to tweets decays (Wu & Huberman 2007; Zhao et al. 2015).
@@ -369,6 +370,28 @@ class Cascade(_CascadeBase):
         scale = half_life / torch.expm1(math.log(2.0) / tail)
         return torch.where(torch.isfinite(age), (1.0 + age.nan_to_num(posinf=0.0) / scale) ** (-tail),
                            torch.zeros_like(age))
+
+    def _age_frontier(self, frontier: Tensor, reshared: Tensor, dt: float) -> Tensor:
+        """The visibility of earlier reshares one step later, ``reshared * g(frontier / reshared)``.
+
+        Visibility ``v`` determines a post's age, so one step maps it to ``g(v) = visibility(age(v) +
+        dt)``: ``v 2^(-dt/h)`` (exponential) or ``(v^(-1/a) + dt/tau)^(-a)`` (power law). Exact for
+        exact events; for relaxed or expected events (fractions of a reshare spread over several
+        steps) it ages their mean visibility, so no event time is needed and gradients flow.
+        """
+        has = reshared > 0
+        mean_visibility = frontier / torch.where(has, reshared, torch.ones_like(reshared))
+        half_life = self.feed_half_life_h
+        if self.raw_feed_tail is None:
+            aged = mean_visibility * torch.exp(-math.log(2.0) * dt / half_life)
+            aged = torch.where(aged < _VISIBLE, torch.zeros_like(aged), aged)
+        else:
+            tail = self.feed_tail
+            scale = half_life / torch.expm1(math.log(2.0) / tail)
+            safe = torch.where(mean_visibility > 0, mean_visibility, torch.ones_like(mean_visibility))
+            aged = torch.where(mean_visibility > 0, (safe ** (-1.0 / tail) + dt / scale) ** (-tail),
+                               torch.zeros_like(mean_visibility))
+        return torch.where(has, reshared * aged, torch.zeros_like(aged))
 
     def attention_share(self, rng: CounterRNG, num_agents: int, dtype: torch.dtype) -> Tensor | float:
         """``(B, N, 1)`` share of its feed each agent sees per step (a float 1.0 without ``attention``)."""
@@ -461,8 +484,7 @@ class Cascade(_CascadeBase):
         reshared = state.reshared + new
         frontier = new
         if self.raw_feed_half_life is not None:
-            # reshare_time holds the (detached) event times, reshared the differentiable events
-            frontier = reshared * self.visibility(time_h + dt - reshare_time)
+            frontier = new + self._age_frontier(state.frontier, state.reshared, dt)
         changes = dict(reshared=reshared, frontier=frontier, exposures=exposures,
                        hazard=state.hazard + step_hazard * not_yet, reshare_time=reshare_time, parent=parent)
         if from_audience is not None:  # an event, not state: expected reshares attached to the source

@@ -47,3 +47,28 @@ def test_archetypes_need_a_scenario_with_contexts(tmp_path, capsys) -> None:
     assert main(["run", "disaster", "--agents", "100", "--steps", "1", "--archetypes", "4", "--out", str(tmp_path),
                  "--quiet"]) == 2
     assert "contexts" in capsys.readouterr().err
+
+
+@needs_embed
+def test_misinformation_runs_against_an_openai_compatible_endpoint(tmp_path, capsys, monkeypatch) -> None:
+    """The same run with --backend openai talks to a real HTTP server on loopback (configured the
+    way the openai package reads it, from OPENAI_BASE_URL / OPENAI_API_KEY) and counts its tokens."""
+    pytest.importorskip("openai")
+    from lpm.scenarios.misinformation import CONTEXTS
+    from tests.archetypes.fake_openai import FakeOpenAI
+
+    server = FakeOpenAI().start()
+    try:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "test")
+        k = 4
+        args = ["run", "misinformation", "--agents", "2000", "--archetypes", str(k), "--steps", "2", "--seeds", "2",
+                "--out", str(tmp_path), "--cache", str(tmp_path / "cache.sqlite"), "--backend", "openai",
+                "--llm-model", "fake-model", "--quiet"]
+        assert main(args) == 0
+    finally:
+        server.stop()
+    usage = json.loads((tmp_path / "misinformation" / "llm_usage.json").read_text())
+    assert usage["backend"] == "openai" and 0 < usage["calls"] <= k * len(CONTEXTS)
+    assert len(server.requests) == usage["calls"]  # one HTTP request per decision, no retries needed
+    assert usage["prompt_tokens"] == server.prompt_tokens > 0 and usage["completion_tokens"] == server.completion_tokens

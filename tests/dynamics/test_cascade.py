@@ -276,3 +276,18 @@ def test_heterogeneous_attention_audience_and_power_law_feed_match_finite_differ
 
     # transmissibility, attention, attention spread, audience, audience spread, half-life, tail
     assert assert_gradients_match_finite_differences(model.cascade, loss) == 7
+
+
+@pytest.mark.parametrize("tail", [None, 1.5])
+def test_frontier_ages_as_the_visibility_of_each_post(tail):
+    """The step ages visibility from the frontier alone (no event times, so relaxed and expected
+    events work too); for exact events it equals visibility(age) of every reshare."""
+    graph = lpm.Graph.holme_kim(800, 4, 0.3, seed=1)
+    model = lpm.Model(cascade=Cascade([Item(source=0), Item(source=7)], transmissibility=0.2, attention=0.5,
+                                      feed_half_life_h=1.0, feed_tail=tail))
+    state = init_cascade_state(lpm.PopulationState.create(torch.zeros(2, 800, 1), torch.zeros(2, 800, 2)), 2)
+    with torch.no_grad():
+        final = lpm.simulate(model, state, graph, steps=30, record={}, seed=[1, 2], estimator=relax.Hard()).final
+        expected = final.reshared * model.cascade.visibility(30 * model.dt - final.reshare_time)
+    assert int(final.reshared.sum()) > 10
+    assert torch.allclose(final.frontier, expected, atol=1e-6)
