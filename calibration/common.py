@@ -90,9 +90,9 @@ class _Steps(IterableDataset):
 class CalibrationModule:
     """Mixin contract for a calibration ``LightningModule``.
 
-    Subclasses implement ``training_step(step, batch_idx) -> loss`` (a scalar tensor with gradients
-    to the model's parameters) and ``fitted_params() -> {name: float}``. The mixin provides the
-    optimiser (Adam on the unconstrained parameters) and records the best loss seen.
+    Subclasses implement ``loss(seed) -> scalar tensor`` (with gradients to the model's parameters),
+    ``fitted_params() -> {name: float}`` and a ``seed`` attribute; the mixin provides the training
+    step and the optimiser (Adam on the unconstrained parameters).
     """
 
     learning_rate: float = 0.05
@@ -102,6 +102,16 @@ class CalibrationModule:
 
     def fitted_params(self) -> dict[str, float]:  # pragma: no cover - contract
         raise NotImplementedError
+
+    def training_step(self, batch, batch_idx):  # noqa: D401 - Lightning hook
+        """One optimiser step on ``self.loss(seed)``; the seed follows ``global_step``, so a resumed
+        fit replays the same draws. Modules with several loss terms override this."""
+        self.params_before_step = self.fitted_params()
+        loss = self.loss(seed=self.seed * 1_000_003 + self.global_step)
+        self.log("loss", loss, prog_bar=True)
+        for name, value in self.params_before_step.items():
+            self.log(f"params/{name}", value)
+        return loss
 
 
 class _Budget:

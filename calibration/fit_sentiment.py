@@ -385,14 +385,6 @@ class SentimentCalibration(CalibrationModule, pl.LightningModule):
         return sentiment_loss(sim, self.obs_volume.to(sim.volume.dtype), self.obs_negative.to(sim.volume.dtype),
                               self.config.negative_weight)
 
-    def training_step(self, batch, batch_idx):  # noqa: D401 - Lightning hook
-        self.params_before_step = self.sim.fitted_params()
-        loss = self.loss(seed=self.seed * 1_000_003 + self.global_step)  # a resumed fit replays the same draws
-        self.log("loss", loss, prog_bar=True)
-        for name, value in self.params_before_step.items():
-            self.log(f"params/{name}", value)
-        return loss
-
     def fitted_params(self) -> dict[str, float]:
         return self.sim.fitted_params()
 

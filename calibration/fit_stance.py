@@ -360,14 +360,6 @@ class StanceCalibration(CalibrationModule, pl.LightningModule):
         counts = self.sim.simulate_counts(seed)
         return stance_kl(stance_shares(counts), self.observed.to(counts.dtype))
 
-    def training_step(self, batch, batch_idx):  # noqa: D401 - Lightning hook
-        self.params_before_step = self.sim.fitted_params()
-        loss = self.loss(seed=self.seed * 1_000_003 + self.global_step)  # a resumed fit replays the same draws
-        self.log("loss", loss, prog_bar=True)
-        for name, value in self.params_before_step.items():
-            self.log(f"params/{name}", value)
-        return loss
-
     def fitted_params(self) -> dict[str, float]:
         return self.sim.fitted_params()
 

@@ -42,7 +42,7 @@ def _check_range(name: str, value: Tensor, low: float, high: float) -> None:
         return
     if not bool(torch.isfinite(value).all()):
         raise StateError(f"Expected finite values in '{name}' (got NaN or Inf)")
-    lo, hi = float(value.min()), float(value.max())
+    lo, hi = float(value.detach().min()), float(value.detach().max())
     if lo < low or hi > high:
         raise StateError(f"Expected '{name}' in [{low}, {high}] (got values in [{lo:.4g}, {hi:.4g}])")
 
