@@ -261,3 +261,16 @@ def apply_fitted(model, path: str | os.PathLike) -> tuple[str, list[str], list[s
     if not applied:
         raise ConfigError(f"Expected the scenario's cascade to have at least one of {sorted(params)} (got none)")
     return kind, applied, sorted(set(params) - set(applied))
+
+
+def config_from_meta(meta: Mapping[str, Any], config_class: type, convert: Optional[Mapping[str, Any]] = None):
+    """The fixed config a fit stored in its parameter file's ``meta["config"]`` (unknown keys ignored;
+    ``convert`` maps a field name to a function undoing JSON's changes, e.g. lists back to tuples)."""
+    import dataclasses
+
+    stored = meta.get("config", {})
+    if not isinstance(stored, Mapping):
+        raise DataFormatError(f"Expected a config mapping in the fitted file's meta (got {type(stored).__name__})")
+    names = {f.name for f in dataclasses.fields(config_class)}
+    convert = convert or {}
+    return config_class(**{k: convert.get(k, lambda v: v)(v) for k, v in stored.items() if k in names})

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from lpm.calibration.common import CalibrationModule, FitResult, fit, load_params, save_params, split_index
 from lpm.data.cascades import CascadeTable
+from lpm.dynamics.base import inverse_softplus, logit
 from lpm.dynamics.cascade import Cascade, Item, init_cascade_state
 from lpm.errors import ConfigError
 from lpm.graph import Graph
@@ -59,6 +60,13 @@ DEFAULTS: dict[str, float] = dict(transmissibility=0.004, audience=30000.0, audi
                                   attention_spread=1.0, feed_half_life_h=0.25, feed_tail=1.5)
 #: held fixed by default: not separately identifiable from ``transmissibility`` (see the module docstring)
 DEFAULT_FIXED = ("attention",)
+
+#: each parameter's raw (unconstrained) attribute on the Cascade and the map from its value to it
+_RAW = {"transmissibility": ("raw_transmissibility", logit), "audience": ("raw_audience", math.log),
+        "audience_spread": ("raw_audience_spread", inverse_softplus), "attention": ("raw_attention", logit),
+        "attention_spread": ("raw_attention_spread", inverse_softplus),
+        "feed_half_life_h": ("raw_feed_half_life", inverse_softplus),
+        "feed_tail": ("raw_feed_tail", lambda tail: inverse_softplus(tail - 1.0))}  # read as 1 + softplus
 
 
 def _direct(state, events) -> Tensor:
@@ -184,14 +192,10 @@ class CascadeCalibration(CalibrationModule, pl.LightningModule):
         self.model = world.model(dict(init or {})).to(dtype)
         self.model.cascade.record_trees = False  # trees are for evaluation; the loss reads sizes only
         self.fixed = tuple(fixed)
-        names = {"transmissibility": "raw_transmissibility", "audience": "raw_audience",
-                 "audience_spread": "raw_audience_spread", "attention": "raw_attention",
-                 "attention_spread": "raw_attention_spread", "feed_half_life_h": "raw_feed_half_life",
-                 "feed_tail": "raw_feed_tail"}
         for name in self.fixed:
-            if name not in names:
+            if name not in _RAW:
                 raise ConfigError(f"Expected fixed parameters among {PARAMS} (got {name!r})")
-        fitted = {names[name] for name in PARAMS if name not in self.fixed}
+        fitted = {_RAW[name][0] for name in PARAMS if name not in self.fixed}
         for raw_name, param in self.model.cascade.named_parameters():
             param.requires_grad_(raw_name in fitted)  # the world has no interests, emotions or opinions to weigh
         # Expected events (mean field) by default: on Twitter15 the straight-through fit drifted
@@ -433,16 +437,10 @@ def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_
 # ------------------------------------------------------------------------------ gradient-free baseline
 def set_params(model: Model, values: Mapping[str, float]) -> None:
     """Write constrained parameter values into a world model's raw parameters (in place)."""
-    from lpm.dynamics.base import inverse_softplus, logit
-
     c = model.cascade
-    raw = {"transmissibility": ("raw_transmissibility", logit), "audience": ("raw_audience", math.log),
-           "audience_spread": ("raw_audience_spread", inverse_softplus), "attention": ("raw_attention", logit),
-           "attention_spread": ("raw_attention_spread", inverse_softplus),
-           "feed_half_life_h": ("raw_feed_half_life", inverse_softplus), "feed_tail": ("raw_feed_tail", lambda a: inverse_softplus(a - 1.0))}
     with torch.no_grad():
         for name, value in values.items():
-            attribute, transform = raw[name]
+            attribute, transform = _RAW[name]
             getattr(c, attribute).fill_(transform(float(value)))
 
 
@@ -525,9 +523,7 @@ def apply_params(model: Model, values: Mapping[str, float]) -> list[str]:
     cascade = getattr(model, "cascade", None)
     if not isinstance(cascade, Cascade):
         raise ConfigError(f"Expected a scenario model with a Cascade to take cascade parameters (got {type(cascade).__name__})")
-    raw = {"transmissibility": "raw_transmissibility", "audience": "raw_audience", "audience_spread": "raw_audience_spread",
-           "attention": "raw_attention", "attention_spread": "raw_attention_spread",
-           "feed_half_life_h": "raw_feed_half_life", "feed_tail": "raw_feed_tail"}
-    applicable = {name: value for name, value in values.items() if getattr(cascade, raw.get(name, ""), None) is not None}
+    applicable = {name: value for name, value in values.items()
+                  if name in _RAW and getattr(cascade, _RAW[name][0], None) is not None}
     set_params(model, applicable)
     return sorted(applicable)

@@ -47,7 +47,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
-from lpm.calibration.common import CalibrationModule, FitResult, fit, load_params, split_index
+from lpm.calibration.common import CalibrationModule, FitResult, config_from_meta, fit, load_params, split_index
 from lpm.dynamics.activity import Hawkes
 from lpm.dynamics.base import inverse_softplus, logit, softplus
 from lpm.dynamics.emotion import EmotionContagion
@@ -393,11 +393,7 @@ class SentimentCalibration(CalibrationModule, pl.LightningModule):
 
 
 def _config_from(meta: Mapping[str, object]) -> SentimentConfig:
-    stored = meta.get("config", {})
-    if not isinstance(stored, Mapping):
-        raise DataFormatError(f"Expected a config mapping in the fitted file's meta (got {type(stored).__name__})")
-    names = {f.name for f in dataclasses.fields(SentimentConfig)}
-    return SentimentConfig(**{k: v for k, v in stored.items() if k in names})
+    return config_from_meta(meta, SentimentConfig)
 
 
 def calibrate(data: list[Path], out: Path, *, budget_s: float | None = None, device: str = "cpu", seed: int = 0,

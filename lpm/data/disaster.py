@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lpm.data.report import MalformedLog, check_errors
 from lpm.errors import ConfigError, DataFormatError
 
 __all__ = ["RowReport", "DisasterSeries", "load_disaster", "load_disaster_events"]
@@ -32,11 +33,10 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 _HEADER = "num,datetime,label"
 _ROW = re.compile(r"(\d+),(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}(?::\d{2})?),([01])")
-_MAX_EXAMPLES = 20
 
 
 @dataclass
-class RowReport:
+class RowReport(MalformedLog):
     """What a row-per-line loader read and dropped.
 
     ``rows`` counts the non-blank data lines read (header excluded), ``duplicates`` the exact
@@ -47,26 +47,14 @@ class RowReport:
     files: int = 0
     rows: int = 0
     duplicates: int = 0
-    malformed: int = 0
-    malformed_examples: list[tuple[str, int, str]] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line per counter, then the malformed examples."""
         out = [f"{name}: {getattr(self, name):,}" for name in ("files", "rows", "duplicates", "malformed")]
-        out += [f"  {file}:{line_no}: {text[:120]}" for file, line_no, text in self.malformed_examples]
+        out += self._example_lines()
         return "\n".join(out)
 
-    def _bad(self, errors: str, file: str, line_no: int, text: str, expected: str) -> None:
-        if errors == "raise":
-            raise DataFormatError(f"{file}, line {line_no}: Expected {expected} (got {text[:200]!r})")
-        self.malformed += 1
-        if len(self.malformed_examples) < _MAX_EXAMPLES:
-            self.malformed_examples.append((file, line_no, text))
 
-
-def _check_errors(errors: object) -> None:
-    if errors not in ("raise", "skip"):
-        raise ConfigError(f"Expected errors in ('raise', 'skip') (got {errors!r})")
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,7 +127,7 @@ def load_disaster(path: PathLike, *, errors: str = "raise", event: str | None = 
         DataFormatError: an unreadable file, a wrong header, or (with ``errors="raise"``) a
             malformed line, naming the file and line number.
     """
-    _check_errors(errors)
+    check_errors(errors)
     name = os.fspath(path)
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
@@ -195,7 +183,7 @@ def load_disaster(path: PathLike, *, errors: str = "raise", event: str | None = 
 
 def load_disaster_events(folder: PathLike, *, errors: str = "raise") -> list[DisasterSeries]:
     """Every ``*.csv`` in ``folder``, sorted by file name, loaded with :func:`load_disaster`."""
-    _check_errors(errors)
+    check_errors(errors)
     folder = Path(folder)
     if not folder.is_dir():
         raise DataFormatError(f"Expected a folder of natural-hazards CSV files at {os.fspath(folder)!r} (got none)")

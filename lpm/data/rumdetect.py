@@ -43,7 +43,7 @@ import os
 import re
 import zipfile
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -52,6 +52,7 @@ import pandas as pd
 import torch
 
 from lpm.data.cascades import CascadeTable, _depths
+from lpm.data.report import MalformedLog, check_errors
 from lpm.errors import ConfigError, DataFormatError
 
 __all__ = ["LoadReport", "load_rumdetect", "write_rumdetect"]
@@ -68,11 +69,10 @@ _LINE = re.compile(_LINE_BODY)
 _LINES = re.compile(rf"^{_LINE_BODY}$", re.MULTILINE)
 _LINE_FORMAT = "\"['uid', 'tweet_id', 'delay_min']->['uid', 'tweet_id', 'delay_min']\""
 _LABEL = re.compile(r"([\w-]+):(\w+)")
-_MAX_EXAMPLES = 20
 
 
 @dataclass
-class LoadReport:
+class LoadReport(MalformedLog):
     """What a loader read, dropped and repaired (see the module docstring for each counter).
 
     ``lines`` counts non-blank lines read; ``nodes`` the rows of the returned table. Quirk counters
@@ -92,10 +92,8 @@ class LoadReport:
     orphans: int = 0
     cycles: int = 0
     dropped_after_window: int = 0
-    malformed: int = 0
     skipped_cascades: int = 0
     unlabeled: int = 0
-    malformed_examples: list[tuple[str, int, str]] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line per counter that is not zero, for logs."""
@@ -103,15 +101,8 @@ class LoadReport:
                  "nonzero_root_delay", "orphans", "cycles", "dropped_after_window", "malformed",
                  "skipped_cascades", "unlabeled"]
         out = [f"{name}: {getattr(self, name):,}" for name in names if getattr(self, name) or name in names[:3]]
-        out += [f"  {file}:{line_no}: {text[:120]}" for file, line_no, text in self.malformed_examples]
+        out += self._example_lines()
         return "\n".join(out)
-
-    def _bad(self, errors: str, file: str, line_no: int, text: str, expected: str) -> None:
-        if errors == "raise":
-            raise DataFormatError(f"{file}, line {line_no}: Expected {expected} (got {text[:200]!r})")
-        self.malformed += 1
-        if len(self.malformed_examples) < _MAX_EXAMPLES:
-            self.malformed_examples.append((file, line_no, text))
 
 
 # ------------------------------------------------------------------------------------- sources
@@ -362,8 +353,7 @@ def load_rumdetect(
     Shapes:
         table rows ``R`` = ``report.nodes``; ``M`` = ``report.cascades``.
     """
-    if errors not in ("raise", "skip"):
-        raise ConfigError(f"Expected errors in ('raise', 'skip') (got {errors!r})")
+    check_errors(errors)
     if window_h is not None and not window_h >= 0:
         raise ConfigError(f"Expected window_h >= 0 or None (got {window_h})")
     report = LoadReport()

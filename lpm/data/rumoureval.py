@@ -22,7 +22,8 @@ from typing import Sequence, Union
 import torch
 from torch import Tensor
 
-from lpm.data.disaster import RowReport, _check_errors
+from lpm.data.disaster import RowReport
+from lpm.data.report import check_errors
 from lpm.errors import ConfigError, DataFormatError
 
 __all__ = ["STANCES", "VERACITIES", "StancePosts", "load_rumoureval"]
@@ -134,7 +135,7 @@ def load_rumoureval(path: PathLike, *, errors: str = "raise") -> StancePosts:
             with a bad value: an unknown stance or veracity, a thread whose veracity changes, a
             non-numeric id, depth or time, naming the file and line number.
     """
-    _check_errors(errors)
+    check_errors(errors)
     name = os.fspath(path)
     try:
         handle = open(path, newline="", encoding="utf-8-sig")
