@@ -147,8 +147,9 @@ class Evidence(Intervention):
         if self.raw_rates.numel() != shape.batch:
             raise ConfigError(f"Expected one evidence rate per scenario ({shape.batch}) (got {self.raw_rates.numel()})")
         step = -torch.expm1(-self.rates * self.dt).to(shape.like.dtype)  # (B,)
-        effects.add("opinion_rate", step[:, None, None])
-        effects.opinion_target = self.truth.to(shape.like.dtype)[:, None, None]
+        rate = step[:, None, None]
+        effects.add("opinion_rate", rate)
+        effects.add("opinion_pull", rate * self.truth.to(shape.like.dtype)[:, None, None])
 
 
 class StanceLink(nn.Module):

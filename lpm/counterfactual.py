@@ -9,6 +9,7 @@ narrower than with independent seeds (Glasserman & Yao 1992 on common random num
 from __future__ import annotations
 
 import copy
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,49 @@ class CounterfactualResult:
             low, high = np.quantile(boot, [lo, hi])
             rows.append({"arm": arm, "outcome": outcome, "difference": float(values.mean() - base.mean()),
                          "lo": float(low), "hi": float(high), "width": float(high - low)})
+        return pd.DataFrame(rows)
+
+    def pairing(self, outcome: Optional[str] = None):
+        """How much pairing narrowed each arm's difference interval, and how much any pairing could.
+
+        Per arm (baseline excluded): the seed-to-seed standard deviations of the arm and the
+        baseline, their correlation across paired seeds, the standard deviation of the paired
+        differences, and two width ratios of the difference's interval:
+
+        * ``gain``: independent seeds over these runs, ``sqrt(var_a + var_b) / sd(a - b)``; with
+          common random numbers, what the pairing bought (1 without it, in expectation).
+        * ``bound``: the most any coupling of the same two marginal laws can give,
+          ``sqrt(var_a + var_b) / |sd_a - sd_b|``, since ``Var(a - b) >= (sd_a - sd_b)^2`` for any
+          correlation (Cauchy-Schwarz). An arm that removes most of the baseline's seed-to-seed
+          variation (a strong, early intervention that stops the rumour's take-offs) has a bound
+          near 1: its effect genuinely differs from seed to seed, and no random-number sharing
+          can narrow that.
+
+        Needs at least 3 seeds. Returns a DataFrame with columns ``arm``, ``outcome``, ``sd_arm``,
+        ``sd_baseline``, ``correlation``, ``sd_difference``, ``gain``, ``bound``.
+        """
+        import pandas as pd
+
+        outcome = self.outcomes[0] if outcome is None else outcome
+        if outcome not in self.outcomes:
+            raise ConfigError(f"Expected an outcome in {self.outcomes} (got {outcome!r})")
+        if len(self.seeds) < 3:
+            raise ConfigError(f"Expected at least 3 seeds to estimate spreads (got {len(self.seeds)})")
+        base = self._values(self.baseline, outcome)
+        rows = []
+        for arm in self.arms:
+            if arm == self.baseline:
+                continue
+            values = self._values(arm, outcome)
+            sd_arm, sd_base = values.std(ddof=1), base.std(ddof=1)
+            sd_diff = (values - base).std(ddof=1)
+            independent = math.hypot(sd_arm, sd_base)
+            spread = sd_arm * sd_base
+            rows.append({"arm": arm, "outcome": outcome, "sd_arm": float(sd_arm), "sd_baseline": float(sd_base),
+                         "correlation": float(np.corrcoef(values, base)[0, 1]) if spread > 0 else float("nan"),
+                         "sd_difference": float(sd_diff),
+                         "gain": float(independent / sd_diff) if sd_diff > 0 else math.inf,
+                         "bound": float(independent / abs(sd_arm - sd_base)) if sd_arm != sd_base else math.inf})
         return pd.DataFrame(rows)
 
     def _values(self, arm: str, outcome: str) -> np.ndarray:

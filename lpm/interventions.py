@@ -7,7 +7,10 @@ Each intervention turns the time ``t`` into *effects* the dynamics read in the s
 * ``source_gate``    ``(B, N)`` multiplier of whether an agent's posts reach anyone (suspension);
 * ``edge_scale``     ``(B, E)`` multiplier per follow edge (edge blocking);
 * ``emotion_drive``  ``(B, N, E)`` added to the emotion force (guidance messages);
-* ``opinion_rate`` / ``opinion_target``: a pull of opinions toward a target (rational guidance);
+* ``opinion_rate`` / ``opinion_pull`` ``(B, N, T)``: pulls of opinions toward targets, as the sums
+  ``sum_k r_k`` and ``sum_k r_k target_k`` over the active pulls, so the update
+  ``x + sum_k r_k (target_k - x) = x + pull - rate * x`` combines concurrent messages exactly
+  (rational guidance);
 * ``personalization`` ``(B, 1, 1)`` added to the feed ranker's personalization (recommender changes).
 
 Timing enters through a smooth step ``sigmoid((t - at) / width)``, so the gradient of an outcome with
@@ -66,7 +69,7 @@ class Effects:
     edge_scale: Optional[Tensor] = None
     emotion_drive: Optional[Tensor] = None
     opinion_rate: Optional[Tensor] = None
-    opinion_target: Optional[Tensor] = None
+    opinion_pull: Optional[Tensor] = None
     personalization: Optional[Tensor] = None
 
     def add(self, name: str, value: Tensor) -> None:
@@ -295,7 +298,7 @@ class GuidanceMessage(Intervention):
         if self.tone == "rational" and shape.topics > self.topic:
             rate = (0.1 * level * reached)[..., None] * _topic_onehot(self.topic, shape)  # (B, N, T)
             effects.add("opinion_rate", rate)
-            effects.opinion_target = shape.like.new_full((shape.topics,), self.stance)
+            effects.add("opinion_pull", rate * self.stance)
 
 
 class RecommenderChange(Intervention):

@@ -153,7 +153,7 @@ class Model(nn.Module):
             if out_graph is not None:
                 opinion = self.feed.mix(state.opinion, opinion, self.opinion(state, out_graph, seen, uniform, ranker))
             if effects.opinion_rate is not None:
-                opinion = opinion + effects.opinion_rate * (effects.opinion_target - opinion)
+                opinion = opinion + effects.opinion_pull - effects.opinion_rate * opinion
             changes["opinion"] = opinion
         if self.emotion is not None:
             emotion, velocity = self.emotion(state, graph, time_h, self.dt, seen, effects.emotion_drive)

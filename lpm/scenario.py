@@ -12,6 +12,7 @@ import dataclasses
 import importlib
 import importlib.util
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,6 +219,11 @@ def write_outputs(result: ScenarioResult, out_dir: str | Path) -> dict[str, Path
     if result.counterfactual is not None:
         summary["arms"] = result.counterfactual.summary().to_dict(orient="records")
         summary["differences"] = result.counterfactual.differences().to_dict(orient="records")
+        if len(result.counterfactual.seeds) >= 3:  # what pairing bought, and the most it could (see pairing())
+            pairing = result.counterfactual.pairing().to_dict(orient="records")
+            # strict JSON has no infinity: an arm identical to the baseline on every seed has no spread
+            summary["pairing"] = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                                   for k, v in row.items()} for row in pairing]
     tmp = folder / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2))
     tmp.replace(folder / "summary.json")

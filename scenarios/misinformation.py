@@ -1,11 +1,13 @@
 """A false rumour seeded at influential accounts, and what platforms can do about it.
 
 100k users on a clustered scale-free follower graph (Holme-Kim, m = 5). A false claim is posted at
-time 0 by the three most-followed accounts. Users are online a quarter of the time in each
-30-minute step; a reshare stays in followers' feeds with a half-life of 3 hours; each time an
-online user sees it, it convinces with probability ~3%, more for users whose opinion is aligned
-with the claim. Arms, each compared with doing nothing on the same seeds (common random
-numbers):
+time 0 by the three most-followed accounts (about 14k followers each). How the claim spreads is
+not hand-set: the per-exposure reshare probability, how much of their feed users read per
+10-minute step (and how that differs between users) and how fast a post leaves the feed are the
+values fitted to the Twitter15 rumour cascades (:data:`TWITTER15`), so the claim behaves like a
+real one: a few hundred reshares, most of them in the first hours, in a long tail of late ones.
+Users whose opinion is aligned with the claim reshare it more (logit weight 0.8). Arms, each
+compared with doing nothing on the same seeds (common random numbers):
 
 * fact-check label on the claim at 1 h, 6 h or 24 h;
 * rebuttal posts by five official accounts: early and frequent (from 1 h, every 2 h, 6 posts)
@@ -46,6 +48,16 @@ LABEL = "Fact-check: independent fact-checkers rated the claim that vaccine X al
 CONTEXTS = (CLAIM, REBUTTAL, LABEL)
 
 
+#: Cascade dynamics fitted to Twitter15 (``lpm calibrate cascades --data twitter15.zip``: the 1,213
+#: training cascades of the 80/20 split, mean-field gradient fit, 300 s on a CPU; held-out 20%:
+#: nrmse_size 0.073, ks_size 0.14 against the fitted Independent Cascade's 0.37 and 0.41). The
+#: fitted out-of-graph audience is not used: here the sources' audiences are in the graph. The
+#: attention share is per 10-minute step, so the scenario steps by 10 minutes.
+TWITTER15 = dict(transmissibility=0.0055, attention=0.3, attention_spread=1.17, feed_half_life_h=0.173,
+                 feed_tail=1.68)
+STEP_H = 1.0 / 6.0
+
+
 def accounts_by_followers(graph: Graph) -> list[int]:
     return torch.argsort(graph.out_degree(), descending=True).tolist()
 
@@ -62,12 +74,12 @@ def build_model(graph: Graph, dt: float, seed: int, archetypes: ArchetypeSetup |
     sources = tuple(accounts_by_followers(graph)[:3])
     item = Item(source=sources, text=CLAIM, stance=1.0, topic=0)
     if archetypes is None:
-        cascade = Cascade([item], transmissibility=0.03, alignment_weight=0.8, attention=0.25, feed_half_life_h=3.0)
+        cascade = Cascade([item], alignment_weight=0.8, **TWITTER15)
         return Model(cascade=cascade, dt=dt)
     drive = archetypes.drive([item])
     # transmissibility 0.5 is logit 0: the archetype's share probability is the per-exposure one
-    cascade = Cascade([item], transmissibility=0.5, prior=drive, archetype=drive.archetype, alignment_weight=0.8,
-                      attention=0.25, feed_half_life_h=3.0)
+    cascade = Cascade([item], prior=drive, archetype=drive.archetype, alignment_weight=0.8,
+                      **dict(TWITTER15, transmissibility=0.5))
     return Model(cascade=cascade, dt=dt, archetype_drive=drive)
 
 
@@ -140,8 +152,8 @@ SCENARIO = Scenario(
     arms=build_arms,
     sweep=sweep_arm,
     agents=100_000,
-    days=2.0,
-    dt=0.5,
+    days=1.5,
+    dt=STEP_H,
     seeds=6,
     contexts=CONTEXTS,
 )

@@ -73,6 +73,35 @@ def test_common_random_numbers_pair_arms_exactly():
     assert other["width"] > 10
 
 
+def test_pairing_gain_and_bound_match_closed_forms():
+    """On a hand-made table: an arm that halves the baseline seed by seed is a comonotone coupling,
+    whose gain reaches the bound sqrt(1 + 1/4) / (1 - 1/2); an arm that adds a constant has equal
+    spreads (no bound) and an exactly zero-variance difference; a shuffled arm gains ~1."""
+    import numpy as np
+    import pandas as pd
+
+    from lpm.counterfactual import CounterfactualResult
+
+    rng = np.random.default_rng(4)
+    base = rng.lognormal(5.0, 0.6, size=400)
+    arms = {"none": base, "half": 0.5 * base, "shifted": base - 30.0, "shuffled": 0.5 * rng.permutation(base)}
+    table = pd.DataFrame({"arm": np.repeat(list(arms), base.size), "seed": np.tile(np.arange(base.size), len(arms)),
+                          "final_reach": np.concatenate(list(arms.values()))})
+    result = CounterfactualResult(table=table, trajectory=None, arms=tuple(arms), seeds=tuple(range(base.size)),
+                                  baseline="none", common_random_numbers=True, outcomes=("final_reach",))
+    pairing = result.pairing().set_index("arm")
+    assert list(pairing.index) == ["half", "shifted", "shuffled"]
+    assert pairing.loc["half", "correlation"] == pytest.approx(1.0)
+    assert pairing.loc["half", "gain"] == pytest.approx((1.25 ** 0.5) / 0.5)
+    assert pairing.loc["half", "bound"] == pytest.approx((1.25 ** 0.5) / 0.5)
+    assert pairing.loc["shifted", "gain"] == float("inf") and pairing.loc["shifted", "bound"] == float("inf")
+    # independent draws: Var(a - b) = var_a + var_b, up to sampling error of 400 pairs (~10%)
+    assert pairing.loc["shuffled", "gain"] == pytest.approx(1.0, abs=0.15)
+    with pytest.raises(ConfigError, match="at least 3 seeds"):
+        CounterfactualResult(table=table[table.seed < 2], trajectory=None, arms=tuple(arms), seeds=(0, 1),
+                             baseline="none", common_random_numbers=True, outcomes=("final_reach",)).pairing()
+
+
 def full_plan(graph, n):
     return [
         FactCheckLabel(0, at=2.0, strength=0.8), Downranking(0, at=3.0, factor=0.3),
@@ -126,6 +155,29 @@ def test_effects_compose_and_respect_scenario_masks():
     before = plan.effects(-1e6, shape)
     assert float(before.reshare_logit.abs().max()) < 1e-12
     assert float(smooth_step(0.0, torch.tensor(0.0), 0.25)) == 0.5
+
+
+def test_concurrent_rational_guidance_pulls_combine():
+    """Two rational messages toward stances +1 and -0.5, both on: every reached opinion moves by
+    r1 (1 - x) + r2 (-0.5 - x), the sum of both pulls (one target must not overwrite the other)."""
+    n = 12
+    graph = small_graph(n, 3.0, seed=5)
+    first = GuidanceMessage([0], graph, at=0.0, tone="rational", stance=1.0, strength=0.7, decay=0.0)
+    second = GuidanceMessage([1], graph, at=0.0, tone="rational", stance=-0.5, strength=1.3, decay=0.0)
+    from lpm.interventions import Shape
+
+    like = torch.zeros((), dtype=torch.float64)
+    shape = Shape(batch=2, agents=n, items=1, edges=graph.num_edges, emotions=2, topics=1, like=like)
+    effects = InterventionPlan([first, second]).effects(1e6, shape)
+    x = torch.rand(2, n, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    moved = x + effects.opinion_pull - effects.opinion_rate * x
+
+    def pull(message, stance):
+        rate = 0.1 * torch.nn.functional.softplus(message.raw_strength.detach()) * message.reached.double()
+        return rate[None, :, None] * (stance - x)
+
+    torch.testing.assert_close(moved, x + pull(first, 1.0) + pull(second, -0.5))
+    assert float((moved - x).abs().max()) > 0.01  # the pulls are not negligible
 
 
 def test_bad_interventions_raise():

@@ -376,7 +376,7 @@ class ArchetypeScaled(Intervention):
         own = Effects()
         self.inner.apply(own, time_h, shape)
         scale = self.scale.to(shape.like.dtype)[None, :, None]
-        for name in ("reshare_logit", "emotion_drive", "opinion_rate"):
+        for name in ("reshare_logit", "emotion_drive", "opinion_rate", "opinion_pull"):
             value = getattr(own, name)
             if value is not None:
                 effects.add(name, value * scale)
@@ -386,8 +386,6 @@ class ArchetypeScaled(Intervention):
                 effects.scale(name, value)
         if own.personalization is not None:
             effects.add("personalization", own.personalization)
-        if own.opinion_target is not None:
-            effects.opinion_target = own.opinion_target
 
 
 @dataclass(frozen=True, eq=False)
