@@ -77,7 +77,8 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
     print(f"lpm forecast cascades: params {args.params}, observe {args.observe_h} h, horizon {args.horizon_h} h, "
           f"split {args.split}")
     metrics = forecast(Path(args.params), _data(args.data), observe_h=args.observe_h, horizon_h=args.horizon_h,
-                       split=args.split, batch=args.ensemble, device=args.device, seed=args.seed)
+                       split=args.split, batch=args.ensemble, device=args.device, seed=args.seed,
+                       postprocess=args.postprocess)
     _write_metrics(metrics, args.json)
     return 0
 
@@ -121,7 +122,10 @@ def add_parsers(sub) -> None:
     forecast.add_argument("--data", action="append", required=True, metavar="PATH")
     forecast.add_argument("--observe-h", type=float, default=1.0)
     forecast.add_argument("--horizon-h", type=float, default=72.0)
-    forecast.add_argument("--ensemble", type=int, default=8, help="scenarios in the ensemble (each with C items)")
+    forecast.add_argument("--ensemble", type=int, default=24,
+                          help="scenarios in the ensemble (each with C items; more is a finer conditioning)")
+    forecast.add_argument("--postprocess", default="emos", choices=["emos", "none"],
+                          help="calibrate the ensemble on the training cascades (emos) or report it raw")
     forecast.add_argument("--json", default=None, metavar="METRICS.json")
     forecast.add_argument("--split", default="test", choices=["train", "test", "all"])
     forecast.add_argument("--device", default="cpu")

@@ -14,6 +14,7 @@ from lpm.calibration.fit_cascades import (DEFAULTS, CascadeCalibration, CascadeW
                                           simulate_cascades)
 from lpm.cli import main
 from lpm.data import write_rumdetect
+from lpm.errors import ConfigError
 from lpm.targets import CascadeTargets, cascade_targets
 
 TINY = CascadeWorld(agents=400, items=4)
@@ -131,6 +132,23 @@ def test_cli_calibrate_evaluate_forecast(tmp_path, dataset, capsys):
                  "--out", str(tmp_path / "runs"), "--params", str(fitted)]) == 0
     out = capsys.readouterr().out
     assert "fitted parameters from" in out and "transmissibility" in out
+
+
+def test_post_processed_intervals_cover_eighty_percent_of_the_training_cascades(tmp_path, dataset):
+    """The 80% interval adds the 10% and 90% quantiles of the training residuals, so on the
+    training cascades themselves it covers 80% of them, up to the discreteness of ~26 cascades
+    (one cascade per tail: 2/26)."""
+    from lpm.calibration.common import save_params
+    from lpm.calibration.fit_cascades import forecast
+
+    params = save_params(tmp_path / "fitted.json", "cascades", dict(DEFAULTS, audience=1200.0), {"world": TINY.__dict__})
+    metrics = forecast(params, [dataset], observe_h=1.0, horizon_h=72.0, split="train", batch=2)
+    assert metrics["coverage80"] == pytest.approx(0.8, abs=2 / 26 + 1e-9)
+    assert metrics["rmsle_minus_baseline_lo"] <= metrics["rmsle_minus_baseline_hi"]
+    raw = forecast(params, [dataset], observe_h=1.0, horizon_h=72.0, split="train", batch=2, postprocess="none")
+    assert raw["rmsle_size"] == raw["model_rmsle_size"] == metrics["model_rmsle_size"]  # same ensemble, same seed
+    with pytest.raises(ConfigError, match="postprocess"):
+        forecast(params, [dataset], postprocess="bayes")
 
 
 def test_scenario_refuses_parameters_of_another_kind(tmp_path, capsys):
