@@ -33,7 +33,7 @@ import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -52,7 +52,7 @@ from lpm.state import PopulationState
 from lpm.targets import GROWTH_HOURS, CascadeTargets, cascade_metrics, cascade_targets
 
 __all__ = ["PARAMS", "DEFAULTS", "DEFAULT_FIXED", "CascadeWorld", "CascadeCalibration", "simulate_cascades",
-           "calibrate", "evaluate", "forecast", "load_cascades", "fit_independent_cascade"]
+           "calibrate", "evaluate", "forecast", "load_cascades", "fit_independent_cascade", "correct_bias"]
 
 PARAMS = ("transmissibility", "audience", "audience_spread", "attention", "attention_spread", "feed_half_life_h",
           "feed_tail")
@@ -258,6 +258,58 @@ class CascadeCalibration(CalibrationModule, pl.LightningModule):
         return terms["loss"]
 
 
+def _from_raw(world: CascadeWorld, values: Mapping[str, float], raw: Mapping[str, float]) -> dict[str, float]:
+    """``values`` with the parameters in ``raw`` set from their unconstrained coordinates."""
+    model = world.model(values)
+    with torch.no_grad():
+        for name, value in raw.items():
+            getattr(model.cascade, _RAW[name][0]).fill_(float(value))
+    return model_params(model)
+
+
+def correct_bias(estimate: Callable[[CascadeTargets, Mapping[str, float]], Mapping[str, float]],
+                 observed: CascadeTargets, world: CascadeWorld, *, free: Sequence[str], iterations: int = 2,
+                 batch: Optional[int] = None, seed: int = 0, device: str = "cpu") -> list[dict[str, float]]:
+    """Remove the bias of a fitting procedure by simulation (indirect inference; Gourieroux, Monfort
+    & Renault 1993, J. Appl. Econometrics 8).
+
+    ``estimate(targets, init)`` is the procedure, e.g. the mean-field fit, whose answer is biased
+    because the mean-field dynamics are not the stochastic ones: on clustered graphs they treat
+    correlated exposures as independent and overestimate person-to-person spread, so they put too
+    little on ``transmissibility`` and too much on the audience. With ``theta_0 = estimate(observed)``,
+    each iteration simulates exact cascades at the current ``theta`` (``batch x C`` of them, the
+    same seed every iteration so the map is smooth in ``theta``), fits them with the same
+    procedure, and moves ``theta`` by what that fit got wrong, in each parameter's unconstrained
+    coordinate: ``theta <- theta + theta_0 - estimate(simulated(theta))``. At the fixed point the
+    procedure applied to the model's cascades returns what it returned on the data.
+
+    Returns:
+        the iterates ``[theta_0, theta_1, ...]``; the last is the corrected estimate.
+    """
+    if iterations < 0:
+        raise ConfigError(f"Expected iterations >= 0 (got {iterations})")
+    unknown = set(free) - set(_RAW)
+    if unknown:
+        raise ConfigError(f"Expected free parameters among {PARAMS} (got {sorted(unknown)})")
+    hours = observed.hours.tolist()
+    batch = batch or max(1, math.ceil(observed.size.size(0) / world.items))
+
+    def raw(values: Mapping[str, float]) -> dict[str, float]:
+        return {name: _RAW[name][1](float(values[name])) for name in free}
+
+    plain = dict(estimate(observed, {}))
+    path = [plain]
+    theta = dict(plain)
+    for _ in range(iterations):
+        simulated = cascade_targets(simulate_cascades(world, theta, hours=hours, batch=batch, seed=seed, device=device),
+                                    hours)
+        again = estimate(simulated, theta)
+        now, target, got = raw(theta), raw(plain), raw(again)
+        theta = _from_raw(world, theta, {name: now[name] + target[name] - got[name] for name in free})
+        path.append(theta)
+    return path
+
+
 def load_cascades(paths: Sequence[Path], *, window_h: float = 72.0, split: str = "all", holdout: float = 0.2,
                   split_seed: int = 0) -> CascadeTable:
     """Cascades from rumdetect2017 zips/folders, restricted to a deterministic hold-out ``split``."""
@@ -273,19 +325,42 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
               split: str = "train", logger: str = "wandb", world: Optional[CascadeWorld] = None,
               init: Optional[Mapping[str, float]] = None, fixed: Sequence[str] = DEFAULT_FIXED,
               batch: int = 2, fit_horizon_h: float = 12.0, agents: Optional[int] = None,
-              items: Optional[int] = None) -> FitResult:
+              items: Optional[int] = None, debias: int = 0) -> FitResult:
     """Fit the cascade model to the cascades in ``data`` (the ``split`` part) and write ``out``.
 
-    ``agents`` and ``items`` override the default :class:`CascadeWorld`'s size."""
+    ``agents`` and ``items`` override the default :class:`CascadeWorld`'s size. ``debias > 0``
+    corrects the mean-field fit's bias with that many rounds of :func:`correct_bias` (each a
+    simulation and a refit; the budget and ``max_steps`` apply to each fit, so it takes about
+    ``1 + debias`` times as long); ``out`` then holds the corrected parameters and its meta the
+    plain fit and every iterate. Checkpoints and ``resume`` apply to the plain fit only."""
     table = load_cascades(data, split=split)
     observed = cascade_targets(table)
     world = world or CascadeWorld()
     world = replace(world, **{k: v for k, v in dict(agents=agents, items=items).items() if v is not None})
-    module = CascadeCalibration(observed, world, init, fixed, batch=batch, fit_horizon_h=fit_horizon_h, seed=seed)
     meta = {"world": world.__dict__, "split": split, "cascades": table.num_cascades, "data": [str(p) for p in data],
             "fixed": list(fixed), "device": device}
-    return fit(module, kind="cascades", max_steps=max_steps, budget_s=budget_s, out=out, work_dir=work_dir,
-               resume=resume, logger=logger, device=device, progress=progress, meta=meta)
+    options = dict(kind="cascades", max_steps=max_steps, budget_s=budget_s, logger=logger, device=device,
+                   progress=progress)
+    module = CascadeCalibration(observed, world, init, fixed, batch=batch, fit_horizon_h=fit_horizon_h, seed=seed)
+    plain = fit(module, out=None if debias else out, work_dir=work_dir, resume=resume, meta=meta, **options)
+    if not debias:
+        return plain
+    free = [name for name in PARAMS if name not in fixed]
+    fits = [plain]
+
+    def estimate(targets: CascadeTargets, start: Mapping[str, float]) -> dict[str, float]:
+        if not start:  # the plain fit on the data, already done
+            return plain["averaged"]
+        refit = CascadeCalibration(targets, world, start, fixed, batch=batch, fit_horizon_h=fit_horizon_h, seed=seed)
+        fits.append(fit(refit, **options))
+        return fits[-1]["averaged"]
+
+    path = correct_bias(estimate, observed, world, free=free, iterations=debias, seed=seed + 1, device=device)
+    corrected = path[-1]
+    history = [row for result in fits for row in result["history"]]
+    save_params(out, "cascades", corrected, dict(meta, loss=plain["loss"], debias={"iterations": debias, "path": path}))
+    return FitResult(params=corrected, loss=plain["loss"], history=history, steps=sum(r["steps"] for r in fits),
+                     averaged=corrected)
 
 
 def world_from_meta(meta: Mapping) -> CascadeWorld:

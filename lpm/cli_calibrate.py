@@ -38,8 +38,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
           f"budget {args.budget_s if args.budget_s is not None else 'none'} s, at most {args.max_steps} steps; "
           f"checkpoints and logs in {work_dir}")
     world = {k: v for k, v in dict(agents=args.agents, items=args.items).items() if v is not None}
+    if args.debias:
+        world["debias"] = args.debias
     if world and args.kind != "cascades":
-        raise ConfigError(f"Expected --agents / --items only with 'cascades' (got {args.kind!r})")
+        raise ConfigError(f"Expected --agents / --items / --debias only with 'cascades' (got {args.kind!r})")
     start = time.perf_counter()
     result = module.calibrate(_data(args.data), out, budget_s=args.budget_s, device=args.device, seed=args.seed,
                               work_dir=work_dir, resume=args.resume, progress=not args.quiet,
@@ -103,6 +105,8 @@ def add_parsers(sub) -> None:
                            help="wandb runs offline unless WANDB_MODE=online")
     calibrate.add_argument("--agents", type=int, default=None, help="cascades: agents in the simulated world")
     calibrate.add_argument("--items", type=int, default=None, help="cascades: cascades per simulated scenario")
+    calibrate.add_argument("--debias", type=int, default=0, metavar="ROUNDS",
+                           help="cascades: correct the mean-field fit's bias by simulation, this many rounds")
     calibrate.add_argument("--quiet", action="store_true", help="no progress bar")
     calibrate.set_defaults(func=_cmd_calibrate)
 

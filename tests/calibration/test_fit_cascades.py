@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from lpm.calibration.common import fit, load_params
-from lpm.calibration.fit_cascades import (DEFAULTS, CascadeCalibration, CascadeWorld, fit_independent_cascade,
-                                          simulate_cascades)
+from lpm.calibration.fit_cascades import (DEFAULTS, CascadeCalibration, CascadeWorld, correct_bias,
+                                          fit_independent_cascade, simulate_cascades)
 from lpm.cli import main
 from lpm.data import write_rumdetect
 from lpm.errors import ConfigError
@@ -56,20 +56,31 @@ def test_loss_gradient_matches_finite_differences(estimator):
 
 
 @pytest.mark.slow
-def test_recovers_planted_transmissibility(planted):
-    """Starting 30% above, the fit (exact samples forward, straight-through gradients) returns the
-    planted transmissibility within 10% with the other parameters at their planted values.
+def test_recovers_planted_parameters_jointly_after_bias_correction(planted):
+    """Transmissibility, audience and feed half-life, fitted together from 30% / 30% / 40% off.
 
-    Fitting the source audience jointly is where this falls short today: with the frontier aged by
-    recursion the straight-through fit settles ~13% high on the audience, and the mean-field default
-    biases q ~17% low (see the calibration issue's note); this test pins what is recovered."""
+    The plain mean-field fit is biased (on this clustered graph it overestimates person-to-person
+    spread: q comes back ~23% low and the audience ~40% high); two rounds of indirect inference
+    (:func:`correct_bias`) bring every one within 10%. The remaining error is the sampling noise of
+    64 observed cascades."""
     world, truth, observed = planted
-    init = dict(truth, transmissibility=truth["transmissibility"] * 1.3)
-    fixed = [name for name in truth if name != "transmissibility"]
-    module = CascadeCalibration(observed, world, init, fixed, batch=2, fit_horizon_h=4.0, learning_rate=0.05,
-                                root_weight=50.0, shape_weight=0.0, estimator="straight_through")
-    fitted = fit(module, kind="cascades", max_steps=80, logger="none", progress=False)["averaged"]
-    assert fitted["transmissibility"] == pytest.approx(truth["transmissibility"], rel=0.10)
+    free = ("transmissibility", "audience", "feed_half_life_h")
+    start = dict(truth, transmissibility=truth["transmissibility"] * 1.3, audience=truth["audience"] * 0.7,
+                 feed_half_life_h=truth["feed_half_life_h"] * 1.4)
+
+    def estimate(targets, init):
+        module = CascadeCalibration(targets, world, dict(init or start), [n for n in DEFAULTS if n not in free],
+                                    batch=2, fit_horizon_h=4.0)
+        return fit(module, kind="cascades", max_steps=60, logger="none", progress=False)["averaged"]
+
+    path = correct_bias(estimate, observed, world, free=free, iterations=2, seed=1000)
+    plain, corrected = path[0], path[-1]
+    assert plain["transmissibility"] < 0.9 * truth["transmissibility"]  # the bias being corrected
+    for name in free:
+        assert corrected[name] == pytest.approx(truth[name], rel=0.10), name
+        assert corrected[name] > 0
+    fixed = [n for n in DEFAULTS if n not in free]
+    assert all(corrected[n] == pytest.approx(truth[n], rel=1e-5) for n in fixed)  # untouched
 
 
 def test_resume_replays_the_same_fit(tmp_path, planted):
