@@ -25,6 +25,12 @@ Identifiability (what parameter recovery shows): with small ``q``, exposures ent
 ``attention * q``, so ``transmissibility`` and ``attention`` are identified only through their
 product's effect on sizes and the attention spread's effect on timing; fits hold ``attention``
 fixed unless asked otherwise (see :data:`DEFAULT_FIXED`).
+
+Bias: the mean-field dynamics treat exposures as independent, while on a clustered follower graph
+the same agents are reached again and again; they overestimate person-to-person spread, so the
+plain fit puts too little on ``transmissibility`` and too much on the audience (planted
+parameters come back ~25-35% off). :func:`correct_bias` (``lpm calibrate cascades --debias 2``)
+removes that bias by indirect inference: simulate exact cascades at the estimate, refit, correct.
 """
 
 from __future__ import annotations

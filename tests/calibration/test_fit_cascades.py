@@ -145,6 +145,19 @@ def test_cli_calibrate_evaluate_forecast(tmp_path, dataset, capsys):
     assert "fitted parameters from" in out and "transmissibility" in out
 
 
+def test_cli_debias_writes_the_corrected_parameters_and_the_path(tmp_path, dataset):
+    fitted = tmp_path / "fitted.json"
+    assert main(["calibrate", "cascades", "--data", str(dataset), "--out", str(fitted), "--max-steps", "2",
+                 "--agents", "400", "--items", "4", "--logger", "none", "--quiet", "--split", "all",
+                 "--debias", "1"]) == 0
+    params, meta = load_params(fitted, kind="cascades")
+    path = meta["debias"]["path"]
+    assert meta["debias"]["iterations"] == 1 and len(path) == 2
+    assert params == pytest.approx(path[-1])  # the corrected estimate is what scenarios read
+    assert path[0] != path[1]  # the round moved the estimate
+    assert main(["calibrate", "stance", "--data", str(dataset), "--out", str(fitted), "--debias", "1"]) == 2
+
+
 def test_post_processed_intervals_cover_eighty_percent_of_the_training_cascades(tmp_path, dataset):
     """The 80% interval adds the 10% and 90% quantiles of the training residuals, so on the
     training cascades themselves it covers 80% of them, up to the discreteness of ~26 cascades
