@@ -528,9 +528,12 @@ def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_
     truth = test_final
     metrics: dict[str, float] = {}
 
+    def squared_log_errors(prediction: Tensor) -> Tensor:
+        return (prediction.log1p() - truth.log1p()) ** 2
+
     def score(prefix: str, log_median: Tensor, log_low: Tensor, log_high: Tensor) -> None:
         median = log_median.exp()
-        metrics[f"{prefix}rmsle_size"] = float(((median.log1p() - truth.log1p()) ** 2).mean().sqrt())
+        metrics[f"{prefix}rmsle_size"] = float(squared_log_errors(median).mean().sqrt())
         metrics[f"{prefix}medape_size"] = float(((median - truth).abs() / truth).median())
         metrics[f"{prefix}coverage80"] = float(((truth >= log_low.exp()) & (truth <= log_high.exp())).double().mean())
 
@@ -542,7 +545,11 @@ def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_
         coef = torch.linalg.lstsq(x_train, target[:, None]).solution[:, 0]
         # residuals scaled by the ensemble spread (plus its training median, so a zero spread still
         # gets an interval): wider ensembles get wider intervals
-        spread = lambda qs: (qs[2] - qs[0]) + float((train_q[2] - train_q[0]).median())  # noqa: E731
+        typical_spread = float((train_q[2] - train_q[0]).median())
+
+        def spread(qs: Tensor) -> Tensor:
+            return (qs[2] - qs[0]) + typical_spread
+
         scaled = (target - x_train @ coef) / spread(train_q)
         low_r, high_r = torch.quantile(scaled, torch.tensor([0.1, 0.9], dtype=torch.float64))
         centre = design(log_obs, q) @ coef
@@ -557,18 +564,19 @@ def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_
     x = torch.stack([torch.ones_like(train_final), train_size[:, -1].clamp_min(1.0).log()], 1)
     sh = torch.linalg.lstsq(x, train_target[:, None]).solution[:, 0]
     baseline = (sh[0] + sh[1] * log_obs).exp()
-    metrics["baseline_rmsle_size"] = float(((baseline.log1p() - truth.log1p()) ** 2).mean().sqrt())
+    metrics["baseline_rmsle_size"] = float(squared_log_errors(baseline).mean().sqrt())
     metrics["baseline_medape_size"] = float(((baseline - truth).abs() / truth).median())
     # A stronger baseline without the model: the same regression on every first-hour feature the
     # ensemble is conditioned on (log sizes each step, root share). What the post-processed
     # forecast gains over it is what the simulated cascades add.
-    with_features = lambda size_at, root: torch.cat([torch.ones_like(root)[:, None], _first_hour_features(size_at, root)], 1)  # noqa: E731
+    def with_features(size_at: Tensor, root: Tensor) -> Tensor:
+        return torch.cat([torch.ones_like(root)[:, None], _first_hour_features(size_at, root)], 1)
+
     rich = torch.linalg.lstsq(with_features(train_size, train_root), train_target[:, None]).solution[:, 0]
     rich_forecast = (with_features(test_size, test_root) @ rich).exp()
-    metrics["features_baseline_rmsle_size"] = float(((rich_forecast.log1p() - truth.log1p()) ** 2).mean().sqrt())
+    metrics["features_baseline_rmsle_size"] = float(squared_log_errors(rich_forecast).mean().sqrt())
     # 90% paired bootstrap interval (over cascades) of rmsle_size - baseline_rmsle_size
-    own = (forecast_median.log1p() - truth.log1p()) ** 2
-    base = (baseline.log1p() - truth.log1p()) ** 2
+    own, base = squared_log_errors(forecast_median), squared_log_errors(baseline)
     draw = torch.randint(0, truth.numel(), (2000, truth.numel()), generator=torch.Generator().manual_seed(seed))
     gap = own[draw].mean(1).sqrt() - base[draw].mean(1).sqrt()
     low, high = torch.quantile(gap, torch.tensor([0.05, 0.95], dtype=torch.float64))
