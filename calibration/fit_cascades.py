@@ -28,7 +28,7 @@ fixed unless asked otherwise (see :data:`DEFAULT_FIXED`). With the six others fr
 parameters, 64 cascades read to 4 h, bias-corrected), ``transmissibility``, ``audience`` and
 ``audience_spread`` come back within 4%; the three timing parameters (``attention_spread``,
 ``feed_half_life_h``, ``feed_tail``) trade off against one another in the growth curve and came
-back 14-42% off, though the half-life alone (the other two known) comes back within 2%.
+back 14-42% off, though the half-life alone (the other two known) comes back within 4%.
 
 Bias: the mean-field dynamics treat exposures as independent, while on a clustered follower graph
 the same agents are reached again and again; they overestimate person-to-person spread, so the
