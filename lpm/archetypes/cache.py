@@ -73,6 +73,26 @@ def _decision_json(decision: Decision) -> str:
     return json.dumps(decision.to_dict(), ensure_ascii=False, sort_keys=True)
 
 
+def _switch_to_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
+    """Put the database file in WAL mode, waiting up to ``timeout_s`` for other processes.
+
+    Switching the journal mode needs an exclusive lock, and SQLite answers 'database is locked' at
+    once, without its busy handler, when another process holds one (several processes opening a
+    fresh cache at the same moment); so this retries with a growing pause until the deadline."""
+    deadline = time.monotonic() + timeout_s
+    pause = 0.005
+    while True:
+        try:
+            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(2 * pause, 0.25)
+
+
 class DecisionCache:
     """Decisions on disk, in one SQLite file shared by processes and threads.
 
@@ -104,7 +124,7 @@ class DecisionCache:
             conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
             # WAL: readers never block the writer and vice versa; NORMAL sync is durable across
             # process crashes in WAL mode and much faster than FULL.
-            conn.execute("PRAGMA journal_mode = WAL")
+            _switch_to_wal(conn, timeout_s)
             conn.execute("PRAGMA synchronous = NORMAL")
             with self._write() as cur:
                 for statement in filter(str.strip, _CREATE.split(";")):
