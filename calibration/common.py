@@ -114,6 +114,21 @@ class CalibrationModule:
         return loss
 
 
+class SeriesModel:
+    """Mixin of the sentiment and stance calibration models: constrained values as floats, and the
+    follower graph moved to a device once. The model defines ``values()`` (``{name: 0-dim
+    tensor}``), ``graph`` and ``_graphs`` (a dict)."""
+
+    def fitted_params(self) -> dict[str, float]:
+        return {k: float(v.detach()) for k, v in self.values().items()}
+
+    def graph_on(self, device: torch.device):
+        key = str(device)
+        if key not in self._graphs:
+            self._graphs[key] = self.graph.to(device)
+        return self._graphs[key]
+
+
 class _Budget:
     """Lightning callback: stop when the wall-time budget is spent; write the best parameters so far."""
 

@@ -47,7 +47,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
-from lpm.calibration.common import CalibrationModule, FitResult, config_from_meta, fit, load_params, split_index
+from lpm.calibration.common import CalibrationModule, FitResult, SeriesModel, config_from_meta, fit, load_params, split_index
 from lpm.dynamics.activity import Hawkes
 from lpm.dynamics.base import inverse_softplus, logit, softplus
 from lpm.dynamics.emotion import EmotionContagion
@@ -212,7 +212,7 @@ class NegativeLabel(nn.Module):
         return (events.posts * negative).sum(1)
 
 
-class SentimentModel(nn.Module):
+class SentimentModel(SeriesModel, nn.Module):
     """The population, its graph and the sentiment dynamics, with named constrained parameters.
 
     ``simulate_targets`` runs :func:`lpm.simulate` over the aligned window and returns the daily
@@ -260,15 +260,6 @@ class SentimentModel(nn.Module):
                 "burst_decay_h": activity.news.decay_h, "shock_valence": emotion.valence,
                 "emotion_decay": emotion.decay, "coupling": emotion.coupling,
                 "baseline_negative_share": self.label.baseline_share}
-
-    def fitted_params(self) -> dict[str, float]:
-        return {k: float(v.detach()) for k, v in self.values().items()}
-
-    def graph_on(self, device: torch.device) -> Graph:
-        key = str(device)
-        if key not in self._graphs:
-            self._graphs[key] = self.graph.to(device)
-        return self._graphs[key]
 
     def initial_state(self) -> PopulationState:
         """Everyone at neutral emotion and no recent posts; dtype and device of the parameters."""

@@ -44,7 +44,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
-from lpm.calibration.common import CalibrationModule, FitResult, config_from_meta, fit, load_params, split_index
+from lpm.calibration.common import CalibrationModule, FitResult, SeriesModel, config_from_meta, fit, load_params, split_index
 from lpm.dynamics.activity import Hawkes
 from lpm.dynamics.base import inverse_softplus, logit, softplus
 from lpm.dynamics.emotion import EmotionContagion
@@ -191,7 +191,7 @@ class StanceLink(nn.Module):
         return (events.posts[..., None] * probs).sum(1)
 
 
-class StanceModel(nn.Module):
+class StanceModel(SeriesModel, nn.Module):
     """Repliers of each veracity (the batch), their beliefs, arousal and replies (module docstring)."""
 
     def __init__(self, config: StanceConfig, params: Optional[Mapping[str, float]] = None, *, seed: int = 0) -> None:
@@ -247,15 +247,6 @@ class StanceModel(nn.Module):
                 "arousal_decay": self.model.emotion.decay, "coupling": self.model.emotion.coupling,
                 "initial_belief": torch.tanh(self.raw_initial_belief),
                 **{f"evidence_rate_{v}": rates[i] for i, v in enumerate(VERACITIES)}}
-
-    def fitted_params(self) -> dict[str, float]:
-        return {k: float(v.detach()) for k, v in self.values().items()}
-
-    def graph_on(self, device: torch.device) -> Graph:
-        key = str(device)
-        if key not in self._graphs:
-            self._graphs[key] = self.graph.to(device)
-        return self._graphs[key]
 
     def initial_state(self) -> PopulationState:
         """Beliefs at the source post, arousal of the users it reached, one scenario per veracity."""
