@@ -18,18 +18,22 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from lpm.dynamics.cascade import Cascade
 from lpm.errors import ConfigError
 from lpm.graph import Graph
 from lpm.interventions import Intervention, InterventionPlan
 from lpm.model import Model
 from lpm.observables import Observable, negative_share, posts, reshares
 from lpm.relax import Estimator, Hard
+from lpm.rng import CounterRNG
 from lpm.simulate import Trajectory, simulate
 from lpm.state import PopulationState
 
-__all__ = ["counterfactual", "CounterfactualResult", "OUTCOMES"]
+__all__ = ["counterfactual", "CounterfactualResult", "OUTCOMES", "ADJUSTED"]
 
 OUTCOMES = ("final_reach", "final_reshares", "peak_time", "max_depth")
+#: The same expectations as final reach and reshares, less seed-to-seed noise (control variates).
+ADJUSTED = ("final_reach_adjusted", "final_reshares_adjusted")
 SCALAR: Mapping[str, Observable] = {"negative_share": negative_share, "posts": posts}
 
 
@@ -53,6 +57,10 @@ def _observable_outcomes(trajectory: Trajectory, arms: tuple[str, ...], seeds: t
     return pd.DataFrame(columns)
 
 
+def _ratio(spread: float, narrower: float) -> float:
+    return float(spread / narrower) if narrower > 0 else math.inf
+
+
 @dataclass(frozen=True, eq=False)
 class CounterfactualResult:
     """Outcomes per arm and seed, with summaries and paired differences.
@@ -64,6 +72,14 @@ class CounterfactualResult:
         trajectory: the batched run; scenario ``a * S + s`` is arm ``a``, seed ``s``.
         arms: arm names in batch order; ``baseline``: the arm differences are taken against.
         common_random_numbers: whether arms shared their seeds (paired comparisons).
+
+    With an exact cascade run the table also has ``final_reach_adjusted`` and
+    ``final_reshares_adjusted``: the realized values minus mean-zero control variates built from
+    each agent's reshare draw and the hazard it was exposed to
+    (:meth:`lpm.dynamics.Cascade.martingale_controls`). They estimate the same expected reach and
+    reshares with a few times less seed-to-seed noise, so differences and pairing use the adjusted
+    reach by default (:attr:`headline`); bands over seeds in :meth:`summary` stay on what
+    happened.
     """
 
     table: "object"
@@ -73,6 +89,13 @@ class CounterfactualResult:
     baseline: str
     common_random_numbers: bool
     outcomes: tuple[str, ...] = OUTCOMES
+
+    @property
+    def headline(self) -> str:
+        """The outcome differences are reported on by default: adjusted reach when tabulated, else
+        the first outcome."""
+        adjusted = f"{self.outcomes[0]}_adjusted"
+        return adjusted if adjusted in self.outcomes else self.outcomes[0]
 
     def summary(self, level: float = 0.9):
         """Per arm: mean and the central ``level`` band over seeds of each outcome."""
@@ -96,11 +119,11 @@ class CounterfactualResult:
         """Mean difference of ``outcome`` between each arm and the baseline, with a bootstrap interval.
 
         Paired (per-seed differences resampled together) under common random numbers; otherwise
-        the two arms' seeds are resampled independently.
+        the two arms' seeds are resampled independently. ``outcome`` defaults to :attr:`headline`.
         """
         import pandas as pd
 
-        outcome = self.outcomes[0] if outcome is None else outcome
+        outcome = self.headline if outcome is None else outcome
         if outcome not in self.outcomes:
             raise ConfigError(f"Expected an outcome in {self.outcomes} (got {outcome!r})")
         rng = np.random.default_rng(seed)
@@ -136,16 +159,22 @@ class CounterfactualResult:
           near 1: its effect genuinely differs from seed to seed, and no random-number sharing
           can narrow that.
 
-        Needs at least 3 seeds. Returns a DataFrame with columns ``arm``, ``outcome``, ``sd_arm``,
-        ``sd_baseline``, ``correlation``, ``sd_difference``, ``gain``, ``bound``.
+        For an adjusted outcome (``<name>_adjusted``) also ``gain_over_raw``: independent seeds on
+        the unadjusted outcome over these runs, what pairing and the control variates bought together.
+
+        ``outcome`` defaults to :attr:`headline`. Needs at least 3 seeds. Returns a DataFrame with
+        columns ``arm``, ``outcome``, ``sd_arm``, ``sd_baseline``, ``correlation``,
+        ``sd_difference``, ``gain``, ``bound`` (and ``gain_over_raw``).
         """
         import pandas as pd
 
-        outcome = self.outcomes[0] if outcome is None else outcome
+        outcome = self.headline if outcome is None else outcome
         if outcome not in self.outcomes:
             raise ConfigError(f"Expected an outcome in {self.outcomes} (got {outcome!r})")
         if len(self.seeds) < 3:
             raise ConfigError(f"Expected at least 3 seeds to estimate spreads (got {len(self.seeds)})")
+        raw = outcome[: -len("_adjusted")] if outcome.endswith("_adjusted") else None
+        raw = raw if raw in self.outcomes else None
         base = self._values(self.baseline, outcome)
         rows = []
         for arm in self.arms:
@@ -156,11 +185,15 @@ class CounterfactualResult:
             sd_diff = (values - base).std(ddof=1)
             independent = math.hypot(sd_arm, sd_base)
             spread = sd_arm * sd_base
-            rows.append({"arm": arm, "outcome": outcome, "sd_arm": float(sd_arm), "sd_baseline": float(sd_base),
-                         "correlation": float(np.corrcoef(values, base)[0, 1]) if spread > 0 else float("nan"),
-                         "sd_difference": float(sd_diff),
-                         "gain": float(independent / sd_diff) if sd_diff > 0 else math.inf,
-                         "bound": float(independent / abs(sd_arm - sd_base)) if sd_arm != sd_base else math.inf})
+            row = {"arm": arm, "outcome": outcome, "sd_arm": float(sd_arm), "sd_baseline": float(sd_base),
+                   "correlation": float(np.corrcoef(values, base)[0, 1]) if spread > 0 else float("nan"),
+                   "sd_difference": float(sd_diff),
+                   "gain": _ratio(independent, sd_diff),
+                   "bound": _ratio(independent, abs(sd_arm - sd_base))}
+            if raw is not None:
+                row["gain_over_raw"] = _ratio(math.hypot(self._values(arm, raw).std(ddof=1),
+                                                         self._values(self.baseline, raw).std(ddof=1)), sd_diff)
+            rows.append(row)
         return pd.DataFrame(rows)
 
     def _values(self, arm: str, outcome: str) -> np.ndarray:
@@ -315,5 +348,15 @@ def counterfactual(
         "peak_time": peak.astype(float),
         "max_depth": max_depth.astype(float),
     })
+    outcomes = OUTCOMES
+    if isinstance(arm_model.cascade, Cascade) and isinstance(estimator, Hard):
+        rng = CounterRNG.from_seed(scenario_seeds, batch, device)
+        graph = graph.to(device)
+        with torch.no_grad():  # a post-processing of the exact run: no gradient
+            reach_control, reshare_control = arm_model.cascade.martingale_controls(
+                final, graph, rng, arm_model.dt, lambda time_h: arm_model.effects(final, graph, time_h).edge_scale)
+        table["final_reach_adjusted"] = reach - reach_control[:, item].cpu().numpy()
+        table["final_reshares_adjusted"] = resh - reshare_control[:, item].cpu().numpy()
+        outcomes = OUTCOMES + ADJUSTED
     return CounterfactualResult(table=table, trajectory=trajectory, arms=names, seeds=seed_list,
-                                baseline=baseline, common_random_numbers=common_random_numbers)
+                                baseline=baseline, common_random_numbers=common_random_numbers, outcomes=outcomes)

@@ -263,13 +263,14 @@ def format_summary(rows: list[dict[str, float | str]]) -> str:
 
 
 def format_arms(result: CounterfactualResult, columns: int = 3) -> str:
-    """Per arm: the first outcomes as mean [5%, 95%] over seeds, and the first outcome's difference
-    from the baseline with a 90% bootstrap interval."""
+    """Per arm: the first outcomes as mean [5%, 95%] over seeds, and the headline outcome's difference
+    from the baseline with a 90% bootstrap interval (adjusted reach for cascades: see
+    :class:`lpm.counterfactual.CounterfactualResult`)."""
     summary = result.summary().set_index("arm")
-    first = result.outcomes[0]
-    diff = result.differences(first).set_index("arm")
+    headline = result.headline
+    diff = result.differences(headline).set_index("arm")
     shown = result.outcomes[:columns]
-    header = f"{'arm':<16}" + "".join(f"{name:>32}" for name in shown) + f"{first + ' vs ' + result.baseline:>36}"
+    header = f"{'arm':<16}" + "".join(f"{name:>32}" for name in shown) + f"{headline + ' vs ' + result.baseline:>44}"
     lines = [header, "-" * len(header)]
     for arm in result.arms:
         row, d = summary.loc[arm], diff.loc[arm]
@@ -278,7 +279,7 @@ def format_arms(result: CounterfactualResult, columns: int = 3) -> str:
             band = f"{row[name]:.4g} [{row[name + '_lo']:.3g}, {row[name + '_hi']:.3g}]"
             cells += f"{band:>32}"
         difference = f"{d.difference:+.4g} [{d.lo:+.3g}, {d.hi:+.3g}]"
-        lines.append(f"{arm:<16}{cells}{difference:>36}")
+        lines.append(f"{arm:<16}{cells}{difference:>44}")
     return "\n".join(lines)
 
 

@@ -344,14 +344,15 @@ def _arm_rows(result: CounterfactualResult, grid: Grid) -> list[tuple[dict, Any]
 def format_sweep(result: CounterfactualResult, grid: Mapping[str, Sequence[Any]] | Sequence[str],
                  columns: int = 3) -> str:
     """Per arm: the grid values, the first ``columns`` outcomes as mean [5%, 95%] over seeds, and the
-    first outcome's difference from the baseline with a 90% bootstrap interval."""
+    headline outcome's difference from the baseline with a 90% bootstrap interval (adjusted reach
+    for cascades)."""
     grid = _checked(grid)
     outcomes = outcomes_of(result)
-    first, shown = outcomes[0], outcomes[:columns]
+    first, shown = result.headline, outcomes[:columns]
     diff = result.differences(first).set_index("arm")
     widths = {key: max(len(key), *(len(_format(v)) for v in values)) + 2 for key, values in grid.items()}
     header = "".join(f"{key:>{widths[key]}}" for key in grid)
-    header += "".join(f"{name:>24}" for name in shown) + f"{first + ' vs baseline':>32}"
+    header += "".join(f"{name:>24}" for name in shown) + f"{first + ' vs baseline':>36}"
     lines = [header, "-" * len(header)]
     for point, row in _arm_rows(result, grid):
         d = diff.loc[arm_name(point)]
@@ -360,7 +361,7 @@ def format_sweep(result: CounterfactualResult, grid: Mapping[str, Sequence[Any]]
             band = f"{_num(row[name])} [{_num(row[name + '_lo'])}, {_num(row[name + '_hi'])}]"
             line += f"{band:>24}"
         difference = f"{_num(d.difference, True)} [{_num(d.lo, True)}, {_num(d.hi, True)}]"
-        lines.append(line + f"{difference:>32}")
+        lines.append(line + f"{difference:>36}")
     return "\n".join(lines)
 
 

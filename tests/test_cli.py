@@ -61,4 +61,4 @@ def test_run_misinformation_arms_small(tmp_path, capsys):
     assert {row["arm"] for row in summary["differences"]} == set(table.arm)
     assert (tmp_path / "misinformation" / "arms.png").stat().st_size > 1000
     out = capsys.readouterr().out
-    assert "final_reach vs none" in out and "label@1h" in out
+    assert "final_reach_adjusted vs none" in out and "label@1h" in out

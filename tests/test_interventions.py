@@ -200,3 +200,35 @@ def test_bad_interventions_raise():
     with pytest.raises(ConfigError, match="baseline"):
         lpm.counterfactual(lpm.Model(emotion=EmotionContagion()), lpm.PopulationState.sample(10, seed=0), graph,
                            {"none": []}, steps=1, baseline="other")
+
+
+def test_martingale_controls_have_mean_zero_and_narrow_reach():
+    """``1[R <= H] - min(R, H)`` is a martingale whatever drives the hazard H (Sellke 1983): over
+    200 seeds per arm, with a label, a suspension and edge blocking changing hazards and reach
+    mid-run, heterogeneous attention, a feed that decays and opinion-dependent reshare
+    probabilities, the controls' means (weights 1 and the reach weights) are within 4 standard errors of 0 (a false alarm
+    once in ~16,000). The adjusted outcomes keep the raw means and narrow the spread of reach."""
+    import numpy as np
+
+    n = 1500
+    graph = lpm.Graph.holme_kim(n, 4, 0.3, seed=3)
+    ranked = graph.out_degree().argsort(descending=True).tolist()
+    cascade = Cascade([Item(source=tuple(ranked[:2]), stance=1.0)], transmissibility=0.05, attention=0.4,
+                      attention_spread=0.8, feed_half_life_h=0.5, alignment_weight=0.8)
+    arms = {"none": [], "label": [FactCheckLabel(0, at=1.0, strength=1.0)],
+            "suspend": [Suspension(ranked[2:4], n, at=0.5)], "block": [EdgeBlocking(ranked[2:6], graph, at=1.0)]}
+    population = lpm.PopulationState.sample(n, seed=0, topics=1, opinion="bimodal")
+    result = lpm.counterfactual(lpm.Model(cascade=cascade, dt=0.5), population, graph, arms, steps=24, seeds=200)
+    assert result.headline == "final_reach_adjusted"
+    for arm in arms:
+        part = result.table[result.table.arm == arm]
+        for outcome in ("final_reach", "final_reshares"):
+            raw, adjusted = part[outcome].to_numpy(), part[f"{outcome}_adjusted"].to_numpy()
+            control = raw - adjusted
+            assert control.std() > 0, (arm, outcome)  # the controls do move from seed to seed
+            assert abs(control.mean()) < 4 * control.std(ddof=1) / np.sqrt(control.size), (arm, outcome)
+        raw, adjusted = part["final_reach"].to_numpy(), part["final_reach_adjusted"].to_numpy()
+        assert adjusted.std() < 0.7 * raw.std(), arm
+    pairing = result.pairing().set_index("arm")
+    assert (pairing.outcome == "final_reach_adjusted").all()
+    assert (pairing.gain_over_raw > pairing.gain).all()

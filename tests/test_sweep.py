@@ -198,7 +198,7 @@ def test_cli_writes_table_and_plot(tmp_path, capsys):
     assert (folder / "sweep.png").stat().st_size > 1000
     out = capsys.readouterr().out
     assert "8 arms (2 label_h x 2 prebunk_share x 2 downrank) x 2 seeds" in out
-    assert "4 batch(es)" in out and "final_reach vs baseline" in out and "sweep.parquet" in out
+    assert "4 batch(es)" in out and "final_reach_adjusted vs baseline" in out and "sweep.parquet" in out
 
 
 def test_cli_errors_are_clear(capsys):
