@@ -189,6 +189,20 @@ class Graph:
         """``(N,)`` int64 number of followees of each agent."""
         return (self.rowptr[1:] - self.rowptr[:-1]).long()
 
+    def followers(self) -> tuple[Tensor, Tensor]:
+        """The graph by followee: ``(starts, edges)`` with ``starts (N + 1,)`` int64 offsets and
+        ``edges (E,)`` int64 edge ids sorted by followee (then follower), so the edges out of ``j``
+        (to its followers ``row[edges[starts[j]:starts[j+1]]]``) are contiguous. Built once per graph."""
+        cached = self.__dict__.get("_followers")
+        if cached is None:
+            edges = torch.argsort(self.col.long(), stable=True)
+            counts = torch.bincount(self.col.long(), minlength=self.num_nodes)
+            starts = torch.zeros(self.num_nodes + 1, dtype=torch.int64, device=self.col.device)
+            starts[1:] = torch.cumsum(counts, 0)
+            cached = (starts, edges)
+            object.__setattr__(self, "_followers", cached)
+        return cached
+
     def out_degree(self) -> Tensor:
         """``(N,)`` int64 number of followers of each agent."""
         return torch.bincount(self.col.long(), minlength=self.num_nodes)
