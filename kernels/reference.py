@@ -108,6 +108,19 @@ def neighbor_sum(col: Tensor, row: Tensor, edge_weight: Optional[Tensor], x: Ten
     return _segment_sum(msg, row, x.size(1))
 
 
+def expand_segments(start: Tensor, length: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Every position of K segments ``[start_k, start_k + length_k)``, concatenated.
+
+    Returns ``(owner, position, offset)``: ``(T,)`` segment of each position, ``(T,)`` the positions,
+    and ``(K,)`` where each segment begins in the concatenation (``T = sum(length)``; one host sync
+    to size it).
+    """
+    total = int(length.sum())
+    owner = torch.repeat_interleave(torch.arange(length.numel(), device=length.device), length, output_size=total)
+    offset = torch.cumsum(length, 0) - length
+    return owner, start[owner] + torch.arange(total, device=length.device) - offset[owner], offset
+
+
 def neighbor_sum_sparse(starts: Tensor, edges: Tensor, row: Tensor, edge_weight: Optional[Tensor], x: Tensor,
                         edge_scale: Optional[Tensor] = None) -> Tensor:
     """:func:`neighbor_sum` pushed from the nonzero entries of ``x`` along their out-edges.
@@ -119,11 +132,8 @@ def neighbor_sum_sparse(starts: Tensor, edges: Tensor, row: Tensor, edge_weight:
     batch, num_nodes, dim = x.shape
     index = x.nonzero()  # (K, 3): b, j, d
     b, j, d = index.unbind(1)
-    first, degree = starts[j], starts[j + 1] - starts[j]
-    total = int(degree.sum())
-    owner = torch.repeat_interleave(torch.arange(index.size(0), device=x.device), degree, output_size=total)
-    offset = torch.cumsum(degree, 0) - degree
-    edge = edges[first[owner] + torch.arange(total, device=x.device) - offset[owner]]
+    owner, position, _ = expand_segments(starts[j], starts[j + 1] - starts[j])
+    edge = edges[position]
     value = x[b, j, d][owner]
     if edge_weight is not None:
         value = value * edge_weight.to(x.dtype)[edge]

@@ -46,6 +46,7 @@ import torch
 from torch import Tensor, nn
 
 from lpm import kernels
+from lpm.kernels import reference as kernel_reference
 from lpm.dynamics.base import positive, softplus, unit_interval
 from lpm.errors import ConfigError
 from lpm.graph import Graph
@@ -190,11 +191,9 @@ class _CascadeBase(nn.Module):
         index = hard.nonzero()  # (K, 3); the host sync
         b, i, c = index.unbind(1)
         rowptr, col = graph.rowptr.long(), graph.col.long()
-        start, degree = rowptr[i], rowptr[i + 1] - rowptr[i]
-        total = int(degree.sum())
-        owner = torch.repeat_interleave(torch.arange(index.size(0), device=index.device), degree, output_size=total)
-        offset = torch.cumsum(degree, 0) - degree  # first expanded edge of each new reshare
-        edge = start[owner] + torch.arange(total, device=index.device) - offset[owner]
+        degree = rowptr[i + 1] - rowptr[i]
+        owner, edge, offset = kernel_reference.expand_segments(rowptr[i], degree)  # offset: first edge of each
+        total = edge.numel()
         visible = (frontier.detach()[b[owner], col[edge], c[owner]] > 0).to(torch.int64)
         running = torch.cumsum(visible, 0)
         before = torch.where(offset > 0, running[(offset - 1).clamp_min(0)], torch.zeros_like(offset)) \
