@@ -196,9 +196,8 @@ class Graph:
         cached = self.__dict__.get("_followers")
         if cached is None:
             edges = torch.argsort(self.col.long(), stable=True)
-            counts = torch.bincount(self.col.long(), minlength=self.num_nodes)
             starts = torch.zeros(self.num_nodes + 1, dtype=torch.int64, device=self.col.device)
-            starts[1:] = torch.cumsum(counts, 0)
+            starts[1:] = torch.cumsum(self.out_degree(), 0)
             cached = (starts, edges)
             object.__setattr__(self, "_followers", cached)
         return cached

@@ -348,11 +348,11 @@ def format_sweep(result: CounterfactualResult, grid: Mapping[str, Sequence[Any]]
     for cascades)."""
     grid = _checked(grid)
     outcomes = outcomes_of(result)
-    first, shown = result.headline, outcomes[:columns]
-    diff = result.differences(first).set_index("arm")
+    headline, shown = result.headline, outcomes[:columns]
+    diff = result.differences(headline).set_index("arm")
     widths = {key: max(len(key), *(len(_format(v)) for v in values)) + 2 for key, values in grid.items()}
     header = "".join(f"{key:>{widths[key]}}" for key in grid)
-    header += "".join(f"{name:>24}" for name in shown) + f"{first + ' vs baseline':>36}"
+    header += "".join(f"{name:>24}" for name in shown) + f"{headline + ' vs baseline':>36}"
     lines = [header, "-" * len(header)]
     for point, row in _arm_rows(result, grid):
         d = diff.loc[arm_name(point)]
