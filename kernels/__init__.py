@@ -58,8 +58,11 @@ def neighbor_sum(graph: "Graph", x: Tensor, edge_scale: Optional[Tensor] = None)
     with an optional per-scenario edge multiplier ``e`` (e.g. blocked edges).
 
     Shapes:
-        x: ``(B, N, d)``; edge_scale: ``(B, E)``; returns ``(B, N, d)``.
+        x: ``(B, N, d)``; edge_scale: ``(B, E)``, or factored (:class:`lpm.interventions.EdgeGates`);
+        returns ``(B, N, d)``.
     """
+    if edge_scale is not None and not isinstance(edge_scale, Tensor):
+        edge_scale = edge_scale.dense()
     return reference.neighbor_sum(graph.col, graph.row, graph.weight, x, edge_scale)
 
 
@@ -69,7 +72,8 @@ def neighbor_sum_sparse(graph: "Graph", x: Tensor, edge_scale: Optional[Tensor] 
     ``O(B x E)``; equal to :func:`neighbor_sum` bit for bit on the CPU.
 
     Shapes:
-        x: ``(B, N, d)``; edge_scale: ``(B, E)``; returns ``(B, N, d)``.
+        x: ``(B, N, d)``; edge_scale: ``(B, E)``, or factored (read only where posts are);
+        returns ``(B, N, d)``.
     """
     starts, edges = graph.followers()
     return reference.neighbor_sum_sparse(starts, edges, graph.row, graph.weight, x, edge_scale)

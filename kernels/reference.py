@@ -138,7 +138,10 @@ def neighbor_sum_sparse(starts: Tensor, edges: Tensor, row: Tensor, edge_weight:
     if edge_weight is not None:
         value = value * edge_weight.to(x.dtype)[edge]
     if edge_scale is not None:
-        value = value * edge_scale.to(x.dtype)[b[owner], edge]
+        scenario = b[owner]
+        # a factored multiplier (lpm.interventions.EdgeGates) is read at the touched pairs only
+        scale = edge_scale[scenario, edge] if isinstance(edge_scale, Tensor) else edge_scale.take(scenario, edge)
+        value = value * scale.to(x.dtype)
     target = (b[owner] * num_nodes + row[edge]) * dim + d[owner]
     # entries come in (b, j, d) order, so each target's terms are added in ascending followee order
     return x.new_zeros(batch * num_nodes * dim).scatter_add_(0, target, value).view(batch, num_nodes, dim)

@@ -50,7 +50,7 @@ from lpm.kernels import reference as kernel_reference
 from lpm.dynamics.base import positive, softplus, unit_interval
 from lpm.errors import ConfigError
 from lpm.graph import Graph
-from lpm.interventions import Effects
+from lpm.interventions import Effects, dense_edge_scale
 from lpm.relax import Estimator
 from lpm.rng import (STREAM_CASCADE_ATTENTION, STREAM_CASCADE_AUDIENCE, STREAM_CASCADE_BROADCAST,
                      STREAM_CASCADE_PARENT, STREAM_CASCADE_RESHARE, CounterRNG)
@@ -521,7 +521,7 @@ class Cascade(_CascadeBase):
 
         * reshares: weight 1, so ``reshares - control`` counts each reshare by its probability.
         * reach: weight ``w_i``, the followers of ``i`` (through edges open at that time:
-          ``open_edges(time_h)`` gives ``(B, E)`` multipliers or ``None``, as scheduled edge blocking
+          ``open_edges(time_h)`` gives ``(B, E)`` multipliers (dense or factored) or ``None``, as scheduled edge blocking
           does) whose feeds no post of the item had reached when the first one reached ``i``:
           the reach a reshare by ``i`` would add. Known at that moment (it depends on earlier
           reshares only), and ``i`` faces no hazard before it. This removes the seed-to-seed noise of
@@ -578,7 +578,11 @@ class Cascade(_CascadeBase):
         steps = first_seen[torch.isfinite(first_seen)]
         if open_edges is None or steps.numel() == 0:
             return None
-        first, last = open_edges(float(steps.min()) * dt), open_edges(float(steps.max()) * dt)
+
+        def scale_at(time_h: float) -> Optional[Tensor]:
+            return dense_edge_scale(open_edges(time_h))
+
+        first, last = scale_at(float(steps.min()) * dt), scale_at(float(steps.max()) * dt)
         if last is None:
             return None
         col = graph.col.long()
@@ -588,7 +592,7 @@ class Cascade(_CascadeBase):
         when = first_seen[:, col[scheduled]]  # (B, E', C)
         then = torch.ones_like(when)
         for step in torch.unique(when[torch.isfinite(when)]).tolist():
-            scale = open_edges(step * dt)
+            scale = scale_at(step * dt)
             if scale is not None:
                 then = torch.where(when == step, scale[:, scheduled, None].to(then.dtype), then)
 
