@@ -173,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
     sweep.add_argument("--seed", type=int, default=None, help="seed of graph and population (default: the scenario's)")
     sweep.add_argument("--chunk", type=int, default=None,
-                       help="at most this many scenarios (arms x seeds) per batch (default: all in one batch)")
+                       help="at most this many scenarios (arms x seeds) per batch (default: all in one batch on a "
+                            "GPU; on the CPU, batches of whole arms of at most 2^22 agents x scenarios, "
+                            "which run faster there; the numbers are the same)")
     sweep.add_argument("--out", default="runs", help="output folder (default: runs)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.set_defaults(func=_cmd_sweep)

@@ -5,7 +5,8 @@ A scenario with a ``sweep`` function (``(graph, **params) -> [interventions]``, 
 ``label_h=1,6,24,none x prebunk_share=0,0.1,0.3`` is its cartesian product: 12 arms, each run under
 the same seeds (common random numbers), arms x seeds stacked into the batch dimension of a single
 :func:`lpm.counterfactual` simulation. Because a scenario's draws depend only on its seed, splitting
-the arms into several batches (``chunk``) to bound memory gives the same numbers.
+the arms into several batches (``chunk``) to bound memory gives the same numbers; on the CPU,
+large batches are split by default (:data:`lpm.counterfactual.CPU_BATCH_AGENTS`), as they run faster so.
 
 ``lpm sweep NAME --grid key=v1,v2 [--grid ...]`` writes ``<out>/<name>/sweep.parquet`` (one row per
 arm and seed, one column per grid key) and ``sweep.png`` (final reach against the first key).
@@ -13,7 +14,6 @@ arm and seed, one column per grid key) and ``sweep.png`` (final reach against th
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import itertools
 import math
@@ -25,12 +25,10 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from lpm.counterfactual import OUTCOMES, CounterfactualResult, counterfactual
+from lpm.counterfactual import OUTCOMES, CounterfactualResult, arm_batches, counterfactual
 from lpm.errors import ConfigError
 from lpm.graph import Graph
 from lpm.interventions import Intervention
-from lpm.simulate import Trajectory
-from lpm.state import PopulationState
 
 __all__ = ["parse_grid", "grid_points", "grid_arms", "arm_name", "sweep_keywords", "run_sweep", "outcomes_of",
            "format_sweep", "plot_sweep", "write_sweep"]
@@ -191,29 +189,6 @@ def grid_arms(scenario, graph: Graph,
 
 
 # ---------------------------------------------------------------------------------------------- running
-def _merge(parts: list[CounterfactualResult], baseline: str) -> CounterfactualResult:
-    """One result from results over disjoint arms with the same seeds (batches concatenated in order)."""
-    import pandas as pd
-
-    first = parts[0]
-    trajectory = Trajectory(
-        times_h=first.trajectory.times_h,
-        values={name: torch.cat([p.trajectory.values[name] for p in parts], dim=1) for name in first.trajectory.values},
-        final=PopulationState.from_flat([torch.cat(tensors, dim=0)
-                                         for tensors in zip(*(p.trajectory.final.flat() for p in parts))]),
-        dt=first.trajectory.dt,
-    )
-    return dataclasses.replace(first, table=pd.concat([p.table for p in parts], ignore_index=True),
-                               trajectory=trajectory, arms=tuple(a for p in parts for a in p.arms), baseline=baseline)
-
-
-def _to_cpu(result: CounterfactualResult) -> CounterfactualResult:
-    t = result.trajectory
-    trajectory = Trajectory(times_h=t.times_h, values={k: v.cpu() for k, v in t.values.items()},
-                            final=t.final.to("cpu"), dt=t.dt)
-    return dataclasses.replace(result, trajectory=trajectory)
-
-
 def _column(values: list[Any]):
     """A table column for one grid key: ints (nullable when ``none`` appears), floats (NaN for none), or objects."""
     import pandas as pd
@@ -249,7 +224,8 @@ def run_sweep(
         device: where to simulate.
         steps: simulated steps (default: the scenario's horizon).
         chunk: at most this many scenarios (arms x seeds) per batch; whole arms go together, so it
-            must be at least the number of seeds. Default: everything in one batch. Chunking
+            must be at least the number of seeds. Default: one batch on a GPU, batches of at most
+            :data:`lpm.counterfactual.CPU_BATCH_AGENTS` agents x scenarios on the CPU. Chunking
             changes memory and speed, not the numbers.
         progress: show a progress bar per batch.
         baseline: the arm differences are taken against (default: the first arm without
@@ -278,9 +254,7 @@ def run_sweep(
         seed_list = [int(s) for s in seeds]
     if len(seed_list) < 2:
         raise ConfigError(f"Expected at least 2 seeds per arm (got {len(seed_list)})")
-    if chunk is not None and not (isinstance(chunk, int) and chunk >= len(seed_list)):
-        raise ConfigError(f"Expected chunk (scenarios per batch) to be an int >= the {len(seed_list)} seeds of "
-                          f"an arm (got {chunk!r})")
+    arm_batches(1, len(seed_list), 1, device, chunk)  # a bad chunk fails before anything is built
     steps = scenario.steps if steps is None else steps
     timings = {} if timings is None else timings
 
@@ -300,23 +274,17 @@ def run_sweep(
         raise ConfigError(f"Expected the baseline to be one of the arms {names} (got {baseline!r})")
     timings["setup_s"] = time.perf_counter() - start
 
-    per_batch = len(names) if chunk is None else max(1, chunk // len(seed_list))
-    groups = [names[i:i + per_batch] for i in range(0, len(names), per_batch)]
+    groups = arm_batches(len(names), len(seed_list), graph.num_nodes, device, chunk)
     start = time.perf_counter()
-    parts = []
     with torch.no_grad():
-        for group in groups:
-            part = counterfactual(model, population, graph, {name: arms[name] for name in group}, steps=steps,
-                                  seeds=seed_list, device=device, baseline=baseline if baseline in group else None,
-                                  record=record, progress=progress)
-            parts.append(part if len(groups) == 1 else _to_cpu(part))
+        result = counterfactual(model, population, graph, arms, steps=steps, seeds=seed_list, device=device,
+                                baseline=baseline, record=record, chunk=chunk, progress=progress)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     timings["simulate_s"] = time.perf_counter() - start
     timings["ms_per_step"] = 1e3 * timings["simulate_s"] / max(steps, 1)
     timings["batches"] = len(groups)
     timings["batch_size"] = max(len(g) for g in groups) * len(seed_list)
-    result = parts[0] if len(parts) == 1 else _merge(parts, baseline)
 
     table = result.table.copy()
     points = grid_points(grid)

@@ -3,6 +3,7 @@ of final reach with respect to each intervention's strength and start time."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 
@@ -232,3 +233,40 @@ def test_martingale_controls_have_mean_zero_and_narrow_reach():
     pairing = result.pairing().set_index("arm")
     assert (pairing.outcome == "final_reach_adjusted").all()
     assert (pairing.gain_over_raw > pairing.gain).all()
+
+
+@pytest.mark.parametrize("common_random_numbers", [True, False])
+def test_counterfactual_in_batches_of_whole_arms_equals_one_batch(common_random_numbers):
+    """Splitting the arms into batches (as the CPU default does for large populations) changes no
+    number: not the outcomes, not the control-variate adjusted ones, not the recorded curves, and
+    with independent seeds each arm keeps its own seeds."""
+    graph = lpm.Graph.holme_kim(400, 3, 0.3, seed=4)
+    ranked = torch.argsort(graph.out_degree(), descending=True).tolist()
+    cascade = Cascade([Item(source=ranked[0])], transmissibility=0.15, attention=0.6, feed_half_life_h=1.0)
+    model = lpm.Model(cascade=cascade, dt=0.5)
+    arms = {"none": [], "label": [FactCheckLabel(0, at=1.0)], "block": [EdgeBlocking(ranked[1:4], graph, at=1.0)],
+            "suspend": [Suspension(ranked[1:4], 400, at=1.0)], "downrank": [Downranking(0, at=2.0)]}
+    population = lpm.PopulationState.sample(400, seed=1)
+    kwargs = dict(steps=16, seeds=3, common_random_numbers=common_random_numbers, baseline="label")
+    whole = lpm.counterfactual(model, population, graph, arms, chunk=15, **kwargs)
+    split = lpm.counterfactual(model, population, graph, arms, chunk=6, **kwargs)  # batches of 2, 2, 1 arms
+    pd.testing.assert_frame_equal(split.table, whole.table)
+    assert split.arms == whole.arms and split.baseline == whole.baseline == "label"
+    assert torch.equal(split.trajectory["reshares"], whole.trajectory["reshares"])
+    assert torch.equal(split.trajectory.final.exposures, whole.trajectory.final.exposures)
+    pd.testing.assert_frame_equal(split.differences(resamples=200), whole.differences(resamples=200))
+    assert whole.table.final_reach.std() > 0  # the arms and seeds differ: the comparison is not vacuous
+
+
+def test_cpu_batches_hold_at_most_the_agent_budget_and_gpus_take_one():
+    from lpm.counterfactual import CPU_BATCH_AGENTS, arm_batches
+
+    cpu = arm_batches(11, 16, 100_000, torch.device("cpu"))
+    assert [len(g) for g in cpu] == [2] * 5 + [1]
+    assert all(len(g) * 16 * 100_000 <= CPU_BATCH_AGENTS for g in cpu)
+    assert [list(g) for g in arm_batches(11, 16, 1_000, torch.device("cpu"))] == [list(range(11))]
+    assert [list(g) for g in arm_batches(11, 16, 100_000, torch.device("cuda"))] == [list(range(11))]
+    assert [len(g) for g in arm_batches(3, 4, 10**9, torch.device("cpu"))] == [1, 1, 1]  # one arm at least
+    assert [len(g) for g in arm_batches(5, 4, 10, torch.device("cuda"), chunk=9)] == [2, 2, 1]
+    with pytest.raises(ConfigError, match="chunk"):
+        arm_batches(5, 4, 10, torch.device("cpu"), chunk=3)
