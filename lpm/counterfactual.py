@@ -342,15 +342,21 @@ def arm_batches(num_arms: int, num_seeds: int, num_agents: int, device: torch.de
         ConfigError: a ``chunk`` that is not an int of at least ``num_seeds``.
     """
     if chunk is not None:
-        if isinstance(chunk, bool) or not (isinstance(chunk, int) and chunk >= num_seeds):
-            raise ConfigError(f"Expected chunk (scenarios per batch) to be an int >= the {num_seeds} seeds of "
-                              f"an arm (got {chunk!r})")
+        check_chunk(chunk, num_seeds)
         per_batch = chunk // num_seeds
     elif torch.device(device).type == "cpu":
         per_batch = max(1, CPU_BATCH_AGENTS // max(1, num_agents * num_seeds))
     else:
         per_batch = num_arms
     return [range(lo, min(lo + per_batch, num_arms)) for lo in range(0, num_arms, per_batch)]
+
+
+def check_chunk(chunk: Optional[int], num_seeds: int) -> None:
+    """Raise :class:`ConfigError` unless ``chunk`` is ``None`` or an int of at least ``num_seeds``
+    (a batch holds whole arms)."""
+    if chunk is not None and (isinstance(chunk, bool) or not (isinstance(chunk, int) and chunk >= num_seeds)):
+        raise ConfigError(f"Expected chunk (scenarios per batch) to be an int >= the {num_seeds} seeds of "
+                          f"an arm (got {chunk!r})")
 
 
 def _run_batch(model: Model, population: PopulationState, graph: Graph, arms: Mapping[str, Sequence[Intervention]],

@@ -25,7 +25,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from lpm.counterfactual import OUTCOMES, CounterfactualResult, arm_batches, counterfactual
+from lpm.counterfactual import OUTCOMES, CounterfactualResult, arm_batches, check_chunk, counterfactual
 from lpm.errors import ConfigError
 from lpm.graph import Graph
 from lpm.interventions import Intervention
@@ -254,7 +254,7 @@ def run_sweep(
         seed_list = [int(s) for s in seeds]
     if len(seed_list) < 2:
         raise ConfigError(f"Expected at least 2 seeds per arm (got {len(seed_list)})")
-    arm_batches(1, len(seed_list), 1, device, chunk)  # a bad chunk fails before anything is built
+    check_chunk(chunk, len(seed_list))  # before anything is built
     steps = scenario.steps if steps is None else steps
     timings = {} if timings is None else timings
 
