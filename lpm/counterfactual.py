@@ -1,11 +1,11 @@
 """Counterfactuals: compare intervention arms on one population, as one batched simulation.
 
-Arms x seeds run together as the batch dimension (on the CPU, large batches are cut into batches of
-whole arms, which run faster there and give the same numbers: :data:`CPU_BATCH_AGENTS`). With
-common random numbers (the default) every
-arm gets the same seeds, so each arm sees the same draws wherever the arms do not differ, and the
-difference between an arm and the baseline is measured on paired runs: its interval is much
-narrower than with independent seeds (Glasserman & Yao 1992 on common random numbers).
+Arms x seeds run together as the batch dimension (on the CPU, large batches are cut into batches
+of whole arms, which run faster there and give the same numbers: :data:`CPU_BATCH_AGENTS`). With
+common random numbers (the default) every arm gets the same seeds, so each arm sees the same draws
+wherever the arms do not differ, and the difference between an arm and the baseline is measured on
+paired runs: its interval is much narrower than with independent seeds (Glasserman & Yao 1992 on
+common random numbers).
 """
 
 from __future__ import annotations
@@ -264,7 +264,7 @@ def counterfactual(
     chunk: Optional[int] = None,
     progress: bool = False,
 ) -> CounterfactualResult:
-    """Run every arm under every seed in one batch and tabulate the outcomes for ``item``.
+    """Run every arm under every seed, arms x seeds as the batch, and tabulate the outcomes for ``item``.
 
     Args:
         model: the dynamics; its own interventions (if any) apply to all arms. With a cascade, the

@@ -521,11 +521,12 @@ class Cascade(_CascadeBase):
 
         * reshares: weight 1, so ``reshares - control`` counts each reshare by its probability.
         * reach: weight ``w_i``, the followers of ``i`` (through edges open at that time:
-          ``open_edges(time_h)`` gives ``(B, E)`` multipliers (dense or factored) or ``None``, as scheduled edge blocking
-          does) whose feeds no post of the item had reached when the first one reached ``i``:
-          the reach a reshare by ``i`` would add. Known at that moment (it depends on earlier
-          reshares only), and ``i`` faces no hazard before it. This removes the seed-to-seed noise of
-          whether a large account happens to reshare, which dominates the spread of final reach.
+          ``open_edges(time_h)`` gives ``(B, E)`` multipliers, dense or factored, or ``None``, as
+          scheduled edge blocking does) whose feeds no post of the item had reached when the first
+          one reached ``i``: the reach a reshare by ``i`` would add. Known at that moment (it
+          depends on earlier reshares only), and ``i`` faces no hazard before it. This removes much
+          of the seed-to-seed noise of whether a large account happens to reshare, which dominates
+          the spread of final reach.
 
         So ``final - control`` has the same expectation as ``final`` and a smaller spread over seeds.
         Sources are left out (their posts are not draws). Needs a run with exact events
