@@ -1,4 +1,4 @@
-"""``lpm calibrate | evaluate | forecast``: fitting to real data from the command line."""
+"""``lpm calibrate | evaluate | check | forecast``: fitting to real data from the command line."""
 
 from __future__ import annotations
 
@@ -71,6 +71,30 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from lpm.calibration.check import format_report
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # the CLI draws to files; the library's check functions return Figures
+    module = _module(args.kind)
+    print(f"lpm check {args.kind}: params {args.params}, data {', '.join(args.data)} (split {args.split})")
+    report = module.check(Path(args.params), _data(args.data), split=args.split, device=args.device, seed=args.seed)
+    print(format_report(report))
+    if args.json:
+        from lpm.calibration.common import atomic_write_json
+
+        atomic_write_json(args.json, report.to_json())
+        print(f"wrote {args.json}")
+    if args.plots and report.figures:
+        folder = Path(args.plots)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, figure in report.figures.items():
+            figure.savefig(folder / f"check_{args.kind}_{name}.png", dpi=110, bbox_inches="tight")
+        print(f"wrote {len(report.figures)} plots to {folder}")
+    return 0
+
+
 def _cmd_forecast(args: argparse.Namespace) -> int:
     if args.kind != "cascades":
         raise ConfigError(f"Expected 'cascades' (forecasting is defined for cascades; got {args.kind!r})")
@@ -86,7 +110,7 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub) -> None:
-    """Add ``calibrate``, ``evaluate`` and ``forecast`` to the ``lpm`` sub-command parser."""
+    """Add ``calibrate``, ``evaluate``, ``check`` and ``forecast`` to the ``lpm`` sub-command parser."""
     kinds = ["cascades", "sentiment", "stance"]
     calibrate = sub.add_parser("calibrate", help="fit model parameters to real data by gradient descent")
     calibrate.add_argument("kind", choices=kinds)
@@ -119,6 +143,18 @@ def add_parsers(sub) -> None:
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.set_defaults(func=_cmd_evaluate)
+
+    check = sub.add_parser("check", help="posterior-predictive check: the fitted model's simulations against the "
+                                         "data and naive references (copy the training data, constants)")
+    check.add_argument("kind", choices=kinds)
+    check.add_argument("--params", required=True, metavar="FITTED.json")
+    check.add_argument("--data", action="append", required=True, metavar="PATH")
+    check.add_argument("--split", default="test", choices=["train", "test", "all"])
+    check.add_argument("--json", default=None, metavar="CHECK.json")
+    check.add_argument("--plots", default=None, metavar="DIR", help="write one PNG per metric family here")
+    check.add_argument("--device", default="cpu")
+    check.add_argument("--seed", type=int, default=0)
+    check.set_defaults(func=_cmd_check)
 
     forecast = sub.add_parser("forecast", help="forecast unfolding cascades from their first hours")
     forecast.add_argument("kind", choices=["cascades"])
