@@ -62,7 +62,7 @@ from lpm.state import PopulationState
 from lpm.targets import GROWTH_HOURS, CascadeTargets, cascade_metrics, cascade_targets
 
 __all__ = ["PARAMS", "DEFAULTS", "DEFAULT_FIXED", "CascadeWorld", "CascadeCalibration", "simulate_cascades",
-           "calibrate", "evaluate", "forecast", "load_cascades", "fit_independent_cascade", "correct_bias"]
+           "calibrate", "evaluate", "check", "forecast", "load_cascades", "fit_independent_cascade", "correct_bias"]
 
 PARAMS = ("transmissibility", "audience", "audience_spread", "attention", "attention_spread", "feed_half_life_h",
           "feed_tail")
@@ -158,15 +158,28 @@ def _params_of(c: Cascade) -> dict[str, float]:
 
 
 def simulate_cascades(world: CascadeWorld, params: Mapping[str, float], *, hours: Sequence[float] = GROWTH_HOURS,
-                      batch: int = 4, seed: int = 0, device: str = "cpu", graph: Optional[Graph] = None) -> CascadeTable:
-    """Exact reshare trees of ``batch x C`` simulated cascades up to ``max(hours)``, as a table."""
+                      batch: int = 4, seed: int = 0, device: str = "cpu", graph: Optional[Graph] = None,
+                      continuous_times: bool = True) -> CascadeTable:
+    """Exact reshare trees of ``batch x C`` simulated cascades up to ``max(hours)``, as a table.
+
+    A step records its reshares at the step's end; with ``continuous_times`` each reshare's time is
+    drawn uniformly within its step instead (``t - U dt``), as a continuous-time process would place
+    it. Real delays are continuous, so step-end times alone would give a staircase delay CDF whose
+    Kolmogorov-Smirnov distance to any real one is at least the share of reshares in the first step.
+    Order within trees is kept: a parent reshared in an earlier step than its child.
+    """
     graph = world.graph(device) if graph is None else graph
     model = world.model(params).to(device)
     steps = math.ceil(max(hours) / world.dt_h)
     with torch.no_grad():
         trajectory = simulate(model, world.initial_state(batch, device), graph, steps=steps, record={},
                               seed=[seed * 1_000_003 + b for b in range(batch)], estimator=Hard())
-    return CascadeTable.from_state(trajectory.final.to("cpu"), [0.0] * world.items)
+    table = CascadeTable.from_state(trajectory.final.to("cpu"), [0.0] * world.items)
+    if not continuous_times:
+        return table
+    within = torch.rand(table.time_h.shape, generator=torch.Generator().manual_seed(seed + 7), dtype=torch.float64)
+    time_h = torch.where(table.parent >= 0, table.time_h - world.dt_h * within, table.time_h)
+    return replace(table, time_h=time_h)
 
 
 def _quantiles(values: Tensor, count: int) -> Tensor:
@@ -683,3 +696,137 @@ def apply_params(model: Model, values: Mapping[str, float]) -> list[str]:
                   if name in _RAW and getattr(cascade, _RAW[name][0], None) is not None}
     set_params(model, applicable)
     return sorted(applicable)
+
+
+# ------------------------------------------------------------------------------ posterior-predictive check
+#: metrics of :func:`lpm.targets.cascade_metrics`, in report order
+CHECK_METRICS = ("nrmse_size", "nrmse_depth", "nrmse_breadth", "ks_size", "ks_delay", "root_share_error")
+
+
+def check(params: Path, data: list[Path], *, split: str = "test", device: str = "cpu", seed: int = 0,
+          simulated_per_observed: float = 2.0, draws: int = 200, window_h: float = 72.0):
+    """Posterior-predictive check of a cascade fit: exact (sampled) cascades at the fitted parameters
+    against the ``split`` cascades, beside the naive reference of copying other observed cascades.
+
+    The model's metrics (:data:`CHECK_METRICS`) come from ``simulated_per_observed`` times as many
+    simulated cascades as there are observed ones (exact reshare trees, ``window_h`` hours). The
+    reference ``copy_data`` uses other real cascades of the same collection as the prediction: the
+    training split when checking ``test``, the test split when checking ``train``, and one random
+    half against the other for ``all``. Noise: ``model_noise`` is the bootstrap SD of each metric over
+    the simulated cascades (the simulation's own sampling), ``reference_noise`` that of the reference
+    over the observed cascades (which cascades happened to be observed); the verdict compares the
+    model with the reference within their sum.
+
+    Returns:
+        a :class:`~lpm.calibration.check.CheckReport` with figures ``sizes`` (CCDFs of final size,
+        depth and breadth), ``timing`` (delay CDF and mean growth curve) and ``root`` (root share).
+    """
+    from lpm.calibration.check import CheckReport, rows_from
+
+    if split not in ("train", "test", "all"):
+        raise ConfigError(f"Expected split 'train', 'test' or 'all' (got {split!r})")
+    if not simulated_per_observed > 0:
+        raise ConfigError(f"Expected simulated_per_observed > 0 (got {simulated_per_observed})")
+    values, meta = load_params(params, kind="cascades")
+    world = world_from_meta(meta)
+    hours = [h for h in GROWTH_HOURS if h <= window_h]
+    if split == "all":
+        table = load_cascades(data, split="all", window_h=window_h)
+        half = torch.randperm(table.num_cascades, generator=torch.Generator().manual_seed(seed))
+        observed_table, other_table = table.select(half[: table.num_cascades // 2]), table.select(half[table.num_cascades // 2:])
+        reference_source = "a random half of all cascades, against the other half"
+    else:
+        other = "test" if split == "train" else "train"
+        observed_table = load_cascades(data, split=split, window_h=window_h)
+        other_table = load_cascades(data, split=other, window_h=window_h)
+        reference_source = f"the {other} split's cascades"
+    observed = cascade_targets(observed_table, hours)
+    copy = cascade_targets(other_table, hours)
+    batch = max(1, math.ceil(simulated_per_observed * observed.num_cascades / world.items))
+    simulated = cascade_targets(simulate_cascades(world, values, hours=hours, batch=batch, seed=seed + 1, device=device),
+                                hours)
+
+    model = cascade_metrics(simulated, observed)
+    reference = cascade_metrics(copy, observed)
+
+    def spread(metric_of: Callable[[Tensor], dict[str, float]], units: int) -> dict[str, float]:
+        samples = [metric_of(index) for index in _bootstrap_indices(units, draws, seed)]
+        return {m: float(torch.tensor([s[m] for s in samples], dtype=torch.float64).std()) for m in CHECK_METRICS}
+
+    model_noise = spread(lambda i: cascade_metrics(simulated.resample(i), observed), simulated.num_cascades)
+    reference_noise = spread(lambda i: cascade_metrics(copy, observed.resample(i)), observed.num_cascades)
+    rows = rows_from(model, model_noise, {"copy_data": reference}, reference_noise, CHECK_METRICS)
+    report = CheckReport("cascades", split, rows, ["copy_data"], meta={
+        "params": str(params), "observed_cascades": observed.num_cascades, "simulated_cascades": simulated.num_cascades,
+        "reference": reference_source, "window_h": window_h, "bootstrap_draws": draws, "fitted": dict(values),
+        "observed_summary": observed.summary(), "simulated_summary": simulated.summary(),
+        "reference_summary": copy.summary()})
+    report.figures.update(_check_figures(observed, simulated, copy, draws=min(draws, 100), seed=seed))
+    return report
+
+
+def _bootstrap_indices(units: int, draws: int, seed: int) -> list[Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, units, (units,), generator=generator) for _ in range(draws)]
+
+
+def _check_figures(observed: CascadeTargets, simulated: CascadeTargets, copy: CascadeTargets, *, draws: int,
+                   seed: int) -> dict:
+    """Observed, simulated (with a 90% bootstrap band over simulated cascades) and the copy reference."""
+    from matplotlib.figure import Figure
+
+    def ccdf(values: Tensor, grid: Tensor) -> Tensor:
+        values = values.double().sort().values
+        return 1.0 - torch.searchsorted(values, grid, right=True).double() / values.numel()
+
+    def band(statistic: Callable[[CascadeTargets], Tensor]) -> tuple[Tensor, Tensor]:
+        curves = torch.stack([statistic(simulated.resample(i)) for i in _bootstrap_indices(simulated.num_cascades, draws, seed)])
+        return torch.quantile(curves, 0.05, dim=0), torch.quantile(curves, 0.95, dim=0)
+
+    def panel(ax, grid: Tensor, statistic: Callable[[CascadeTargets], Tensor], title: str, xlabel: str,
+              ylabel: str, log: bool) -> None:
+        low, high = band(statistic)
+        ax.fill_between(grid.numpy(), low.numpy(), high.numpy(), color="tab:blue", alpha=0.25, label="simulated 90% band")
+        ax.plot(grid.numpy(), statistic(simulated).numpy(), color="tab:blue", label="simulated")
+        ax.plot(grid.numpy(), statistic(copy).numpy(), color="tab:gray", linestyle="--", label="copy reference")
+        ax.plot(grid.numpy(), statistic(observed).numpy(), color="black", label="observed")
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+        if log:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+
+    figures = {}
+    fig = Figure(figsize=(13, 3.8))
+    axes = fig.subplots(1, 3)
+    top = float(max(observed.final_size.max(), simulated.final_size.max()))
+    size_grid = torch.logspace(0, math.log10(max(top, 10.0)), 60, dtype=torch.float64)
+    panel(axes[0], size_grid, lambda t: ccdf(t.final_size, size_grid), "final size", "nodes", "share of cascades > x", True)
+    depth_grid = torch.arange(0, int(max(observed.depth[:, -1].max(), simulated.depth[:, -1].max())) + 2, dtype=torch.float64)
+    panel(axes[1], depth_grid, lambda t: ccdf(t.depth[:, -1], depth_grid), "final depth", "depth", "share > x", False)
+    top = float(max(observed.breadth[:, -1].max(), simulated.breadth[:, -1].max()))
+    breadth_grid = torch.logspace(0, math.log10(max(top, 10.0)), 60, dtype=torch.float64)
+    panel(axes[2], breadth_grid, lambda t: ccdf(t.breadth[:, -1], breadth_grid), "max breadth", "nodes at one depth",
+          "share > x", True)
+    axes[0].legend(fontsize=8)
+    figures["sizes"] = fig
+
+    fig = Figure(figsize=(9, 3.8))
+    axes = fig.subplots(1, 2)
+    delay_grid = torch.logspace(-2, math.log10(float(observed.hours[-1])), 60, dtype=torch.float64)
+    panel(axes[0], delay_grid, lambda t: 1.0 - ccdf(t.delays, delay_grid), "reshare delays", "hours since the source",
+          "share of reshares <= x", False)
+    axes[0].set_xscale("log")
+    hours = observed.hours
+    panel(axes[1], hours, lambda t: t.size.mean(0), "mean size over time", "hours", "nodes", False)
+    axes[1].set_xscale("log")
+    axes[0].legend(fontsize=8)
+    figures["timing"] = fig
+
+    fig = Figure(figsize=(4.5, 3.8))
+    ax = fig.subplots()
+    grid = torch.linspace(0, 1, 41, dtype=torch.float64)
+    panel(ax, grid, lambda t: 1.0 - ccdf(t.root_share.nan_to_num(1.0), grid), "reshares attached to the root",
+          "share per cascade", "share of cascades <= x", False)
+    ax.legend(fontsize=8)
+    figures["root"] = fig
+    return figures

@@ -10,13 +10,14 @@ and two-sample Kolmogorov-Smirnov distances of final sizes and reshare delays.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
 
 from lpm.data.cascades import CascadeTable
 from lpm.errors import ConfigError
+from lpm.kernels.reference import expand_segments
 
 __all__ = ["GROWTH_HOURS", "CascadeTargets", "cascade_targets", "cascade_metrics", "ks_statistic", "nrmse"]
 
@@ -35,6 +36,8 @@ class CascadeTargets:
         breadth: ``(M, T)`` largest number of nodes at one depth by each time.
         root_share: ``(M,)`` share of non-root nodes attached to the root (NaN for a lone root).
         delays: ``(R,)`` hours from the source post to each non-root node, within the window.
+        delay_owner: ``(R,)`` the cascade each delay belongs to (``None`` if unknown), so that
+            :meth:`resample` can draw whole cascades.
     """
 
     hours: Tensor
@@ -43,6 +46,7 @@ class CascadeTargets:
     breadth: Tensor
     root_share: Tensor
     delays: Tensor
+    delay_owner: Optional[Tensor] = None
 
     @property
     def num_cascades(self) -> int:
@@ -52,6 +56,22 @@ class CascadeTargets:
     def final_size(self) -> Tensor:
         """``(M,)`` size at the last reading time."""
         return self.size[:, -1]
+
+    def resample(self, index: Tensor) -> "CascadeTargets":
+        """The targets of the cascades at ``index`` (repeats allowed, as in a bootstrap), delays included.
+
+        Shapes:
+            index: ``(M',)`` int64 cascade indices; returns targets of ``M'`` cascades.
+        """
+        if self.delay_owner is None:
+            raise ConfigError("Expected targets with delay_owner to resample (got None; use cascade_targets)")
+        index = torch.as_tensor(index, dtype=torch.int64)
+        order = torch.argsort(self.delay_owner, stable=True)
+        counts = torch.bincount(self.delay_owner, minlength=self.num_cascades)
+        starts = torch.cumsum(counts, 0) - counts
+        owner, rows, _ = expand_segments(starts[index], counts[index])
+        return CascadeTargets(self.hours, self.size[index], self.depth[index], self.breadth[index],
+                              self.root_share[index], self.delays[order[rows]], owner)
 
     def summary(self) -> dict[str, float]:
         """Headline numbers (medians over cascades)."""
@@ -95,7 +115,7 @@ def cascade_targets(table: CascadeTable, hours: Sequence[float] = GROWTH_HOURS) 
     on_root = child & (table.depth == 1)
     children = torch.bincount(cascade[child], minlength=m).double()
     root_share = torch.bincount(cascade[on_root], minlength=m).double() / children
-    return CascadeTargets(hours_t, size, deepest, breadth, root_share, time_h[child])
+    return CascadeTargets(hours_t, size, deepest, breadth, root_share, time_h[child], cascade[child])
 
 
 def ks_statistic(a: Tensor, b: Tensor) -> float:

@@ -200,3 +200,49 @@ def test_independent_cascade_baseline_recovers_its_own_probability():
     assert float(observed.final_size.median()) > 3  # the planted cascades do spread
     p, _ = fit_independent_cascade(observed, world, grid=(0.01, 0.1, 0.9), batch=2, seed=7)
     assert p == 0.1
+
+
+def test_targets_resample_draws_whole_cascades(planted):
+    """Resampling keeps each cascade's rows and its own delays; repeats double them."""
+    _, _, targets = planted
+    same = targets.resample(torch.arange(targets.num_cascades))
+    assert torch.equal(same.size, targets.size) and torch.equal(same.root_share.nan_to_num(-1), targets.root_share.nan_to_num(-1))
+    assert torch.equal(same.delays.sort().values, targets.delays.sort().values)
+    pick = torch.tensor([3, 3, 0])
+    drawn = targets.resample(pick)
+    assert torch.equal(drawn.size, targets.size[pick])
+    for position, cascade in enumerate(pick.tolist()):
+        own = targets.delays[targets.delay_owner == cascade].sort().values
+        assert torch.equal(drawn.delays[drawn.delay_owner == position].sort().values, own)
+    assert drawn.delays.numel() == 2 * int((targets.delay_owner == 3).sum()) + int((targets.delay_owner == 0).sum())
+
+
+@pytest.mark.slow
+def test_check_tells_the_planted_model_from_a_wrong_one(tmp_path):
+    """Data simulated from planted parameters: checking those parameters puts every metric within
+    the noise band of copying the other split (or better), while a model with a 4x too small
+    audience is worse on the size distribution; the reference equals cascade_metrics of the splits."""
+    from lpm.calibration.check import format_report
+    from lpm.calibration.common import save_params
+    from lpm.calibration.fit_cascades import CHECK_METRICS, check, load_cascades
+    from lpm.targets import cascade_metrics
+
+    world = CascadeWorld(agents=600, items=8, seed=3)
+    truth = dict(DEFAULTS, transmissibility=0.01, audience=2000.0, feed_half_life_h=0.5)
+    hours = [1 / 6, 0.5, 1.0, 2.0, 4.0]
+    write_rumdetect(simulate_cascades(world, truth, hours=hours, batch=12, seed=99), tmp_path / "data")
+    right, wrong = tmp_path / "right.json", tmp_path / "wrong.json"
+    save_params(right, "cascades", truth, {"world": world.__dict__})
+    save_params(wrong, "cascades", dict(truth, audience=500.0), {"world": world.__dict__})
+    good = check(right, [tmp_path / "data"], split="test", window_h=4.0, draws=50, simulated_per_observed=3.0)
+    bad = check(wrong, [tmp_path / "data"], split="test", window_h=4.0, draws=50, simulated_per_observed=3.0)
+    print(format_report(good), format_report(bad), sep="\n")
+    observed = cascade_targets(load_cascades([tmp_path / "data"], split="test", window_h=4.0), hours)
+    copy = cascade_targets(load_cascades([tmp_path / "data"], split="train", window_h=4.0), hours)
+    expected = cascade_metrics(copy, observed)
+    for metric in CHECK_METRICS:
+        assert good.rows[metric]["copy_data"] == pytest.approx(expected[metric])
+        assert good.rows[metric]["model_noise"] > 0 and good.rows[metric]["reference_noise"] > 0
+    assert all(good.verdict(m) in ("better", "within noise") for m in CHECK_METRICS), good.to_json()
+    assert bad.verdict("ks_size") == "worse" and bad.rows["ks_size"]["model"] > 2 * good.rows["ks_size"]["model"]
+    assert set(good.figures) == {"sizes", "timing", "root"}
