@@ -166,3 +166,162 @@ def test_real_counts_match_the_loader(shared_data: Path):
         assert torch.equal(counts[i], reference[name])
     train, held = fst.observed_counts(posts, config, "train"), fst.observed_counts(posts, config, "test")
     assert train[1] + held[1] == threads and torch.equal(train[0] + held[0], counts)
+
+
+# ---------------------------------------------------------------------------- thread memory and check
+
+
+def test_thread_memory_gradient_float64():
+    base = torch.softmax(torch.randn(3, 2, 4, dtype=torch.float64), -1)
+    early = torch.tensor([[2.0, 0, 1, 2], [0, 0, 0, 5], [1, 1, 1, 2]], dtype=torch.float64)
+    memory = fst.ThreadMemory(4.0)
+
+    def forecast(raw: torch.Tensor, shares: torch.Tensor) -> torch.Tensor:
+        memory.raw_concentration.data = raw.detach()
+        c = torch.nn.functional.softplus(raw)
+        return (c * shares + early[:, None, :]) / (c + early.sum(-1))[:, None, None]
+
+    raw = memory.raw_concentration.detach().clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(forecast, (raw, base.clone().requires_grad_(True)))
+    # the module agrees with that closed form, and forecasts are shares
+    out = memory(base, early)
+    assert torch.allclose(out, forecast(raw.detach(), base)) and torch.allclose(out.sum(-1), torch.ones(3, 2, dtype=torch.float64))
+    later = torch.tensor([[[1.0, 0, 0, 3], [0, 1, 0, 0]]]).double().expand(3, 2, 4)
+    view = nn.Module()
+    view.register_parameter("raw", memory.raw_concentration)
+    assert assert_gradients_match_finite_differences(view, lambda: fst.stance_kl(memory(base, early), later)) == 1
+
+
+def test_thread_memory_recovers_planted_concentration():
+    """Threads draw a propensity from Dirichlet(c p); the fit of ``c`` from 5 early and 20 later replies
+    per thread comes back within 25% (c = 8, 600 threads), from starts far on either side."""
+    truth, threads = 8.0, 600
+    base = torch.tensor([[0.15, 0.08, 0.09, 0.68]], dtype=torch.float64)  # one bin
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        theta = torch.distributions.Dirichlet(truth * base[0]).sample((threads,))
+        early = torch.distributions.Multinomial(5, theta).sample()
+        later = torch.distributions.Multinomial(20, theta).sample()[:, None, :]
+    replies = fst.ThreadReplies(torch.zeros(threads, dtype=torch.int64), early, later, later.clone())
+    for init in (1.0, 100.0):
+        fitted = fst.fit_thread_memory(base.expand(threads, 1, 4), replies, init=init)
+        assert fitted == pytest.approx(truth, rel=0.25), (init, fitted)
+    # no thread effect (every thread has the base shares): the fitted concentration runs off large
+    with torch.random.fork_rng():
+        torch.manual_seed(4)
+        flat = fst.ThreadReplies(torch.zeros(threads, dtype=torch.int64),
+                                 torch.distributions.Multinomial(5, base[0]).sample((threads,)),
+                                 torch.distributions.Multinomial(20, base[0]).sample((threads,))[:, None, :],
+                                 torch.zeros(threads, 1, 4))
+    assert fst.fit_thread_memory(base.expand(threads, 1, 4), flat) > 5 * truth
+
+
+def test_thread_replies_early_and_later(tmp_path: Path):
+    config = fst.StanceConfig(agents=4, dt=0.5, edges_h=(0, 0.5, 1, 4, 8), observe_replies=2)
+    posts = fst.load_posts([_write_posts(tmp_path / "posts.csv")])
+    replies = fst.thread_replies(posts, config, "all")
+    # replies by delay: support (2 min), comment (10), comment (20; unannotated in thread 1000),
+    # deny (45), comment (150); the 600-min query is past the last edge
+    assert torch.equal(replies.early[1], torch.tensor([1.0, 0, 0, 1]))
+    assert torch.equal(replies.later[1], torch.tensor([[0.0, 0, 0, 1], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]]))
+    assert torch.equal(replies.early[0], torch.tensor([1.0, 0, 0, 1]))  # its unannotated reply is skipped
+    assert float(replies.later[0].sum()) == 2
+    counts, _ = fst.observed_counts(posts, config, "all")
+    assert torch.equal(replies.pooled(replies.every), counts)
+    assert torch.equal(replies.every.sum(1), replies.early + replies.later.sum(1))
+    with pytest.raises(ConfigError, match="observe_replies"):
+        fst.StanceConfig(observe_replies=-1)
+
+
+def _write_threads(path: Path, stances_of, threads: int = 20) -> Path:
+    """Threads 1000.. with veracity cycling true/false/unverified; ``stances_of(t, veracity)`` gives
+    each thread's replies as ``[(stance, delay_min)]``."""
+    lines = ["thread_id,veracity,post_id,parent_id,depth,time_utc_snowflake,stance,delay_min"]
+    for t in range(threads):
+        thread, veracity = 1000 + t, fst.VERACITIES[t % 3]
+        lines.append(f"{thread},{veracity},{thread},,0,1400000000.0,support,0.0")
+        for k, (stance, delay) in enumerate(stances_of(t, veracity)):
+            lines.append(f"{thread},{veracity},{thread * 100 + k},{thread},1,{1400000000.0 + 60 * delay},{stance},{delay}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _test_threads(threads: int = 20) -> list[int]:
+    from lpm.calibration.common import split_index
+
+    return [i for i in split_index([str(1000 + t) for t in range(threads)], "test")]
+
+
+def test_check_references_hand_computed(tmp_path: Path):
+    """Replies: a veracity-specific first reply then a comment (bin 0), two denies (bin 1). Per
+    (veracity, bin), test shares equal the training shares (0 error); pooled per bin, bin 0 is the
+    training threads' veracity mix; one share vector misses both bins."""
+    first = {"true": "support", "false": "deny", "unverified": "query"}
+    posts = _write_threads(tmp_path / "posts.csv",
+                           lambda t, v: [(first[v], 1.0), ("comment", 2.0), ("deny", 40.0), ("deny", 50.0)])
+    test = _test_threads()
+    assert len(test) >= 2 and len({t % 3 for t in test}) >= 2  # the split is deterministic in the ids
+    config = fst.StanceConfig(agents=8, dt=0.5, edges_h=(0, 0.5, 1, 4), observe_replies=1)
+    out = tmp_path / "fitted.json"
+    fst.calibrate([posts], out, max_steps=1, split="train", logger="none", progress=False, config=config,
+                  work_dir=tmp_path / "work")
+    params, _ = load_params(out, "stance")
+    assert fst.MEMORY in params and params[fst.MEMORY] > 0
+    report = fst.check(out, [posts], split="test")
+    assert list(report.rows) == list(fst.CHECK_METRICS)
+    for row in report.rows.values():
+        assert set(row) == {"model", "model_noise", "train_veracity_bin", "train_bin", "train_constant", "reference_noise"}
+    train = [t for t in range(20) if t not in test]
+    n = [sum(1 for t in train if t % 3 == v) for v in range(3)]
+    bin0 = torch.tensor([n[0], n[1], n[2], sum(n)], dtype=torch.float64) / (2 * sum(n))  # pooled training bin 0
+    constant = torch.tensor([n[0], n[1] + 2 * sum(n), n[2], sum(n)], dtype=torch.float64) / (4 * sum(n))
+    cells_bin0 = {t % 3 for t in test}
+    err_bin0 = {v: float((bin0 - torch.tensor([v == 0, v == 1, v == 2, 1.0]).double() / 2).abs().mean()) for v in cells_bin0}
+    deny = torch.tensor([0.0, 1, 0, 0], dtype=torch.float64)
+    err_constant = {v: float((constant - torch.tensor([v == 0, v == 1, v == 2, 1.0]).double() / 2).abs().mean())
+                    for v in cells_bin0}
+    mae = report.rows["mae_stance"]
+    assert mae["train_veracity_bin"] == pytest.approx(0.0, abs=1e-12)
+    assert mae["train_bin"] == pytest.approx(sum(err_bin0.values()) / (2 * len(cells_bin0)))  # bin 1 cells: 0
+    assert mae["train_constant"] == pytest.approx(
+        (sum(err_constant.values()) + len(cells_bin0) * float((constant - deny).abs().mean())) / (2 * len(cells_bin0)))
+    # later replies (after the first): a comment in bin 0 and two denies in bin 1, in every thread
+    later_constant = torch.tensor([0.0, 2, 0, 1], dtype=torch.float64) / 3
+    forecast = report.rows["mae_stance_forecast"]
+    assert forecast["train_veracity_bin"] == pytest.approx(0.0, abs=1e-12)
+    assert forecast["train_bin"] == pytest.approx(0.0, abs=1e-12)
+    assert forecast["train_constant"] == pytest.approx(
+        0.5 * float((later_constant - torch.tensor([0.0, 0, 0, 1])).abs().mean() + (later_constant - deny).abs().mean()))
+    assert report.rows["mae_stance_thread"]["train_constant"] == pytest.approx(float(
+        (later_constant * 3 - torch.tensor([0.0, 2, 0, 1])).abs().sum() / 4 / 3))
+    assert mae["model_noise"] == 0.0 and mae["reference_noise"] == pytest.approx(0.0, abs=1e-12)
+    assert mae["model"] > 0.01 and report.verdict("mae_stance") == "worse"  # an unfitted model vs exact references
+    assert set(report.figures) == {"shares", "forecast"}
+    assert report.meta["noise_floor"]["mae_stance_forecast"] == pytest.approx(0.0, abs=1e-12)  # one-hot shares
+
+
+def test_check_thread_memory_beats_references_on_persistent_threads(tmp_path: Path):
+    """Each thread repeats one stance (cycling over threads, independently of veracity): no constant
+    share can predict a thread, the thread memory can from its first reply."""
+    posts = _write_threads(tmp_path / "posts.csv", lambda t, v: [(fst.STANCES[(t // 3) % 4], d) for d in (1, 2, 40, 50)],
+                           threads=40)
+    config = fst.StanceConfig(agents=8, dt=0.5, edges_h=(0, 0.5, 1, 4), observe_replies=1)
+    out = tmp_path / "fitted.json"
+    fst.calibrate([posts], out, max_steps=1, split="train", logger="none", progress=False, config=config,
+                  work_dir=tmp_path / "work")
+    report = fst.check(out, [posts], split="test")
+    row = report.rows["mae_stance_thread"]
+    assert load_params(out, "stance")[0][fst.MEMORY] < 0.05  # threads follow their first reply
+    assert row["model"] < 0.02 < report.best_reference("mae_stance_thread")[1]
+    assert report.verdict("mae_stance_thread") == "better"
+    assert report.verdict("kl_stance_thread") == "better"
+
+
+@pytest.mark.data
+def test_real_thread_replies_add_up(shared_data: Path, tmp_path: Path):
+    posts = fst.load_posts([shared_data / "rumoureval2017"])
+    config = fst.StanceConfig()
+    train, test = fst.thread_replies(posts, config, "train"), fst.thread_replies(posts, config, "test")
+    counts = fst.observed_counts(posts, config, "all")[0]
+    assert torch.equal(train.pooled(train.every) + test.pooled(test.every), counts)
+    assert float(test.early.sum(-1).max()) == config.observe_replies
