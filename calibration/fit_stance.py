@@ -224,7 +224,8 @@ class StanceModel(SeriesModel, nn.Module):
 
     def __init__(self, config: StanceConfig, params: Optional[Mapping[str, float]] = None, *, seed: int = 0) -> None:
         super().__init__()
-        values = {**DEFAULT_INIT, **(params or {})}
+        # a fitted file also holds the thread memory's concentration, which acts after the population model
+        values = {**DEFAULT_INIT, **{k: v for k, v in (params or {}).items() if k != MEMORY}}
         unknown = sorted(set(values) - set(LEARNABLE))
         if unknown:
             raise ConfigError(f"Expected stance parameters among {list(LEARNABLE)} (got {unknown})")

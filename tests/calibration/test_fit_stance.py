@@ -124,12 +124,12 @@ def _write_posts(path: Path, threads: int = 12) -> Path:
 
 def test_calibrate_and_evaluate_on_a_posts_file(tmp_path: Path):
     posts = _write_posts(tmp_path / "posts.csv")
-    config = fst.StanceConfig(agents=12, dt=0.5, edges_h=(0, 0.5, 1, 4, 8))
+    config = fst.StanceConfig(agents=12, dt=0.5, edges_h=(0, 0.5, 1, 4, 8), observe_replies=2)  # 5 replies a thread
     out = tmp_path / "fitted.json"
     result = fst.calibrate([posts], out, max_steps=2, split="train", logger="none", progress=False, config=config,
                            work_dir=tmp_path / "work")
     params, meta = load_params(out, "stance")
-    assert set(params) == set(fst.LEARNABLE) and result["steps"] == 2
+    assert set(params) == set(fst.LEARNABLE) | {fst.MEMORY} and result["steps"] == 2
     assert meta["threads"] == 11 and meta["config"]["edges_h"] == [0.0, 0.5, 1.0, 4.0, 8.0]  # thread 1001 held out
     counts, threads = fst.observed_counts(fst.load_posts([tmp_path]), config, "all")
     # 12 threads x 5 replies inside 8 h, less the unannotated one; the 600-min reply is past the last edge
