@@ -704,7 +704,7 @@ CHECK_METRICS = ("nrmse_size", "nrmse_depth", "nrmse_breadth", "ks_size", "ks_de
 
 
 def check(params: Path, data: list[Path], *, split: str = "test", device: str = "cpu", seed: int = 0,
-          simulated_per_observed: float = 2.0, draws: int = 200, window_h: float = 72.0):
+          simulated_per_observed: float = 2.0, draws: int = 200, window_h: float = 72.0, select_like_data: bool = True):
     """Posterior-predictive check of a cascade fit: exact (sampled) cascades at the fitted parameters
     against the ``split`` cascades, beside the naive reference of copying other observed cascades.
 
@@ -712,7 +712,8 @@ def check(params: Path, data: list[Path], *, split: str = "test", device: str = 
     simulated cascades as there are observed ones (exact reshare trees, ``window_h`` hours). The
     reference ``copy_data`` uses other real cascades of the same collection as the prediction: the
     training split when checking ``test``, the test split when checking ``train``, and one random
-    half against the other for ``all``. Noise: ``model_noise`` is the bootstrap SD of each metric over
+    half against the other for ``all``. With ``select_like_data`` the simulated cascades pass the
+    collection's size filter (at least the reference cascades' smallest final size). Noise: ``model_noise`` is the bootstrap SD of each metric over
     the simulated cascades (the simulation's own sampling), ``reference_noise`` that of the reference
     over the observed cascades (which cascades happened to be observed); the verdict compares the
     model with the reference within their sum.
@@ -742,9 +743,18 @@ def check(params: Path, data: list[Path], *, split: str = "test", device: str = 
         reference_source = f"the {other} split's cascades"
     observed = cascade_targets(observed_table, hours)
     copy = cascade_targets(other_table, hours)
+    # The collection kept only cascades of some minimum size (Twitter15: >= 56 nodes), so simulated
+    # cascades pass the same filter, its threshold read off the reference cascades (never the
+    # checked split): the smallest final size there.
+    min_size = float(copy.final_size.min()) if select_like_data else 0.0
     batch = max(1, math.ceil(simulated_per_observed * observed.num_cascades / world.items))
-    simulated = cascade_targets(simulate_cascades(world, values, hours=hours, batch=batch, seed=seed + 1, device=device),
-                                hours)
+    simulated_all = cascade_targets(simulate_cascades(world, values, hours=hours, batch=batch, seed=seed + 1,
+                                                      device=device), hours)
+    kept = torch.nonzero(simulated_all.final_size >= min_size).squeeze(1)
+    if kept.numel() < 2:
+        raise ConfigError(f"Expected simulated cascades of at least {min_size:g} nodes, as in the data (got "
+                          f"{kept.numel()} of {simulated_all.num_cascades}); the fitted model spreads too little")
+    simulated = simulated_all.resample(kept)
 
     model = cascade_metrics(simulated, observed)
     reference = cascade_metrics(copy, observed)
@@ -758,6 +768,7 @@ def check(params: Path, data: list[Path], *, split: str = "test", device: str = 
     rows = rows_from(model, model_noise, {"copy_data": reference}, reference_noise, CHECK_METRICS)
     report = CheckReport("cascades", split, rows, ["copy_data"], meta={
         "params": str(params), "observed_cascades": observed.num_cascades, "simulated_cascades": simulated.num_cascades,
+        "simulated_before_size_filter": simulated_all.num_cascades, "size_filter_min_nodes": min_size,
         "reference": reference_source, "window_h": window_h, "bootstrap_draws": draws, "fitted": dict(values),
         "observed_summary": observed.summary(), "simulated_summary": simulated.summary(),
         "reference_summary": copy.summary()})
