@@ -23,6 +23,11 @@ they read their feeds:
   accounts beyond the graph's edges (log-normal across items, ``z_bc ~ N(0, 1)`` drawn once per
   scenario and item); the agents stand for that audience, each with ``A_bc / N`` expected
   exposures, which add ``(A_bc / N) * frontier[source_c]`` to ``k_ic``.
+* ``resharer_audience``: every other resharer ``j`` is also followed by ``A_j = resharer_audience *
+  exp(spread_r * z_j)`` accounts beyond the graph (log-normal across agents, ``z_j`` fixed per
+  scenario and agent), which add ``sum_j (A_j / N) * frontier[j]`` to every ``k_ic``: reshares by
+  well-followed accounts start sub-cascades one level deeper, as on real platforms, where resharers'
+  own audiences (not only the source's) carry a rumour further.
 * ``attention_spread``: agent ``i`` sees a share ``sigmoid(logit(attention) + spread * z_i)`` of
   its feed, ``z_i ~ N(0, 1)`` fixed per scenario and agent.
 
@@ -53,7 +58,8 @@ from lpm.graph import Graph
 from lpm.interventions import Effects, dense_edge_scale
 from lpm.relax import Estimator
 from lpm.rng import (STREAM_CASCADE_ATTENTION, STREAM_CASCADE_AUDIENCE, STREAM_CASCADE_BROADCAST,
-                     STREAM_CASCADE_PARENT, STREAM_CASCADE_RESHARE, CounterRNG)
+                     STREAM_CASCADE_PARENT, STREAM_CASCADE_RESHARE, STREAM_CASCADE_RESHARER_AUDIENCE,
+                     STREAM_CASCADE_RESHARER_PARENT, CounterRNG)
 from lpm.state import PopulationState
 
 __all__ = ["Item", "Cascade", "LinearThreshold", "init_cascade_state"]
@@ -208,22 +214,44 @@ class _CascadeBase(nn.Module):
         return index, torch.where(k > 0, parent, torch.full_like(parent, -1))
 
     def _record(self, state: PopulationState, graph: Graph, new: Tensor, rng: CounterRNG, t: int,
-                time_h: float, dt: float, from_source: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+                time_h: float, dt: float, from_source: Optional[Tensor] = None,
+                from_resharers: Optional[Tensor] = None, resharer_weight: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         """Reshare times and parents of this step's hard reshares; ``from_source (B, N, C)`` is the
-        probability that a reshare came through the source's out-of-graph audience."""
+        probability that a reshare came through the source's out-of-graph audience, ``from_resharers
+        (B, N, C)`` that it came through a resharer's, who is then drawn with probability
+        proportional to ``resharer_weight (B, N, C)`` (its audience times its post's visibility)."""
         hard = new.detach() > 0.5
         reshare_time = torch.where(hard, state.reshare_time.new_tensor(time_h + dt), state.reshare_time)
         if not self.record_trees:
             return reshare_time, state.parent
         index, parent_now = self._parents(graph, state.frontier, hard, rng, t)
         b, i, c = index.unbind(1)
-        if from_source is not None:
-            via_audience = rng.uniform_at(t, STREAM_CASCADE_BROADCAST, tuple(from_source.shape[1:]), b,
-                                          i * from_source.size(2) + c)
-            via_audience = via_audience < from_source.detach()[b, i, c].double()
-            parent_now = torch.where(via_audience, self._first_source[c], parent_now)
+        if from_source is not None or from_resharers is not None:
+            shape = tuple(new.shape[1:])
+            u = rng.uniform_at(t, STREAM_CASCADE_BROADCAST, shape, b, i * new.size(2) + c)
+            p_source = from_source.detach()[b, i, c].double() if from_source is not None else torch.zeros_like(u)
+            if from_resharers is not None and resharer_weight is not None:
+                via_resharer = (u >= p_source) & (u < p_source + from_resharers.detach()[b, i, c].double())
+                drawn = self._draw_resharer(resharer_weight.detach(), b, c,
+                                            rng.uniform_at(t, STREAM_CASCADE_RESHARER_PARENT, shape, b, i * new.size(2) + c))
+                parent_now = torch.where(via_resharer, drawn, parent_now)
+            parent_now = torch.where(u < p_source, self._first_source[c], parent_now)
         parent = state.parent.index_put((b, i, c), parent_now)
         return reshare_time, parent
+
+    @staticmethod
+    def _draw_resharer(weight: Tensor, b: Tensor, c: Tensor, u: Tensor) -> Tensor:
+        """``(K,)`` agents drawn in slices ``(b, :, c)`` of ``weight (B, N, C)`` with probability
+        proportional to the weights: one cumulative sum over the flattened ``(B, C, N)`` layout (a
+        monotone sequence), searched at each slice's offset plus ``u`` times the slice's total."""
+        n, items = weight.size(1), weight.size(2)
+        running = weight.double().permute(0, 2, 1).reshape(-1).cumsum(0)  # (B * C * N,)
+        slot = b * items + c
+        end = running[(slot + 1) * n - 1]
+        start = torch.where(slot > 0, running[(slot * n - 1).clamp_min(0)], torch.zeros_like(end))
+        position = torch.searchsorted(running, start + u * (end - start), right=True)
+        position = torch.minimum(torch.maximum(position, slot * n), (slot + 1) * n - 1)
+        return position - slot * n
 
 
 class Cascade(_CascadeBase):
@@ -251,6 +279,11 @@ class Cascade(_CascadeBase):
         audience: median number of accounts beyond the graph that follow an item's source (learnable);
             ``None``: sources reach only their followers in the graph.
         audience_spread: log-normal spread of the audience across items (learnable when > 0).
+        resharer_audience: median number of accounts beyond the graph that follow a resharer (other
+            than an item's source; learnable, log scale); ``None``: resharers reach only their
+            followers in the graph.
+        resharer_audience_spread: log-normal spread of resharers' audiences across agents
+            (learnable when > 0).
         attention_spread: spread of agents' attention in logit space (learnable when > 0; needs ``attention``).
         record_trees: record ``reshare_time`` and ``parent`` (one int32 cumulative sum over edges per step).
     """
@@ -275,6 +308,8 @@ class Cascade(_CascadeBase):
         audience: Optional[float] = None,
         audience_spread: float = 0.0,
         attention_spread: float = 0.0,
+        resharer_audience: Optional[float] = None,
+        resharer_audience_spread: float = 0.0,
         record_trees: bool = True,
     ) -> None:
         super().__init__(items, record_trees)
@@ -285,6 +320,15 @@ class Cascade(_CascadeBase):
         # log scale: audiences span orders of magnitude, so a gradient step should change them by a ratio
         self.raw_audience = nn.Parameter(torch.tensor(math.log(audience))) if audience is not None else None
         self.raw_audience_spread = positive("audience_spread", audience_spread) if audience_spread > 0 else None
+        if resharer_audience is not None and not (isinstance(resharer_audience, (int, float)) and resharer_audience > 0
+                                                  and math.isfinite(resharer_audience)):
+            raise ConfigError(f"Expected 'resharer_audience' > 0 (got {resharer_audience!r})")
+        if resharer_audience_spread > 0 and resharer_audience is None:
+            raise ConfigError("Expected a 'resharer_audience' with resharer_audience_spread > 0 (got None)")
+        self.raw_resharer_audience = (nn.Parameter(torch.tensor(math.log(resharer_audience)))
+                                      if resharer_audience is not None else None)
+        self.raw_resharer_audience_spread = (positive("resharer_audience_spread", resharer_audience_spread)
+                                             if resharer_audience_spread > 0 else None)
         if attention_spread > 0 and attention is None:
             raise ConfigError("Expected an 'attention' with attention_spread > 0 (got attention=None)")
         self.raw_attention_spread = positive("attention_spread", attention_spread) if attention_spread > 0 else None
@@ -432,6 +476,17 @@ class Cascade(_CascadeBase):
             log_audience = log_audience + softplus(self.raw_audience_spread) * z
         return torch.exp(log_audience) / num_agents
 
+    def resharer_reach(self, rng: CounterRNG, num_agents: int, dtype: torch.dtype) -> Optional[Tensor]:
+        """``(B, N, 1)`` (or a scalar without spread) expected exposures of an agent to each
+        resharer's out-of-graph audience (``A_j / N``), or ``None``."""
+        if self.raw_resharer_audience is None:
+            return None
+        log_audience = self.raw_resharer_audience.to(dtype)
+        if self.raw_resharer_audience_spread is not None:
+            z = _standard_normal(rng, STREAM_CASCADE_RESHARER_AUDIENCE, (num_agents,), dtype)
+            log_audience = (log_audience + softplus(self.raw_resharer_audience_spread) * z)[..., None]
+        return torch.exp(log_audience) / num_agents
+
     def check(self, state: PopulationState) -> None:
         super().check(state)
         for name in ("archetype", "interest_similarity"):
@@ -479,6 +534,20 @@ class Cascade(_CascadeBase):
             # share of the exposures that came through the audience; the small constant keeps the
             # ratio's gradient bounded where both are ~0 (no reshare can happen there anyway)
             from_audience = broadcast / (k + 1e-6)
+        resharer_weight = from_resharers = None
+        per_resharer = self.resharer_reach(rng, n, k.dtype)
+        if per_resharer is not None:
+            frontier = state.frontier if effects.source_gate is None else state.frontier * effects.source_gate[..., None]
+            not_source = torch.ones(n, c, dtype=k.dtype, device=k.device)
+            not_source[self._pair_source, torch.tensor([i for i, _ in self._pairs], device=k.device)] = 0.0
+            resharer_weight = per_resharer * frontier * not_source  # (B, N, C): the source's audience is above
+            broadcast_r = resharer_weight.sum(1, keepdim=True)  # (B, 1, C)
+            if effects.exposure_scale is not None:
+                broadcast_r = broadcast_r * effects.exposure_scale
+            k = k + broadcast_r
+            from_resharers = broadcast_r / (k + 1e-6)
+            if from_audience is not None:
+                from_audience = broadcast / (k + 1e-6)
         seen = self.attention_share(rng, n, k.dtype) * k  # expected posts of the item seen while online
         logits = self.reshare_logit(state)
         if effects.reshare_logit is not None:
@@ -495,7 +564,8 @@ class Cascade(_CascadeBase):
         not_yet = 1 - state.reshared
         prob = -torch.expm1(-step_hazard) * not_yet
         new, log_prob = estimator.sample(prob, self._sellke_uniform(state, rng, n, c))
-        reshare_time, parent = self._record(state, graph, new, rng, t, time_h, dt, from_audience)
+        reshare_time, parent = self._record(state, graph, new, rng, t, time_h, dt, from_audience, from_resharers,
+                                            resharer_weight)
         reshared = state.reshared + new
         frontier = new
         if self.raw_feed_half_life is not None:

@@ -247,5 +247,5 @@ def test_check_tells_the_planted_model_from_a_wrong_one(tmp_path):
     assert bad.verdict("ks_size") == "worse" and bad.rows["ks_size"]["model"] > 2 * good.rows["ks_size"]["model"]
     assert set(good.figures) == {"sizes", "timing", "root"}
     # the collection's size filter is read off the reference split and applied to the simulations
-    assert good.meta["size_filter_min_nodes"] == float(copy.final_size.min())
+    assert good.meta["size_filter_min_nodes"] == pytest.approx(float(torch.quantile(copy.final_size.double(), 0.01)))
     assert good.meta["simulated_cascades"] <= good.meta["simulated_before_size_filter"]

@@ -291,3 +291,63 @@ def test_frontier_ages_as_the_visibility_of_each_post(tail):
         expected = final.reshared * model.cascade.visibility(30 * model.dt - final.reshare_time)
     assert int(final.reshared.sum()) > 10
     assert torch.allclose(final.frontier, expected, atol=1e-6)
+
+
+def test_resharer_audience_exposes_everyone_in_closed_form():
+    """Without graph edges, the only exposures after the seed step come from the audiences: the
+    source's ``A/N`` and each other resharer's ``A_r/N`` (no spread: the same for every resharer),
+    so the next step's reshare probability of an agent is ``1 - (1 - q)^(A_r R / N)`` with ``R``
+    non-source resharers in the frontier (feeds show a post for one step)."""
+    n, q, resharer_audience = 3000, 0.3, 1500.0
+    graph = Graph.from_edge_index(torch.tensor([[1], [2]]), n)
+    cascade = Cascade([Item(source=0)], transmissibility=q, resharer_audience=resharer_audience)
+    model = lpm.Model(cascade=cascade, dt=1.0)
+    state = init_cascade_state(lpm.PopulationState.create(torch.zeros(4, n, 1), torch.zeros(4, n, 2)), 1)
+    frontier = torch.zeros(4, n, 1)
+    frontier[:, 0] = 1.0  # the source: reaches nobody (no source audience, no edges)
+    frontier[:, 5:9] = 1.0  # four resharers
+    state = state.replace(reshared=frontier.clone(), frontier=frontier, reshare_time=torch.where(
+        frontier > 0, torch.zeros_like(frontier), torch.full_like(frontier, float("inf"))))
+    with torch.no_grad():
+        final = lpm.simulate(model, state, graph, steps=1, record={}, seed=[1, 2, 3, 4], estimator=relax.Hard()).final
+    hazard = final.hazard[:, 9:, 0]  # agents not yet resharing
+    expected_hazard = -(resharer_audience * 4 / n) * torch.log1p(torch.tensor(-q))
+    assert torch.allclose(hazard, expected_hazard.expand_as(hazard), rtol=1e-5)
+    new = (final.reshared[:, 9:, 0] > 0)
+    expected = (n - 9) * (1 - (1 - q) ** (resharer_audience * 4 / n))
+    assert float(new.sum(1).double().mean()) == pytest.approx(expected, abs=4 * (expected / 4) ** 0.5)
+    parents = final.parent[:, 9:, 0][new]
+    assert bool(((parents >= 5) & (parents <= 8)).all())  # hung off a resharer, never the silent source
+
+
+def test_resharer_parents_are_drawn_in_proportion_to_their_weight():
+    """Evenly spaced uniforms: each agent is drawn as often as its share of its slice's weight says
+    (to within one draw), and never outside its slice or with zero weight."""
+    weight = torch.zeros(2, 5, 3)
+    weight[0, :, 0] = torch.tensor([0.0, 1.0, 0.0, 3.0, 0.0])
+    weight[1, :, 2] = torch.tensor([2.0, 0.0, 2.0, 0.0, 4.0])
+    weight[0, :, 1] = torch.tensor([0.0, 0.0, 0.0, 0.0, 5.0])
+    draws = 400
+    u = (torch.arange(draws, dtype=torch.float64) + 0.5) / draws
+    for b, c in [(0, 0), (1, 2), (0, 1)]:
+        drawn = Cascade._draw_resharer(weight, torch.full((draws,), b), torch.full((draws,), c), u)
+        counts = torch.bincount(drawn, minlength=5).double()
+        share = weight[b, :, c].double() / weight[b, :, c].sum()
+        assert torch.all((counts - draws * share).abs() <= 1.0), (b, c, counts.tolist())
+
+
+def test_resharer_audience_gradients_match_finite_differences():
+    graph = small_graph(12, 3.0, seed=6)
+    state = make_state(12, batch=2, seed=6)
+    model = lpm.Model(cascade=Cascade([Item(source=0), Item(source=3)], transmissibility=0.2, attention=0.4,
+                                      audience=30.0, resharer_audience=1.5, resharer_audience_spread=0.7,
+                                      feed_half_life_h=0.5), dt=0.25).double()
+    for name in ("interest_weight", "arousal_weight", "alignment_weight"):
+        getattr(model.cascade, name).requires_grad_(False)
+    estimator = relax.RelaxedBernoulli(0.5)
+
+    def loss():
+        return lpm.simulate(model, state, graph, steps=8, seed=[3, 4], estimator=estimator, record=RECORD)["reshares"][-1].sum()
+
+    # transmissibility, attention, audience, resharer audience and its spread, half-life
+    assert assert_gradients_match_finite_differences(model.cascade, loss) == 6
