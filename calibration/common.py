@@ -39,14 +39,12 @@ _PARAMS_FORMAT = 1
 
 
 def atomic_write_json(path: str | os.PathLike, payload: Any) -> Path:
-    """Write JSON through a temporary file and ``os.replace``: a crash never leaves half a file."""
+    """Write JSON atomically through :func:`lpm.io_atomic.atomic_write_text` (unique temporary name,
+    fsync, ``os.replace``, umask-respecting mode): a crash never leaves half a file."""
+    from lpm.io_atomic import atomic_write_text
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True, default=float)
-        handle.write("\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=float) + "\n")
     return path
 
 

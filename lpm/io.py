@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 import numpy as np
 import torch
 
-from lpm.errors import ConfigError, GraphFormatError
+from lpm.errors import ConfigError, GraphFormatError, ResourceError
 from lpm.graph import Graph
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -77,6 +77,8 @@ def _build(
         )
     except GraphFormatError as err:
         raise GraphFormatError(f"{where}: {err}") from err
+    except ResourceError as err:
+        raise ResourceError(f"{where}: {err}") from err
 
 
 def _read_table(path: PathLike, kind: str, columns: list[str], sep: str) -> "Any":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
@@ -14,6 +13,7 @@ from torch.utils.checkpoint import checkpoint as _grad_checkpoint
 
 from lpm.errors import ConfigError, NumericalError, StateError
 from lpm.graph import Graph
+from lpm.io_atomic import atomic_path
 from lpm.model import Model, StepEvents
 from lpm.observables import DEFAULT, Observable
 from lpm.relax import Estimator, ScoreFunction, StraightThrough, magic_box
@@ -81,15 +81,9 @@ class Trajectory:
     def to_parquet(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_pandas` to Parquet atomically (a temporary file renamed into place)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         frame = self.to_pandas()
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-            tmp_path = Path(tmp.name)
-        try:
-            frame.to_parquet(tmp_path, index=False)
-            os.replace(tmp_path, path)
-        finally:
-            tmp_path.unlink(missing_ok=True)
+        with atomic_path(path) as tmp:
+            frame.to_parquet(tmp, index=False)
         return path
 
 
@@ -215,14 +209,8 @@ def _save(path: Path, step: int, state: PopulationState, rng: CounterRNG,
         "rows": [[v.detach().cpu() for v in row] for row in rows],
         "log_prob": None if log_prob is None else log_prob.detach().cpu(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        tmp_path = Path(tmp.name)
-    try:
-        torch.save(payload, tmp_path)
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def simulate(
