@@ -14,6 +14,7 @@ undirected models return *mutual follows* (both ``j -> i`` and ``i -> j``) unles
 
 from __future__ import annotations
 
+import numbers
 from typing import Optional, Sequence, Union
 
 import torch
@@ -37,8 +38,9 @@ DeviceLike = Union[torch.device, str, None]
 
 # ---------------------------------------------------------------------------------------- helpers
 def _check_int(name: str, value: object, minimum: Optional[int] = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # int, numpy ints
         raise ConfigError(f"Expected {name} to be an int (got {type(value).__name__} {value!r})")
+    value = int(value)
     if minimum is not None and value < minimum:
         raise ConfigError(f"Expected {name} >= {minimum} (got {value})")
     return value
@@ -61,6 +63,8 @@ def _check_size(name: str, num_nodes: int, num_edges: float) -> None:
 
 def _rng(seed: object) -> torch.Generator:
     seed = _check_int("seed", seed)
+    if not -(2**63) <= seed < 2**64:
+        raise ConfigError(f"Expected a seed in [-2**63, 2**64) (got {seed})")
     return torch.Generator().manual_seed(seed)
 
 
