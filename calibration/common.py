@@ -26,7 +26,7 @@ from torch.utils.data import IterableDataset
 
 from lpm.errors import ConfigError, DataFormatError
 
-__all__ = ["KINDS", "split_index", "save_params", "load_params", "CalibrationModule", "fit", "FitResult", "atomic_write_json"]
+__all__ = ["KINDS", "PARAM_SCHEMAS", "split_index", "save_params", "load_params", "check_params", "CalibrationModule", "fit", "FitResult", "atomic_write_json"]
 
 #: ``lpm calibrate KIND`` -> the module implementing it.
 KINDS = {
@@ -37,16 +37,31 @@ KINDS = {
 
 _PARAMS_FORMAT = 1
 
+_INF = math.inf
+#: Per kind, every fitted parameter's name and its open range ``(low, high)``: the values the fit's
+#: constraint maps (sigmoid, softplus, exp, tanh) can produce and the inverse maps accept (a fitted
+#: transmissibility of exactly 1 has no logit). A fitted-parameter file must hold exactly these names.
+PARAM_SCHEMAS: dict[str, dict[str, tuple[float, float]]] = {
+    "cascades": {"transmissibility": (0.0, 1.0), "audience": (0.0, _INF), "audience_spread": (0.0, _INF),
+                 "attention": (0.0, 1.0), "attention_spread": (0.0, _INF), "feed_half_life_h": (0.0, _INF),
+                 "feed_tail": (1.0, _INF)},
+    "sentiment": {"burst_size": (0.0, _INF), "burst_rise_h": (0.0, _INF), "burst_decay_h": (0.0, _INF),
+                  "shock_valence": (-_INF, _INF), "emotion_decay": (0.0, _INF), "coupling": (0.0, _INF),
+                  "baseline_negative_share": (0.0, 1.0)},
+    "stance": {"support_bias": (-_INF, _INF), "deny_bias": (-_INF, _INF), "query_bias": (-_INF, _INF),
+               "belief_slope": (0.0, _INF), "arousal_slope": (0.0, _INF), "arousal_decay": (0.0, _INF),
+               "coupling": (0.0, _INF), "initial_belief": (-1.0, 1.0), "evidence_rate_true": (0.0, _INF),
+               "evidence_rate_false": (0.0, _INF), "evidence_rate_unverified": (0.0, _INF)},
+}
+
 
 def atomic_write_json(path: str | os.PathLike, payload: Any) -> Path:
-    """Write JSON through a temporary file and ``os.replace``: a crash never leaves half a file."""
+    """Write JSON atomically through :func:`lpm.io_atomic.atomic_write_text` (unique temporary name,
+    fsync, ``os.replace``, umask-respecting mode): a crash never leaves half a file."""
+    from lpm.io_atomic import atomic_write_text
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True, default=float)
-        handle.write("\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=float) + "\n")
     return path
 
 
@@ -60,11 +75,46 @@ def save_params(path: str | os.PathLike, kind: str, params: Mapping[str, float],
                                     "params": {k: float(v) for k, v in params.items()}, "meta": dict(meta or {})})
 
 
-def load_params(path: str | os.PathLike, kind: Optional[str] = None) -> tuple[dict[str, float], dict[str, Any]]:
-    """``(params, meta)`` from a file written by :func:`save_params`.
+def check_params(params: Mapping[str, Any], schema: Mapping[str, tuple[float, float]], where: str) -> dict[str, float]:
+    """``params`` as floats, checked against ``schema`` (``{name: (low, high)}``, open ranges; every
+    value finite): every name present, no other name, every value a number in its range.
 
     Raises:
-        DataFormatError: unreadable file, wrong format, or a file fitted for another kind.
+        DataFormatError: naming ``where`` (the file) and the offending key.
+    """
+    missing = sorted(set(schema) - set(params))
+    if missing:
+        raise DataFormatError(f"Expected every parameter {sorted(schema)} in {where} (got no {missing})")
+    unknown = sorted(set(params) - set(schema))
+    if unknown:
+        raise DataFormatError(f"Expected only the parameters {sorted(schema)} in {where} (got unknown {unknown})")
+    values = {}
+    for name, (low, high) in schema.items():
+        value = params[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DataFormatError(f"Expected a number for {name!r} in {where} (got {value!r})")
+        value = float(value)
+        if not math.isfinite(value):
+            raise DataFormatError(f"Expected a finite {name!r} in {where} (got {value})")
+        if not low < value < high:
+            raise DataFormatError(f"Expected {name!r} in ({low}, {high}) in {where} (got {value})")
+        values[name] = value
+    return values
+
+
+def load_params(path: str | os.PathLike, kind: Optional[str] = None,
+                schema: Optional[Mapping[str, tuple[float, float]]] = None) -> tuple[dict[str, float], dict[str, Any]]:
+    """``(params, meta)`` from a file written by :func:`save_params`, validated on load.
+
+    Args:
+        path: the fitted-parameter JSON.
+        kind: the calibration kind the file must have been fitted for (``None``: any known kind).
+        schema: ``{name: (low, high)}`` the parameters must match exactly (open ranges, finite
+            values); default :data:`PARAM_SCHEMAS` of the file's kind.
+
+    Raises:
+        DataFormatError: unreadable file, wrong format, a file fitted for another kind, a missing or
+            unknown parameter, a non-numeric, non-finite or out-of-range value (naming file and key).
     """
     path = Path(path)
     try:
@@ -76,7 +126,16 @@ def load_params(path: str | os.PathLike, kind: Optional[str] = None) -> tuple[di
                               f"(got keys {sorted(payload) if isinstance(payload, dict) else type(payload).__name__})")
     if kind is not None and payload.get("kind") != kind:
         raise DataFormatError(f"Expected parameters fitted for {kind!r} in {path} (got {payload.get('kind')!r})")
-    return {k: float(v) for k, v in payload["params"].items()}, dict(payload.get("meta", {}))
+    params, meta = payload["params"], payload.get("meta", {})
+    if not isinstance(params, dict):
+        raise DataFormatError(f"Expected 'params' to be a mapping in {path} (got {type(params).__name__})")
+    if not isinstance(meta, dict):
+        raise DataFormatError(f"Expected 'meta' to be a mapping in {path} (got {type(meta).__name__})")
+    if schema is None:
+        schema = PARAM_SCHEMAS.get(payload.get("kind"))
+        if schema is None:
+            raise DataFormatError(f"Expected a kind among {sorted(PARAM_SCHEMAS)} in {path} (got {payload.get('kind')!r})")
+    return check_params(params, schema, str(path)), dict(meta)
 
 
 class _Steps(IterableDataset):
@@ -268,10 +327,13 @@ def apply_fitted(model, path: str | os.PathLike) -> tuple[str, list[str], list[s
     """
     import importlib
 
-    params, meta = load_params(path)
-    kind = json.loads(Path(path).read_text()).get("kind")
-    if kind != "cascades":
+    try:
+        kind = json.loads(Path(path).read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        kind = None  # load_params names the problem
+    if kind is not None and kind != "cascades":
         raise ConfigError(f"Expected parameters fitted by 'lpm calibrate cascades' for a scenario (got kind {kind!r} in {path})")
+    params, meta = load_params(path, "cascades")
     applied = importlib.import_module(KINDS[kind]).apply_params(model, params)
     if not applied:
         raise ConfigError(f"Expected the scenario's cascade to have at least one of {sorted(params)} (got none)")

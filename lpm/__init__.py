@@ -16,6 +16,7 @@ from lpm.errors import (
     GraphFormatError,
     LPMError,
     NumericalError,
+    ResourceError,
     StateError,
 )
 from lpm.graph import Graph
@@ -52,4 +53,5 @@ __all__ = [
     "BackendError",
     "CacheMissError",
     "NumericalError",
+    "ResourceError",
 ]

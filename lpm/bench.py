@@ -776,9 +776,9 @@ def bench_ndlib(
     say("")
     say(format_table(rows))
     if out_json is not None:
-        path = Path(out_json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(rows, indent=2, allow_nan=True) + "\n")
+        from lpm.io_atomic import atomic_write_json
+
+        path = atomic_write_json(out_json, rows)  # strict JSON: NaN (e.g. no agent to compare) is null
         say(f"\nwrote {len(rows)} rows to {path}")
     return rows
 

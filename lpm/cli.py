@@ -4,16 +4,41 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
-from lpm.errors import LPMError
+from lpm.errors import ConfigError, LPMError
 
 __all__ = ["main"]
+
+
+def _check_device(device: str) -> None:
+    """``cpu``, ``cuda`` or ``cuda:K`` (checked before anything is built)."""
+    import re
+
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise ConfigError(f"Expected --device cpu, cuda or cuda:K (got {device!r})")
+
+
+def _check_out(out: str) -> None:
+    """The output folder exists or can be created, and is writable (checked before simulating)."""
+    import os
+
+    folder = Path(out)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"Expected --out to be a folder that can be created (got {out!r}: {exc.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"Expected --out to be a writable folder (got {out!r})")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from lpm.scenario import (format_arms, format_summary, load_scenario, run_scenario, summary_rows, with_overrides,
                               write_outputs)
+
+    _check_device(args.device)
+    _check_out(args.out)
 
     scenario = with_overrides(load_scenario(args.scenario), agents=args.agents, seed=args.seed, seeds=args.seeds)
     steps = args.steps if args.steps is not None else scenario.steps

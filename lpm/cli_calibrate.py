@@ -109,6 +109,19 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(flag: str):
+    """An argparse type: an int >= 1, else a one-line usage error naming ``flag``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"Expected an integer >= 1 for {flag} (got {text!r})") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"Expected an integer >= 1 for {flag} (got {value})")
+        return value
+    return parse
+
+
 def add_parsers(sub) -> None:
     """Add ``calibrate``, ``evaluate``, ``check`` and ``forecast`` to the ``lpm`` sub-command parser."""
     kinds = ["cascades", "sentiment", "stance"]
@@ -162,7 +175,7 @@ def add_parsers(sub) -> None:
     forecast.add_argument("--data", action="append", required=True, metavar="PATH")
     forecast.add_argument("--observe-h", type=float, default=1.0)
     forecast.add_argument("--horizon-h", type=float, default=72.0)
-    forecast.add_argument("--ensemble", type=int, default=24,
+    forecast.add_argument("--ensemble", type=_positive_int("--ensemble"), default=24,
                           help="scenarios in the ensemble (each with C items; more is a finer conditioning)")
     forecast.add_argument("--postprocess", default="emos", choices=["emos", "none"],
                           help="calibrate the ensemble on the training cascades (emos) or report it raw")

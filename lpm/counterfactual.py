@@ -206,11 +206,11 @@ class CounterfactualResult:
 
     def to_parquet(self, path: str | os.PathLike) -> Path:
         """Write the per-(arm, seed) table atomically."""
+        from lpm.io_atomic import atomic_path
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        self.table.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            self.table.to_parquet(tmp, index=False)
         return path
 
     def plot(self, path: str | os.PathLike, outcome: Optional[str] = None) -> Path:

@@ -146,6 +146,9 @@ def _extract_once(zip_path: Path, target: Path) -> Path:
         missing = _missing_files(tmp)
         if missing:
             raise BackendError(f"Expected {list(_REQUIRED_FILES)} in {zip_path} (missing {missing})")
+        from lpm.io_atomic import current_umask
+
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's folder is private (0o700)
         try:
             os.replace(tmp, target)
         except OSError:

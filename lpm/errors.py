@@ -15,6 +15,7 @@ __all__ = [
     "BackendError",
     "CacheMissError",
     "NumericalError",
+    "ResourceError",
 ]
 
 
@@ -48,3 +49,7 @@ class CacheMissError(LPMError, KeyError):
 
 class NumericalError(LPMError, FloatingPointError):
     """A NaN or Inf appeared in the simulated state (checked at save points, never in the step)."""
+
+
+class ResourceError(LPMError, MemoryError):
+    """An input would need more memory than the machine has (checked before allocating)."""

@@ -14,13 +14,14 @@ undirected models return *mutual follows* (both ``j -> i`` and ``i -> j``) unles
 
 from __future__ import annotations
 
+import numbers
 from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
 from lpm.errors import ConfigError
-from lpm.graph import Graph
+from lpm.graph import Graph, check_graph_size
 
 __all__ = [
     "barabasi_albert",
@@ -37,8 +38,9 @@ DeviceLike = Union[torch.device, str, None]
 
 # ---------------------------------------------------------------------------------------- helpers
 def _check_int(name: str, value: object, minimum: Optional[int] = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # int, numpy ints
         raise ConfigError(f"Expected {name} to be an int (got {type(value).__name__} {value!r})")
+    value = int(value)
     if minimum is not None and value < minimum:
         raise ConfigError(f"Expected {name} >= {minimum} (got {value})")
     return value
@@ -53,8 +55,16 @@ def _check_prob(name: str, value: object) -> float:
     return value
 
 
+def _check_size(name: str, num_nodes: int, num_edges: float) -> None:
+    """Fail fast (ResourceError) when the generated graph could not fit in memory; the generator's
+    own buffers (a few int64 per edge) are covered by doubling the edge count."""
+    check_graph_size(num_nodes, int(2 * num_edges), f"a {name} graph")
+
+
 def _rng(seed: object) -> torch.Generator:
     seed = _check_int("seed", seed)
+    if not -(2**63) <= seed < 2**64:
+        raise ConfigError(f"Expected a seed in [-2**63, 2**64) (got {seed})")
     return torch.Generator().manual_seed(seed)
 
 
@@ -238,6 +248,7 @@ def barabasi_albert(
         ConfigError: ``m < 1``, ``num_nodes <= m``, or a non-int seed.
     """
     num_nodes, m = _check_pa_args(num_nodes, m)
+    _check_size("barabasi_albert", num_nodes, 2 * num_nodes * m)
     gen = _rng(seed)
     old, new = _preferential_attachment(num_nodes, m, 0.0, gen)
     return _finish(old, new, num_nodes, directed, device)
@@ -267,6 +278,7 @@ def holme_kim(
     """
     num_nodes, m = _check_pa_args(num_nodes, m)
     p_triad = _check_prob("p_triad", p_triad)
+    _check_size("holme_kim", num_nodes, 2 * num_nodes * m)
     gen = _rng(seed)
     old, new = _preferential_attachment(num_nodes, m, p_triad, gen)
     return _finish(old, new, num_nodes, directed, device)
@@ -302,6 +314,7 @@ def watts_strogatz(
     if num_nodes <= k:
         raise ConfigError(f"Expected num_nodes > k = {k} (got num_nodes={num_nodes})")
     p_rewire = _check_prob("p_rewire", p_rewire)
+    _check_size("watts_strogatz", num_nodes, num_nodes * k)
     gen = _rng(seed)
 
     half = k // 2
@@ -406,6 +419,8 @@ def stochastic_block_model(
         raise ConfigError(f"Expected edge_probs in [0, 1] (got {bad})")
     if not directed and not torch.equal(probs, probs.T):
         raise ConfigError("Expected a symmetric edge_probs when directed=False (got an asymmetric matrix)")
+    sizes_t = torch.tensor(sizes, dtype=torch.float64)
+    _check_size("stochastic_block_model", sum(sizes), 2 * float(sizes_t @ probs @ sizes_t))
     gen = _rng(seed)
 
     starts = [0]
@@ -490,6 +505,7 @@ def sbm_homophily(
     homophily = _check_prob("homophily", homophily)
     if num_blocks == 1 and homophily != 1.0:
         raise ConfigError(f"Expected homophily = 1 with num_blocks = 1 (got {homophily})")
+    _check_size("sbm_homophily", num_nodes, 2 * num_nodes * mean_degree)
 
     sizes = [num_nodes // num_blocks + (1 if b < num_nodes % num_blocks else 0) for b in range(num_blocks)]
     probs = torch.empty(num_blocks, num_blocks, dtype=torch.float64)

@@ -20,9 +20,30 @@ from torch import Tensor
 
 from lpm.errors import GraphFormatError
 
-__all__ = ["Graph", "index_dtype_for"]
+__all__ = ["Graph", "index_dtype_for", "check_graph_size"]
 
 _INT32_MAX = 2**31 - 1
+#: Edges are sorted by the key ``follower * N + followee``, which must fit in int64.
+MAX_NODES = 3_037_000_499  # floor(sqrt(2**63 - 1))
+# Peak bytes of Graph.from_edge_index per node (bincount, rowptr, arange, counts, in_weight) and per
+# edge (key, unique/sort buffers, src/dst, row, col), rounded up.
+_BYTES_PER_NODE = 48
+_BYTES_PER_EDGE = 72
+
+
+def check_graph_size(num_nodes: int, num_edges: int, what: str = "a graph", detail: str = "") -> None:
+    """Fail fast, before allocating, on a graph too large to build.
+
+    Raises:
+        ResourceError: the graph would need more memory than is available (:mod:`lpm.resources`).
+        GraphFormatError: more than :data:`MAX_NODES` nodes (the sort key would overflow int64).
+    """
+    from lpm.resources import check_memory
+
+    check_memory(f"{what} of {num_nodes:,} nodes{detail} and {num_edges:,} edges",
+                 _BYTES_PER_NODE * num_nodes + _BYTES_PER_EDGE * num_edges)
+    if num_nodes > MAX_NODES:
+        raise GraphFormatError(f"Expected at most {MAX_NODES:,} nodes (got {what} of {num_nodes:,} nodes{detail})")
 
 
 def index_dtype_for(count: int) -> torch.dtype:
@@ -103,7 +124,9 @@ class Graph:
 
         Raises:
             GraphFormatError: wrong dtype or shape, negative or out-of-range ids, NaN/Inf or
-                negative weights, no nodes, or no edges left.
+                negative weights, no nodes, no edges left, or more than :data:`MAX_NODES` nodes.
+            ResourceError: a graph too large for the available memory (e.g. one huge node id),
+                raised before anything of size ``N`` is allocated.
         """
         if not isinstance(edge_index, Tensor):
             raise GraphFormatError(f"Expected 'edge_index' to be a torch.Tensor (got {type(edge_index).__name__})")
@@ -125,6 +148,7 @@ class Graph:
             raise GraphFormatError(
                 f"Expected node ids in [0, {num_nodes}) for num_nodes={num_nodes} (got id {max_id})"
             )
+        check_graph_size(num_nodes, num_edges, "a graph", f" (largest node id {max_id})" if max_id >= 0 else "")
         if weight is not None:
             if not isinstance(weight, Tensor) or not weight.dtype.is_floating_point:
                 found = weight.dtype if isinstance(weight, Tensor) else type(weight).__name__

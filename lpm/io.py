@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 import numpy as np
 import torch
 
-from lpm.errors import ConfigError, GraphFormatError
+from lpm.errors import ConfigError, GraphFormatError, ResourceError
 from lpm.graph import Graph
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -77,6 +77,8 @@ def _build(
         )
     except GraphFormatError as err:
         raise GraphFormatError(f"{where}: {err}") from err
+    except ResourceError as err:
+        raise ResourceError(f"{where}: {err}") from err
 
 
 def _read_table(path: PathLike, kind: str, columns: list[str], sep: str) -> "Any":
@@ -109,13 +111,44 @@ def _read_table(path: PathLike, kind: str, columns: list[str], sep: str) -> "Any
             raise GraphFormatError(
                 f"Expected column(s) {missing} in {os.fspath(path)!r} (got columns {found})"
             )
+        if kind == "CSV":
+            return _read_csv_rows(handle, path, sep, found, columns)
         try:
-            if kind == "CSV":
-                handle.seek(0)
-                return pd.read_csv(handle, sep=sep, usecols=columns)
             return parquet.read(columns=columns).to_pandas()
         except Exception as err:
             raise GraphFormatError(f"Expected a readable {kind} file at {os.fspath(path)!r} (got {err})") from err
+
+
+_RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def _read_csv_rows(handle, path: PathLike, sep: str, header: list[str], columns: list[str]) -> "Any":
+    """The rows of a CSV edge list under ``header``, every row checked to have the header's fields.
+
+    pandas' ``usecols`` (and its implicit index for rows one field longer than the header) would
+    silently truncate or shift a ragged row, so all fields are parsed and counted.
+    """
+    import pandas as pd
+
+    handle.seek(0)
+    where = os.fspath(path)
+    try:
+        frame = pd.read_csv(handle, sep=sep, header=None, skiprows=1)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame({c: pd.Series([], dtype="int64") for c in columns})
+    except pd.errors.ParserError as err:
+        ragged = _RAGGED.search(str(err))
+        if ragged is not None:
+            raise GraphFormatError(f"{where}: Expected {len(header)} fields per line like the header "
+                                   f"(got {ragged.group(3)} on line {ragged.group(2)})") from None
+        raise GraphFormatError(f"Expected a readable CSV file at {where!r} (got {str(err).strip()})") from err
+    except Exception as err:  # parser errors of any kind are format errors at this boundary
+        raise GraphFormatError(f"Expected a readable CSV file at {where!r} (got {str(err).strip()})") from err
+    if frame.shape[1] != len(header):
+        raise GraphFormatError(f"{where}: Expected {len(header)} fields per line like the header "
+                               f"(got {frame.shape[1]} on line 2)")
+    frame.columns = header
+    return frame[columns]
 
 
 def _id_column(values: np.ndarray, name: str, where: str) -> np.ndarray:

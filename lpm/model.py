@@ -73,8 +73,8 @@ class Model(nn.Module):
         archetype_drive: Optional[nn.Module] = None,
     ) -> None:
         super().__init__()
-        if not (isinstance(dt, (int, float)) and dt > 0):
-            raise ConfigError(f"Expected a positive step length dt in hours (got {dt!r})")
+        if isinstance(dt, bool) or not (isinstance(dt, (int, float)) and 0 < dt < float("inf")):
+            raise ConfigError(f"Expected a positive, finite step length dt in hours (got {dt!r})")
         if opinion is None and emotion is None and activity is None and cascade is None:
             raise ConfigError("Expected at least one of opinion, emotion, activity, cascade (got none)")
         self.opinion = opinion

@@ -15,6 +15,7 @@ Randomness stays explicit: seeds are passed in, nothing is seeded globally.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -41,6 +42,8 @@ _MUL1 = 0xBF58476D1CE4E5B9
 _MUL2 = 0x94D049BB133111EB
 _STEP_KEY = 0xD1B54A32D192ED03
 _STREAM_KEY = 0x8CB92BA72F3D8DD7
+#: Seeds are 64-bit signed integers; an int outside this range would alias one inside (2**64 is 0).
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
 
 
 def _signed(value: int) -> int:
@@ -90,17 +93,26 @@ class CounterRNG:
 
         An int ``s`` gives scenario ``b`` the seed ``hash(s, b)`` (independent replicates); a
         sequence or ``(B,)`` tensor gives the seeds explicitly (repeat a seed to share draws).
+        Integers of any kind (``int``, ``numpy.int64``, a 0-dim integer tensor) are accepted, in
+        ``[SEED_MIN, SEED_MAX]`` (int64): a larger seed would silently give another seed's draws.
+
+        Raises:
+            ConfigError: a seed that is not an integer, or outside the int64 range.
         """
-        if isinstance(seed, bool):
-            raise ConfigError(f"Expected an int seed or a sequence of {batch} seeds (got {seed!r})")
-        if isinstance(seed, int):
+        if isinstance(seed, (bool, numbers.Integral)) or (isinstance(seed, Tensor) and seed.dim() == 0):
+            if isinstance(seed, bool) or (isinstance(seed, Tensor) and (seed.dtype == torch.bool or seed.dtype.is_floating_point or seed.is_complex())):
+                raise ConfigError(f"Expected an int seed or a sequence of {batch} seeds (got {seed!r})")
+            seed = int(seed)
+            if not SEED_MIN <= seed <= SEED_MAX:
+                raise ConfigError(f"Expected a seed in the int64 range [-2**63, 2**63 - 1] (got {seed})")
             seeds = [_signed(_mix_int(_mix_int(seed) + b * _GOLDEN)) for b in range(batch)]
             return cls(torch.tensor(seeds, dtype=torch.int64, device=device))
         try:
             seeds_t = torch.as_tensor(seed, device=device)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise ConfigError(f"Expected an int seed or {batch} integer seeds (got {seed!r})") from exc
-        if seeds_t.dtype.is_floating_point or seeds_t.dim() != 1 or seeds_t.numel() != batch:
+        except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+            raise ConfigError(f"Expected an int seed or {batch} integer seeds in the int64 range (got {seed!r})") from None
+        if seeds_t.dtype.is_floating_point or seeds_t.dtype == torch.bool or seeds_t.is_complex() \
+                or seeds_t.dim() != 1 or seeds_t.numel() != batch:
             raise ConfigError(
                 f"Expected an int seed or {batch} integer seeds, one per scenario "
                 f"(got {seeds_t.dtype}, shape {tuple(seeds_t.shape)})"

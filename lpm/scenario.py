@@ -24,6 +24,7 @@ from lpm.counterfactual import CounterfactualResult, counterfactual
 from lpm.errors import ConfigError
 from lpm.graph import Graph
 from lpm.interventions import Intervention
+from lpm.io_atomic import atomic_write_json
 from lpm.model import Model
 from lpm.observables import DEFAULT, Observable
 from lpm.simulate import Trajectory, simulate
@@ -224,9 +225,7 @@ def write_outputs(result: ScenarioResult, out_dir: str | Path) -> dict[str, Path
             # strict JSON has no infinity: an arm identical to the baseline on every seed has no spread
             summary["pairing"] = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                                    for k, v in row.items()} for row in pairing]
-    tmp = folder / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(folder / "summary.json")
+    atomic_write_json(folder / "summary.json", summary)
     paths["summary"] = folder / "summary.json"
     return paths
 

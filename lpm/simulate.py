@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
-import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
@@ -14,6 +16,7 @@ from torch.utils.checkpoint import checkpoint as _grad_checkpoint
 
 from lpm.errors import ConfigError, NumericalError, StateError
 from lpm.graph import Graph
+from lpm.io_atomic import atomic_path
 from lpm.model import Model, StepEvents
 from lpm.observables import DEFAULT, Observable
 from lpm.relax import Estimator, ScoreFunction, StraightThrough, magic_box
@@ -22,7 +25,7 @@ from lpm.state import PopulationState
 
 __all__ = ["simulate", "Trajectory"]
 
-_SAVE_FORMAT = 1
+_SAVE_FORMAT = 2  # 2: payload checksum and run fingerprint
 
 Seed = Union[int, Sequence[int], Tensor]
 
@@ -81,15 +84,9 @@ class Trajectory:
     def to_parquet(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_pandas` to Parquet atomically (a temporary file renamed into place)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         frame = self.to_pandas()
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-            tmp_path = Path(tmp.name)
-        try:
-            frame.to_parquet(tmp_path, index=False)
-            os.replace(tmp_path, path)
-        finally:
-            tmp_path.unlink(missing_ok=True)
+        with atomic_path(path) as tmp:
+            frame.to_parquet(tmp, index=False)
         return path
 
 
@@ -143,6 +140,23 @@ def _check_inputs(model: Model, state: PopulationState, graph: Graph, steps: int
     rng = CounterRNG.from_seed(seed, state.batch_size, state.device)
     state.validate()
     return rng
+
+
+def _idle_after_horizon(model: Model, steps: int) -> list[str]:
+    """Messages for interventions and items scheduled at or after the end of the run (no-ops)."""
+    horizon = steps * model.dt
+    messages = []
+    if model.interventions is not None:
+        for k, intervention in enumerate(model.interventions.interventions):
+            at = float(intervention.at.detach())
+            if at >= horizon:
+                messages.append(f"Expected intervention {k} ({type(intervention).__name__}) to start before the end "
+                                f"of the simulation at {horizon:g} h (got at={at:g} h): it has no effect")
+    for c, item in enumerate(getattr(model.cascade, "items", ()) or ()):
+        if item.start_h >= horizon:
+            messages.append(f"Expected item {c} to be posted before the end of the simulation at {horizon:g} h "
+                            f"(got start_h={item.start_h:g} h): it never spreads")
+    return messages
 
 
 def _record(record: Mapping[str, Observable], state: PopulationState, events: StepEvents,
@@ -204,9 +218,67 @@ def _guard_finite(state: PopulationState, step: int) -> None:
             raise NumericalError(f"Expected a finite '{name}' at step {step} (got NaN or Inf)")
 
 
+def _hash_tensor(digest, t: Tensor) -> None:
+    t = t.detach().cpu().contiguous()
+    digest.update(f"{t.dtype}{tuple(t.shape)}".encode())
+    digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
+def _hash_tensors(tensors) -> str:
+    digest = hashlib.sha256()
+    for t in tensors:
+        if t is None:
+            digest.update(b"none")
+        else:
+            _hash_tensor(digest, t)
+    return digest.hexdigest()
+
+
+def _describe(value, depth: int = 0) -> Optional[str]:
+    """A stable text of a plain configuration value (numbers, strings, dataclasses, lists of them)."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return repr(value)
+    if isinstance(value, Tensor):
+        return _hash_tensors([value])
+    if dataclasses.is_dataclass(value) and not isinstance(value, type) and depth < 3:
+        return type(value).__name__ + "(" + ",".join(
+            f"{f.name}={_describe(getattr(value, f.name), depth + 1)}" for f in dataclasses.fields(value)) + ")"
+    if isinstance(value, (list, tuple)) and depth < 3:
+        return "[" + ",".join(str(_describe(v, depth + 1)) for v in value) + "]"
+    return None
+
+
+def _fingerprint(model: Model, graph: Graph, state: PopulationState) -> dict[str, str]:
+    """Hashes of what a resumed run must share with the run that saved: the model (its modules,
+    settings, parameters and buffers), the graph and the initial state. Computed once per call."""
+    digest = hashlib.sha256()
+    for name, module in model.named_modules():
+        digest.update(f"{name}:{type(module).__name__}".encode())
+        for key in sorted(vars(module)):
+            if key.startswith("_") or key == "training":
+                continue
+            text = _describe(vars(module)[key])
+            if text is not None:
+                digest.update(f"{key}={text};".encode())
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        digest.update(name.encode())
+        _hash_tensor(digest, tensor)
+    graph_hash = _hash_tensors([graph.rowptr.long(), graph.col.long(), graph.weight])
+    return {"model": digest.hexdigest(), "graph": graph_hash, "initial state": _hash_tensors(state.flat())}
+
+
+def _payload_checksum(payload: dict) -> str:
+    tensors = [torch.tensor(int(payload["step"])), *payload["state"], payload["seeds"],
+               *[v for row in payload["rows"] for v in row], payload["log_prob"]]
+    return _hash_tensors(tensors)
+
+
 def _save(path: Path, step: int, state: PopulationState, rng: CounterRNG,
-          rows: list[list[Tensor]], log_prob: Optional[Tensor]) -> None:
-    """Write a resumable snapshot atomically: a crash mid-write leaves the previous one intact."""
+          rows: list[list[Tensor]], log_prob: Optional[Tensor], fingerprint: dict[str, str]) -> None:
+    """Write a resumable snapshot atomically: a crash mid-write leaves the previous one intact.
+
+    The snapshot carries a SHA-256 of its tensors (a flipped byte is caught on load) and the
+    fingerprint of the run (model, graph, initial state) it belongs to."""
     payload = {
         "format": _SAVE_FORMAT,
         "step": step,
@@ -214,15 +286,11 @@ def _save(path: Path, step: int, state: PopulationState, rng: CounterRNG,
         "seeds": rng.seeds.cpu(),
         "rows": [[v.detach().cpu() for v in row] for row in rows],
         "log_prob": None if log_prob is None else log_prob.detach().cpu(),
+        "fingerprint": dict(fingerprint),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        tmp_path = Path(tmp.name)
-    try:
-        torch.save(payload, tmp_path)
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+    payload["checksum"] = _payload_checksum(payload)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def simulate(
@@ -260,18 +328,26 @@ def simulate(
             gradient of their expectation (their values are unchanged).
         checkpoint_every: gradient checkpointing through time: keep only every k-th state for
             backward and replay the steps in between (memory ~ steps / k states instead of steps).
-        save_path: file for resumable snapshots (state, seeds, records so far).
+        save_path: file for resumable snapshots (state, seeds, records so far, a checksum of these
+            tensors and a fingerprint of the model, graph and initial state).
         save_every: snapshot every k steps (and at the end); requires ``save_path``.
         resume: continue from the snapshot at ``save_path`` if one exists. A resumed run gives the
-            same trajectory as an uninterrupted one; gradients do not flow across the resume.
+            same trajectory as an uninterrupted one; gradients do not flow across the resume. The
+            snapshot must pass its checksum, come from a run with the same seeds, model, graph and
+            initial state, and hold a valid state (ranges), else the resume is refused.
         progress: show a progress bar.
 
     Returns:
         The :class:`Trajectory`, including the initial state at step 0.
 
     Raises:
-        ConfigError, StateError: invalid arguments (checked before any step runs).
+        ConfigError, StateError: invalid arguments (checked before any step runs); a snapshot to
+            resume from that is corrupted (checksum), out of range, or from another run (seeds,
+            model, graph or initial state differ), naming the snapshot and the difference.
         NumericalError: a NaN or Inf in the state at a save point or at the end.
+
+    Warns:
+        UserWarning: an intervention or item scheduled at or after the end of the run (a no-op).
 
     Shapes:
         state: ``opinion (B, N, T)``, ``emotion (B, N, E)``, ``activity (B, N)``;
@@ -283,14 +359,17 @@ def simulate(
 
         state = init_cascade_state(state, model.cascade.num_items)
     rng = _check_inputs(model, state, graph, steps, generator, seed, checkpoint_every, save_path, save_every)
+    for message in _idle_after_horizon(model, steps):
+        warnings.warn(message, stacklevel=2)
     scoring = isinstance(estimator, ScoreFunction)
     log_prob = state.opinion.new_zeros(state.batch_size) if scoring else None
     save_path = Path(save_path) if save_path is not None else None
 
     t = 0
     rows = [_record(record, state, StepEvents(), log_prob)]
+    fingerprint = _fingerprint(model, graph, state) if save_path is not None else {}
     if resume and save_path is not None and save_path.exists():
-        t, state, rows, log_prob = _load(save_path, steps, state, rng, len(record))
+        t, state, rows, log_prob = _load(save_path, steps, state, rng, len(record), fingerprint)
 
     from tqdm.auto import tqdm
 
@@ -308,7 +387,7 @@ def simulate(
         bar.update(count)
         if save_path is not None and save_every is not None and (t % save_every == 0 or t == steps):
             _guard_finite(state, t)
-            _save(save_path, t, state, rng, rows, log_prob)
+            _save(save_path, t, state, rng, rows, log_prob, fingerprint)
     bar.close()
     _guard_finite(state, t)
 
@@ -317,13 +396,27 @@ def simulate(
     return Trajectory(times_h=times, values=values, final=state, dt=model.dt)
 
 
-def _load(path: Path, steps: int, like: PopulationState, rng: CounterRNG, n_record: int):
+def _load(path: Path, steps: int, like: PopulationState, rng: CounterRNG, n_record: int,
+          fingerprint: dict[str, str]):
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unreadable snapshot is reported as such, with its path
         raise StateError(f"Expected a readable lpm snapshot at {path} (got {type(exc).__name__}: {exc})") from exc
-    if payload.get("format") != _SAVE_FORMAT:
-        raise StateError(f"Expected snapshot format {_SAVE_FORMAT} at {path} (got {payload.get('format')!r})")
+    if not isinstance(payload, dict) or payload.get("format") != _SAVE_FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise StateError(f"Expected snapshot format {_SAVE_FORMAT} at {path} (got {found!r})")
+    try:
+        checksum = _payload_checksum(payload)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise StateError(f"Expected a complete lpm snapshot at {path} (got {type(exc).__name__}: {exc})") from None
+    if checksum != payload.get("checksum"):
+        raise StateError(f"Expected the snapshot at {path} to match its checksum (got {checksum[:12]}..., stored "
+                         f"{str(payload.get('checksum'))[:12]}...: the file is corrupted)")
+    stored = payload.get("fingerprint") or {}
+    differ = [name for name in fingerprint if stored.get(name) != fingerprint[name]]
+    if differ:
+        raise ConfigError(f"Expected the snapshot at {path} to come from a run with the same model, graph and initial "
+                          f"state (got a different {' and '.join(differ)})")
     step = int(payload["step"])
     if step > steps:
         raise ConfigError(f"Expected the snapshot at {path} to be at most at step {steps} (got step {step})")
@@ -337,6 +430,10 @@ def _load(path: Path, steps: int, like: PopulationState, rng: CounterRNG, n_reco
         raise StateError(f"Expected a snapshot of shape {tuple(like.opinion.shape)} (got {tuple(state.opinion.shape)})")
     if not torch.equal(payload["seeds"], rng.seeds.cpu()):
         raise ConfigError(f"Expected the snapshot at {path} to come from a run with the same seeds (they differ)")
+    try:
+        state.validate()
+    except StateError as exc:
+        raise StateError(f"Expected a valid state in the snapshot at {path} (got: {exc})") from None
     rows = [[v.to(device) for v in row] for row in payload["rows"]]
     log_prob = payload["log_prob"].to(device=device, dtype=dtype) if payload["log_prob"] is not None else None
     return step, state, rows, log_prob

@@ -267,6 +267,13 @@ class PopulationState:
                 f"Expected positive num_agents, batch, topics and emotions "
                 f"(got {num_agents}, {batch}, {topics}, {emotions})"
             )
+        from lpm.resources import check_memory
+
+        # float64 draws per agent, then per scenario: opinion and anchor (T each), emotion and velocity
+        # (E each), activity, four traits, and a copy of each while moving to dtype/device
+        itemsize = torch.empty(0, dtype=dtype).element_size()
+        per_agent = 8 * (topics + emotions + 6) + 2 * batch * itemsize * (2 * topics + 2 * emotions + 5)
+        check_memory(f"a population of {num_agents:,} agents x {batch} scenarios", num_agents * per_agent, device)
         gen = torch.Generator().manual_seed(seed)
         if opinion == "uniform":
             x = torch.rand(num_agents, topics, generator=gen, dtype=torch.float64) * 2 - 1

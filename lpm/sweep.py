@@ -29,6 +29,7 @@ from lpm.counterfactual import OUTCOMES, CounterfactualResult, arm_batches, chec
 from lpm.errors import ConfigError
 from lpm.graph import Graph
 from lpm.interventions import Intervention
+from lpm.io_atomic import atomic_path
 
 __all__ = ["parse_grid", "grid_points", "grid_arms", "arm_name", "sweep_keywords", "run_sweep", "outcomes_of",
            "format_sweep", "plot_sweep", "write_sweep"]
@@ -394,7 +395,6 @@ def write_sweep(table, result: CounterfactualResult, grid: Mapping[str, Sequence
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "sweep.parquet"
-    tmp = folder / "sweep.parquet.tmp"
-    table.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        table.to_parquet(tmp, index=False)
     return {"table": path, "plot": plot_sweep(result, grid, folder / "sweep.png", title=title)}

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import sqlite3
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -309,19 +308,10 @@ def _parse_line(line: str, number: int, path: Path) -> tuple[Any, ...]:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    """Write through a temporary file in the same folder and ``os.replace``, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write through :func:`lpm.io_atomic.atomic_write_text`: a reader never sees half a file."""
+    from lpm.io_atomic import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 class CachedBackend:

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from lpm.archetypes.personas import VOCABULARY, Personas
 from lpm.errors import ConfigError, DataFormatError
+from lpm.io_atomic import atomic_path, atomic_write_text
 
 __all__ = ["DEFAULT_WEIGHTS", "KMeansResult", "kmeans", "persona_features", "Archetypes", "build_archetypes"]
 
@@ -276,7 +277,8 @@ class Archetypes:
         frame = self.personas.to_frame()
         frame["archetype"] = self.assignment.numpy()
         table = folder / "personas.parquet"
-        frame.to_parquet(table, index=False)
+        with atomic_path(table) as tmp:
+            frame.to_parquet(tmp, index=False)
         meta = {
             "format": _FORMAT,
             "num_agents": self.num_agents,
@@ -289,9 +291,7 @@ class Archetypes:
             "centroids": self.centroids.tolist(),
         }
         path = folder / "archetypes.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(meta, indent=1))
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(meta, indent=1))
         return {"personas": table, "archetypes": path}
 
     @classmethod

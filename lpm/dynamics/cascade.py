@@ -92,6 +92,9 @@ class Item:
             raise ConfigError(f"Expected an item source as a non-negative agent index or a tuple of them (got {self.source!r})")
         if not -1.0 <= self.stance <= 1.0:
             raise ConfigError(f"Expected an item stance in [-1, 1] (got {self.stance})")
+        if isinstance(self.start_h, bool) or not isinstance(self.start_h, (int, float)) \
+                or not math.isfinite(self.start_h) or self.start_h < 0:
+            raise ConfigError(f"Expected an item start_h as a finite number of hours >= 0 (got {self.start_h!r})")
 
     @property
     def sources(self) -> tuple[int, ...]:

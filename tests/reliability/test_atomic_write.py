@@ -1,0 +1,100 @@
+"""Outputs are written atomically with the umask's mode, under unique temporary names; JSON is strict."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+
+import pytest
+import torch
+
+import lpm
+from lpm.io_atomic import atomic_path, atomic_write_json, atomic_write_text
+from lpm.testing import small_graph
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_atomic_write_respects_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        path = atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert _mode(path) == 0o640
+
+
+def test_outputs_of_a_run_are_0644(tmp_path, umask_022):
+    graph, state = small_graph(20, seed=0), lpm.PopulationState.sample(20, seed=0)
+    model = lpm.Model(activity=lpm.dynamics.Hawkes(mu=0.6, alpha=0.8, beta=1.5))
+    snapshot = tmp_path / "run.pt"
+    trajectory = lpm.simulate(model, state, graph, steps=2, seed=0, save_path=snapshot, save_every=1)
+    parquet = trajectory.to_parquet(tmp_path / "observables.parquet")
+    from lpm.calibration.common import atomic_write_json as calibration_json
+
+    fit = calibration_json(tmp_path / "fit.json", {"a": 1.0})
+    for path in (snapshot, parquet, fit):
+        assert _mode(path) == 0o644, path
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.json", "observables.parquet", "run.pt"]
+
+
+def test_llm_usage_json_is_0644(tmp_path, umask_022):
+    from lpm.archetypes import cache
+
+    cache._atomic_write(tmp_path / "llm_usage.json", "{}\n")
+    assert _mode(tmp_path / "llm_usage.json") == 0o644
+
+
+def test_temporary_names_are_unique_in_a_shared_folder(tmp_path):
+    target = tmp_path / "summary.json"
+    with atomic_path(target) as first, atomic_path(target) as second:
+        assert first != second and first.parent == second.parent == tmp_path
+        first.write_text("1")
+        second.write_text("2")
+    assert target.read_text() == "1"  # the outer block ends last: its content wins, nothing collided
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_failed_write_leaves_target_and_no_temporary(tmp_path):
+    target = atomic_write_text(tmp_path / "out.txt", "old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_json_is_strict_nan_becomes_null(tmp_path):
+    path = atomic_write_json(tmp_path / "bench.json", [{"ks": math.nan, "x": 1.0, "inf": [math.inf]}])
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == [{"ks": None, "x": 1.0, "inf": [None]}]
+
+
+def test_bench_writes_strict_json():
+    import inspect
+
+    from lpm import bench
+
+    source = inspect.getsource(bench.run_ndlib if hasattr(bench, "run_ndlib") else bench)
+    assert "allow_nan=True" not in source and "atomic_write_json" in source
+
+
+def test_no_private_atomic_writers_left():
+    import pathlib
+
+    root = pathlib.Path(lpm.__file__).parent
+    offenders = [str(p) for p in root.rglob("*.py") if p.name != "io_atomic.py"
+                 and any(s in p.read_text() for s in ("mkstemp(", "NamedTemporaryFile(", '.json.tmp"', '.parquet.tmp"'))]
+    assert offenders == []
