@@ -26,7 +26,7 @@ from torch.utils.data import IterableDataset
 
 from lpm.errors import ConfigError, DataFormatError
 
-__all__ = ["KINDS", "PARAM_SCHEMAS", "split_index", "save_params", "load_params", "check_params", "CalibrationModule", "fit", "FitResult", "atomic_write_json"]
+__all__ = ["KINDS", "PARAM_SCHEMAS", "OPTIONAL_PARAMS", "split_index", "save_params", "load_params", "check_params", "CalibrationModule", "fit", "FitResult", "atomic_write_json"]
 
 #: ``lpm calibrate KIND`` -> the module implementing it.
 KINDS = {
@@ -44,14 +44,21 @@ _INF = math.inf
 PARAM_SCHEMAS: dict[str, dict[str, tuple[float, float]]] = {
     "cascades": {"transmissibility": (0.0, 1.0), "audience": (0.0, _INF), "audience_spread": (0.0, _INF),
                  "attention": (0.0, 1.0), "attention_spread": (0.0, _INF), "feed_half_life_h": (0.0, _INF),
-                 "feed_tail": (1.0, _INF)},
+                 "feed_tail": (1.0, _INF), "resharer_audience": (0.0, _INF), "resharer_audience_spread": (0.0, _INF)},
     "sentiment": {"burst_size": (0.0, _INF), "burst_rise_h": (0.0, _INF), "burst_decay_h": (0.0, _INF),
                   "shock_valence": (-_INF, _INF), "emotion_decay": (0.0, _INF), "coupling": (0.0, _INF),
                   "baseline_negative_share": (0.0, 1.0)},
     "stance": {"support_bias": (-_INF, _INF), "deny_bias": (-_INF, _INF), "query_bias": (-_INF, _INF),
                "belief_slope": (0.0, _INF), "arousal_slope": (0.0, _INF), "arousal_decay": (0.0, _INF),
                "coupling": (0.0, _INF), "initial_belief": (-1.0, 1.0), "evidence_rate_true": (0.0, _INF),
-               "evidence_rate_false": (0.0, _INF), "evidence_rate_unverified": (0.0, _INF)},
+               "evidence_rate_false": (0.0, _INF), "evidence_rate_unverified": (0.0, _INF),
+               "thread_concentration": (0.0, _INF)},
+}
+#: Per kind, parameters a file may lack: mechanisms added later (files fitted before them load
+#: without; each fit module says how it reads their absence) or optional in the model's world.
+OPTIONAL_PARAMS: dict[str, frozenset[str]] = {
+    "cascades": frozenset({"resharer_audience", "resharer_audience_spread"}),
+    "stance": frozenset({"thread_concentration"}),
 }
 
 
@@ -75,14 +82,16 @@ def save_params(path: str | os.PathLike, kind: str, params: Mapping[str, float],
                                     "params": {k: float(v) for k, v in params.items()}, "meta": dict(meta or {})})
 
 
-def check_params(params: Mapping[str, Any], schema: Mapping[str, tuple[float, float]], where: str) -> dict[str, float]:
+def check_params(params: Mapping[str, Any], schema: Mapping[str, tuple[float, float]], where: str,
+                 optional: frozenset[str] = frozenset()) -> dict[str, float]:
     """``params`` as floats, checked against ``schema`` (``{name: (low, high)}``, open ranges; every
-    value finite): every name present, no other name, every value a number in its range.
+    value finite): every name present but those in ``optional``, no other name, every value a number
+    in its range.
 
     Raises:
         DataFormatError: naming ``where`` (the file) and the offending key.
     """
-    missing = sorted(set(schema) - set(params))
+    missing = sorted(set(schema) - set(params) - set(optional))
     if missing:
         raise DataFormatError(f"Expected every parameter {sorted(schema)} in {where} (got no {missing})")
     unknown = sorted(set(params) - set(schema))
@@ -90,6 +99,8 @@ def check_params(params: Mapping[str, Any], schema: Mapping[str, tuple[float, fl
         raise DataFormatError(f"Expected only the parameters {sorted(schema)} in {where} (got unknown {unknown})")
     values = {}
     for name, (low, high) in schema.items():
+        if name not in params:
+            continue
         value = params[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise DataFormatError(f"Expected a number for {name!r} in {where} (got {value!r})")
@@ -135,7 +146,7 @@ def load_params(path: str | os.PathLike, kind: Optional[str] = None,
         schema = PARAM_SCHEMAS.get(payload.get("kind"))
         if schema is None:
             raise DataFormatError(f"Expected a kind among {sorted(PARAM_SCHEMAS)} in {path} (got {payload.get('kind')!r})")
-    return check_params(params, schema, str(path)), dict(meta)
+    return check_params(params, schema, str(path), OPTIONAL_PARAMS.get(payload.get("kind"), frozenset())), dict(meta)
 
 
 class _Steps(IterableDataset):
