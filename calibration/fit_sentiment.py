@@ -19,7 +19,9 @@ the data is keyword-filtered, so even at rest most posts are negative (base rate
 Targets per event, aligned on the peak-volume day (7 days before to 14 after by default): daily volume
 normalised by the peak day (keyword-collected volumes are not comparable across events; shapes are)
 and the daily share of negative posts. Loss: NRMSE of the volume curve + pseudo-Huber MAE of the
-negative share, averaged over training events. One parameter set is shared by all events, so a fit
+negative share, averaged over training events; with ``observe_days > 0`` (forecast mode, the default) the
+share is forecast from each event's first observed days and scored on the later ones (see
+:class:`NegativeLabel` and :meth:`SentimentCalibration.loss`). One parameter set is shared by all events, so a fit
 on some events predicts held-out ones.
 
 Estimator: mean-field (:class:`lpm.targets_series.ExpectedEvents`): every target is an aggregate of
@@ -482,9 +484,24 @@ class SentimentCalibration(CalibrationModule, pl.LightningModule):
         self.params_before_step: dict[str, float] = self.sim.fitted_params()
 
     def loss(self, seed: int = 0) -> Tensor:
-        sim = self.sim.simulate_targets(seed, evidence=self.evidence)
-        return sentiment_loss(sim, self.obs_volume.to(sim.volume.dtype), self.obs_negative.to(sim.volume.dtype),
-                              self.config.negative_weight)
+        """Forecast loss (:func:`sentiment_loss` of the conditioned rows) plus the prior term: the
+        unconditioned share (an extra evidence row of zeros, same simulation) against every event's
+        scored days.
+
+        Why the prior term: it makes the baseline ``c`` the empirical-Bayes prior mean, the level of
+        an event nothing is known about, estimated from all events alike. Without it only the
+        conditioned rows see ``c``, through the events with the fewest observed posts (the largest
+        ``1 - w_e``): with six training events a couple of thin first days then set the level every
+        held-out event is shrunk toward (leave-one-event-out MAE 0.125 instead of 0.107).
+        """
+        rows = torch.cat([self.evidence, self.evidence.new_zeros(1, 2)])
+        sim = self.sim.simulate_targets(seed, evidence=rows)
+        dtype = sim.volume.dtype
+        volume, negative = self.obs_volume.to(dtype), self.obs_negative.to(dtype)
+        conditioned = SeriesTargets(sim.volume[:-1], sim.negative_share[:-1], sim.posts[:-1])
+        prior = smooth_mae(sim.negative_share[-1].expand_as(negative), negative).mean()
+        return sentiment_loss(conditioned, volume, negative, self.config.negative_weight) + \
+            self.config.negative_weight * prior
 
     def fitted_params(self) -> dict[str, float]:
         return self.sim.fitted_params()

@@ -214,7 +214,12 @@ def test_conditioned_simulation_columns_match_single_runs():
 
 
 def test_recovers_planted_evidence_weight():
-    """Planted ``evidence_posts`` and baseline come back from events whose first days differ."""
+    """A planted ``evidence_posts`` comes back from events whose first days differ.
+
+    The baseline stays at its planted value: the loss's prior term sets it to the level of an event
+    nothing is known about (the typical scored share of all events), which is not the planted
+    ``c`` of a few synthetic events, so only the evidence weight has a planted optimum here.
+    """
     config = fs.SentimentConfig(agents=20, days_before=1, days_after=2, dt=6.0)
     truth = {**TRUTH, "evidence_posts": 80.0, "baseline_negative_share": 0.7}
     evidence = {"a": torch.tensor([20.0, 19.0]), "b": torch.tensor([300.0, 150.0]), "c": torch.tensor([60.0, 57.0]),
@@ -223,14 +228,13 @@ def test_recovers_planted_evidence_weight():
         sims = fs.SentimentModel(config, truth).simulate_targets(evidence=torch.stack(list(evidence.values())))
     observed = {name: SeriesTargets(volume=sims.volume[i], negative_share=sims.negative_share[i], posts=sims.posts[i])
                 for i, name in enumerate(evidence)}
-    init = {**truth, "evidence_posts": 200.0, "baseline_negative_share": 0.55}
-    module = fs.SentimentCalibration(observed, config, evidence=evidence, init=init,
-                                     learn=["evidence_posts", "baseline_negative_share"], learning_rate=0.1)
-    result = fit(module, kind="sentiment", max_steps=60, logger="none", progress=False)
-    fitted = module.fitted_params()
-    assert result["loss"] < 0.01
-    assert fitted["evidence_posts"] == pytest.approx(80.0, rel=0.15)
-    assert fitted["baseline_negative_share"] == pytest.approx(0.7, abs=0.02)
+    at_truth = fs.SentimentCalibration(observed, config, evidence=evidence, init=truth)
+    module = fs.SentimentCalibration(observed, config, evidence=evidence, init={**truth, "evidence_posts": 200.0},
+                                     learn=["evidence_posts"], learning_rate=0.1)
+    fit(module, kind="sentiment", max_steps=60, logger="none", progress=False)
+    assert module.fitted_params()["evidence_posts"] == pytest.approx(80.0, rel=0.1)
+    with torch.no_grad():
+        assert float(module.loss()) == pytest.approx(float(at_truth.loss()), abs=2e-3)
 
 
 def test_forecast_split_observes_the_first_valid_days(tmp_path: Path):
