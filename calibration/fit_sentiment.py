@@ -739,15 +739,25 @@ def check(params: Path, data: list[Path], *, split: str = "test", device: str = 
     def resampled(values: SeriesTargets, index: Tensor) -> SeriesTargets:
         return SeriesTargets(values.volume[..., index], values.negative_share[..., index], values.posts[..., index])
 
+    # resample days (the same days for every event): with one to three scored events, events are too
+    # few to bootstrap, and day-to-day swings are the noise that decides a verdict here. Only days
+    # some scored event observes (resampling the window's empty days would mostly draw nothing), and
+    # the peak day is always kept: it is the volume's normaliser (1 by construction), not a sample,
+    # and without it the constant-shape reference has no variance and no correlation.
+    anchor = config.days_before
+    seen = torch.stack([torch.isfinite(o.volume) | torch.isfinite(o.negative_share) for o in observed.values()])
+    seen[:, anchor] = False
+    days = torch.nonzero(seen.any(0)).flatten()
     ref_noise = {}
     for metric in rows_wanted:
         pick = max if metric in higher else min
         best = pick(REFERENCES, key=lambda r: ref_metrics[r][metric])
-        obs_boot = lambda index: {n: resampled(o, index) for n, o in observed.items()}  # noqa: E731
-        # resampling days (the same days for every event): with one to three scored events, events
-        # are too few to bootstrap, and day-to-day swings are the noise that decides a verdict here
-        ref_noise[metric] = bootstrap_sd(lambda index: metrics(resampled(refs[best], index), obs_boot(index))[metric],
-                                         config.days, seed=seed)
+
+        def statistic(index: Tensor, best: str = best, metric: str = metric) -> float:
+            picked = torch.cat([days.new_tensor([anchor]), days[index]])
+            return metrics(resampled(refs[best], picked), {n: resampled(o, picked) for n, o in observed.items()})[metric]
+
+        ref_noise[metric] = bootstrap_sd(statistic, int(days.numel()), seed=seed)
     rows = rows_from(model_metrics, {}, ref_metrics, ref_noise, metrics=rows_wanted)
     full = {name: observed_targets(events[name], config) for name in names}
     figures = _figures(names, observed, full, {"model": sim, **refs}, config.days_before)
