@@ -11,7 +11,8 @@ with ``t0`` at noon of the aligned peak day. It drives two things on one followe
 * emotion: users in the hit region (30%) are pushed along valence with force ``shock_valence I(t)``
   (signed: negative = distress; positive = the flood of warnings, updates and solidarity that dilutes
   negativity at the peak, as in Sandy and Harvey) and toward high arousal with force ``I(t)``; emotions
-  spread from seen posts (``coupling``) and relax (``emotion_decay``).
+  spread from seen posts (``coupling``) and relax (``emotion_decay``). :func:`calibrate` keeps this
+  shock off (``shock_valence = 0``, see :data:`FITTED`): held-out events are forecast better without it.
 
 A post is labelled negative with probability ``sigmoid(logit(baseline_negative_share) - k valence)``:
 the data is keyword-filtered, so even at rest most posts are negative (base rate ~0.75).
@@ -62,7 +63,7 @@ from lpm.state import PopulationState, Traits
 from lpm.targets_series import (ExpectedEvents, SeriesTargets, daily_totals, mae, nrmse, pearson, sentiment_targets,
                                 smooth_mae)
 
-__all__ = ["SentimentConfig", "SentimentModel", "SentimentCalibration", "LEARNABLE", "load_events",
+__all__ = ["SentimentConfig", "SentimentModel", "SentimentCalibration", "LEARNABLE", "FITTED", "load_events",
            "observed_targets", "forecast_split", "sentiment_loss", "calibrate", "evaluate", "metrics", "references",
            "check", "REFERENCES"]
 
@@ -72,7 +73,14 @@ KIND = "sentiment"
 LEARNABLE = ("burst_size", "burst_rise_h", "burst_decay_h", "shock_valence", "emotion_decay", "coupling",
              "baseline_negative_share", "evidence_posts")
 
-DEFAULT_INIT = {"burst_size": 10.0, "burst_rise_h": 12.0, "burst_decay_h": 24.0, "shock_valence": -0.1,
+#: What :func:`calibrate` fits. The emotional shock (``shock_valence``, and with it ``coupling`` and
+#: ``emotion_decay``, which act only on the valence it injects) stays off at 0: it did not earn its place.
+#: Leave-one-event-out over the 7 events (60 steps per fold, forecast mode): negative-share MAE 0.1207
+#: with the shock fitted, 0.1153 with it held at 0 (refit), volume unchanged (Pearson 0.807 vs 0.809).
+#: The peak-day dilution it models is real in 5 of 7 events but of either sign and size across them.
+FITTED = ("burst_size", "burst_rise_h", "burst_decay_h", "baseline_negative_share", "evidence_posts")
+
+DEFAULT_INIT = {"burst_size": 10.0, "burst_rise_h": 12.0, "burst_decay_h": 24.0, "shock_valence": 0.0,
                 "emotion_decay": 0.05, "coupling": 0.5, "baseline_negative_share": 0.75, "evidence_posts": 100.0}
 
 # value = unit * softplus(raw): Adam's steps on ``raw`` are then relative to the parameter's scale
@@ -524,6 +532,8 @@ def calibrate(data: list[Path], out: Path, *, budget_s: float | None = None, dev
         out: fitted-parameter JSON (rewritten at every improvement; meta holds the config and events).
         split: ``"all"``, or ``"train"`` / ``"test"`` of the event-level hold-out split
             (:func:`lpm.calibration.common.split_index` on the event names).
+        config: fixed settings; the parameters in :data:`FITTED` are fitted, the others stay at
+            :data:`DEFAULT_INIT`.
         Other arguments: as :func:`lpm.calibration.common.fit`.
 
     Returns:
@@ -534,7 +544,7 @@ def calibrate(data: list[Path], out: Path, *, budget_s: float | None = None, dev
     split_events = {name: forecast_split(events[name], config) for name in names}
     observed = {name: pair[1] for name, pair in split_events.items()}
     evidence = {name: pair[0] for name, pair in split_events.items()}
-    module = SentimentCalibration(observed, config, evidence=evidence, seed=seed)
+    module = SentimentCalibration(observed, config, evidence=evidence, learn=FITTED, seed=seed)
     meta = {"events": names, "split": split, "seed": seed, "config": dataclasses.asdict(config),
             "estimator": "mean-field"}
     return fit(module, kind=KIND, max_steps=max_steps, budget_s=budget_s, out=out, work_dir=work_dir, resume=resume,

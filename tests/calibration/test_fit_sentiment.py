@@ -142,6 +142,7 @@ def test_calibrate_and_evaluate_on_csv_events(tmp_path: Path):
                           work_dir=tmp_path / "work")
     params, meta = load_params(out, "sentiment")
     assert set(params) == set(fs.LEARNABLE) and result["steps"] == 2
+    assert params["shock_valence"] == 0.0  # calibrate fits FITTED only: the emotional shock stays off
     assert meta["events"] == ["evA", "evB", "evC", "evD"] and meta["config"]["agents"] == 16  # evE is held out
     metrics = fs.evaluate(out, [folder / "evE.csv", folder / "evA.csv"])
     assert set(metrics) == {"pearson_volume", "nrmse_volume", "mae_negative_share",
