@@ -50,6 +50,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
+from lpm.calibration.check import CheckReport, bootstrap_sd, rows_from
 from lpm.calibration.common import CalibrationModule, FitResult, SeriesModel, config_from_meta, fit, load_params, split_index
 from lpm.dynamics.activity import Hawkes
 from lpm.dynamics.base import inverse_softplus, logit, softplus
@@ -65,7 +66,7 @@ from lpm.targets_series import (ExpectedEvents, SeriesTargets, daily_totals, mae
 
 __all__ = ["SentimentConfig", "SentimentModel", "SentimentCalibration", "LEARNABLE", "FITTED", "load_events",
            "observed_targets", "forecast_split", "sentiment_loss", "calibrate", "evaluate", "metrics", "references",
-           "check", "REFERENCES"]
+           "check", "leave_one_event_out", "REFERENCES"]
 
 KIND = "sentiment"
 
@@ -697,7 +698,7 @@ def _figures(names: Sequence[str], observed: Mapping[str, SeriesTargets], full: 
 
 
 def check(params: Path, data: list[Path], *, split: str = "test", device: str = "cpu", seed: int = 0,
-          events: Optional[Sequence[str]] = None) -> "CheckReport":
+          events: Optional[Sequence[str]] = None) -> CheckReport:
     """The fitted model's metrics on the ``split`` events beside naive references from the training
     events (``lpm check sentiment``).
 
@@ -724,14 +725,11 @@ def check(params: Path, data: list[Path], *, split: str = "test", device: str = 
     Raises:
         DataFormatError: a training event of the fitted file is missing from ``data``.
     """
-    from lpm.calibration.check import CheckReport, bootstrap_sd, rows_from
-
     model, config, meta, loaded, pairs = _prepare(params, data, split, device, seed, only=events)
-    events = loaded
     trained_on = list(meta.get("events", []))
-    missing = sorted(set(trained_on) - set(events))
+    missing = sorted(set(trained_on) - set(loaded))
     if missing or not trained_on:
-        raise DataFormatError(f"Expected the fitted file's training events in the data (got {sorted(events)}; "
+        raise DataFormatError(f"Expected the fitted file's training events in the data (got {sorted(loaded)}; "
                               f"missing {missing or 'the list of training events'})")
     names = list(pairs)
     observed = {name: pairs[name][1] for name in names}
@@ -739,7 +737,7 @@ def check(params: Path, data: list[Path], *, split: str = "test", device: str = 
     with torch.no_grad():
         sim = model.simulate_targets(seed, evidence=evidence.to(device))
     sim = SeriesTargets(*(getattr(sim, f.name).detach().double().cpu() for f in dataclasses.fields(SeriesTargets)))
-    train = [observed_targets(events[name], config) for name in trained_on]
+    train = [observed_targets(loaded[name], config) for name in trained_on]
     refs = references(train, evidence, config.days, config.days_before)
     model_metrics = metrics(sim, observed)
     ref_metrics = {name: metrics(ref, observed) for name, ref in refs.items()}
@@ -769,7 +767,7 @@ def check(params: Path, data: list[Path], *, split: str = "test", device: str = 
 
         ref_noise[metric] = bootstrap_sd(statistic, int(days.numel()), seed=seed)
     rows = rows_from(model_metrics, {}, ref_metrics, ref_noise, metrics=rows_wanted)
-    full = {name: observed_targets(events[name], config) for name in names}
+    full = {name: observed_targets(loaded[name], config) for name in names}
     figures = _figures(names, observed, full, {"model": sim, **refs}, config.days_before)
     report_meta = {"params": str(params), "events": names, "training_events": trained_on,
                    "observe_days": config.observe_days, "evidence_posts": [float(n) for n in evidence[:, 0]],
@@ -777,3 +775,29 @@ def check(params: Path, data: list[Path], *, split: str = "test", device: str = 
                    "per_event": {k: v for k, v in model_metrics.items() if "/" in k}}
     return CheckReport(kind=KIND, split=split, rows=rows, references=list(REFERENCES), higher_is_better=higher,
                        meta=report_meta, figures=figures)
+
+
+def leave_one_event_out(data: list[Path], work_dir: Path, *, max_steps: int = 60, device: str = "cpu", seed: int = 0,
+                        config: SentimentConfig = SentimentConfig()) -> dict[str, CheckReport]:
+    """Leave-one-event-out cross-validation: for each event, fit on all the others and check on it.
+
+    With seven events an event split holds out one or two; every event held out once gives the
+    more honest estimate (average the reports' rows over the folds).
+
+    Args:
+        data: event CSV files and/or folders (all events; each is held out once).
+        work_dir: one fitted file per fold, ``<event>.json``, and the fits' checkpoints.
+        max_steps, device, seed, config: as :func:`calibrate`.
+
+    Returns:
+        ``{held-out event: CheckReport on that event}``.
+    """
+    files = _csv_files(data)
+    work_dir = Path(work_dir)
+    reports = {}
+    for held_out in files:
+        out = work_dir / f"{held_out.stem}.json"
+        calibrate([f for f in files if f != held_out], out, max_steps=max_steps, device=device, seed=seed,
+                  work_dir=work_dir / held_out.stem, logger="none", progress=False, config=config)
+        reports[held_out.stem] = check(out, files, device=device, seed=seed, events=[held_out.stem])
+    return reports

@@ -302,6 +302,24 @@ def test_check_references_equal_hand_computed_values(tmp_path: Path):
         fs.check(out, [folder / "evE.csv"], split="all")
 
 
+def test_leave_one_event_out_holds_out_each_event_once(tmp_path: Path):
+    folder = tmp_path / "events"
+    folder.mkdir()
+    for name, negative in {**_TRAIN_NEGATIVE, "evE": _TEST_NEGATIVE}.items():
+        _write_event(folder / f"{name}.csv", _TEST_POSTS if name == "evE" else _POSTS, negative)
+    config = fs.SentimentConfig(agents=8, days_before=2, days_after=3, dt=12.0, min_posts=5, observe_days=1)
+    reports = fs.leave_one_event_out([folder], tmp_path / "loo", max_steps=1, config=config)
+    assert sorted(reports) == ["evA", "evB", "evC", "evD", "evE"]
+    for held_out, report in reports.items():
+        assert report.meta["events"] == [held_out] and held_out not in report.meta["training_events"]
+    # evB's negative share is 1 every day; the other events' mean daily share is 9.95 / 23 (evA 6 x .5,
+    # evC 6 x 0, evD 4 over 6 days, evE 2.95 over its 5 days with >= 5 posts): the constant misses evB
+    # by 1 - 9.95 / 23, persistence (evB's own first days) not at all
+    row = reports["evB"].rows["mae_negative_share"]
+    assert row["persistence"] == pytest.approx(0.0, abs=1e-12)
+    assert row["train_constant"] == pytest.approx(1 - 9.95 / 23)
+
+
 @pytest.mark.data
 def test_check_runs_on_real_events(shared_data: Path, tmp_path: Path):
     data = [shared_data / "natural_hazards"]
