@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import statistics
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from torch import nn
 
 from lpm.calibration import fit_sentiment as fs
 from lpm.calibration.common import fit, load_params
+from lpm.dynamics.base import softplus
 from lpm.errors import ConfigError, DataFormatError
 from lpm.targets_series import SeriesTargets, sentiment_targets
 from tests.helpers import assert_gradients_match_finite_differences
@@ -44,7 +47,8 @@ def test_recovers_planted_parameters():
     observed = {"planted": _planted(config)}
     init = {k: v * (1.3 if i % 2 else 0.75) for i, (k, v) in enumerate(TRUTH.items())}
     init.update(baseline_negative_share=0.6, coupling=TRUTH["coupling"])
-    learn = [k for k in fs.LEARNABLE if k != "coupling"]
+    # evidence_posts: no event here is conditioned on first days, so the loss does not depend on it
+    learn = [k for k in fs.LEARNABLE if k not in ("coupling", "evidence_posts")]
     module = fs.SentimentCalibration(observed, config, init=init, learn=learn, learning_rate=0.1)
     result = fit(module, kind="sentiment", max_steps=50, logger="none", progress=False)
     fitted = module.fitted_params()
@@ -69,7 +73,8 @@ def test_loss_gradient_matches_finite_differences():
     share = (clean.negative_share + torch.tensor([0.05, -0.1, 0.08, NAN])).double()
     observed = {"a": SeriesTargets(volume=volume, negative_share=share, posts=volume)}
     init = {**TRUTH, "burst_size": 12.0, "shock_valence": -0.3}
-    module = fs.SentimentCalibration(observed, config, init=init).double()
+    # evidence: the conditioned label logit makes evidence_posts matter too
+    module = fs.SentimentCalibration(observed, config, init=init, evidence={"a": torch.tensor([50.0, 45.0])}).double()
     checked = assert_gradients_match_finite_differences(_learnable_view(module), lambda: module.loss())
     assert checked == len(fs.LEARNABLE)
 
@@ -137,6 +142,7 @@ def test_calibrate_and_evaluate_on_csv_events(tmp_path: Path):
                           work_dir=tmp_path / "work")
     params, meta = load_params(out, "sentiment")
     assert set(params) == set(fs.LEARNABLE) and result["steps"] == 2
+    assert params["shock_valence"] == 0.0  # calibrate fits FITTED only: the emotional shock stays off
     assert meta["events"] == ["evA", "evB", "evC", "evD"] and meta["config"]["agents"] == 16  # evE is held out
     metrics = fs.evaluate(out, [folder / "evE.csv", folder / "evA.csv"])
     assert set(metrics) == {"pearson_volume", "nrmse_volume", "mae_negative_share",
@@ -162,6 +168,169 @@ def test_bad_inputs_raise_typed_errors(tmp_path: Path):
     with pytest.raises(DataFormatError, match="days"):
         fs.SentimentCalibration({"a": sentiment_targets(torch.ones(3), torch.ones(3), anchor=0)},
                                 fs.SentimentConfig(agents=4, days_before=1, days_after=2, dt=12.0))
+
+
+def test_conditioned_logits_closed_form_and_gradcheck():
+    label = fs.NegativeLabel(0.7, 4.0, evidence_posts=50.0).double()
+    evidence = torch.tensor([[0.0, 0.0], [50.0, 44.0], [1e9, 0.9e9]], dtype=torch.float64)
+    got = label.conditioned_logits(evidence).detach()
+    c = math.log(0.7 / 0.3)
+    share = 45.0 / 52.0  # Laplace: (44 + 1) / (50 + 2)
+    assert float(got[0]) == pytest.approx(c)  # no posts seen: the shared baseline
+    assert float(got[1]) == pytest.approx(c + 0.5 * (math.log(share / (1 - share)) - c))  # n = evidence_posts: halfway
+    assert float(got[2]) == pytest.approx(math.log(0.9 / 0.1), rel=1e-6)  # many posts: the event's own share
+
+    # gradcheck the formula as a function of the raw (unconstrained) values, then check the module's
+    # autograd gradient equals the formula's
+    def functional(raw_baseline, raw_evidence):
+        n, m = evidence[:2, 0], evidence[:2, 1]
+        weight = n / (n + 100.0 * softplus(raw_evidence))
+        share = (m + 1) / (n + 2)
+        return raw_baseline + weight * (torch.log(share) - torch.log1p(-share) - raw_baseline)
+
+    raw = (label.raw_baseline.detach().clone().requires_grad_(), label.raw_evidence.detach().clone().requires_grad_())
+    assert torch.autograd.gradcheck(functional, raw)
+    # the module computes the same function, so its autograd gradient is the checked one
+    out = label.conditioned_logits(evidence[:2]).sum()
+    out.backward()
+    expected = torch.autograd.grad(functional(*raw).sum(), raw)
+    assert float(label.raw_baseline.grad) == pytest.approx(float(expected[0]))
+    assert float(label.raw_evidence.grad) == pytest.approx(float(expected[1]))
+
+
+def test_conditioned_simulation_columns_match_single_runs():
+    """A batch of E conditioned events equals E runs of a model whose baseline is each ``c_e``."""
+    config = fs.SentimentConfig(agents=20, days_before=1, days_after=2, dt=6.0)
+    model = fs.SentimentModel(config, TRUTH).double()
+    evidence = torch.tensor([[0.0, 0.0], [200.0, 190.0], [30.0, 12.0]], dtype=torch.float64)
+    with torch.no_grad():
+        batch = model.simulate_targets(evidence=evidence)
+        logits = model.label.conditioned_logits(evidence)
+        for e in range(3):
+            single = fs.SentimentModel(config, {**TRUTH, "baseline_negative_share": float(torch.sigmoid(logits[e]))})
+            one = single.double().simulate_targets()
+            torch.testing.assert_close(batch.negative_share[e], one.negative_share)
+            torch.testing.assert_close(batch.volume[e], one.volume)
+    assert float(batch.negative_share[1].mean()) > float(batch.negative_share[0].mean()) > float(batch.negative_share[2].mean())
+
+
+def test_recovers_planted_evidence_weight():
+    """A planted ``evidence_posts`` comes back from events whose first days differ.
+
+    The baseline stays at its planted value: the loss's prior term sets it to the level of an event
+    nothing is known about (the typical scored share of all events), which is not the planted
+    ``c`` of a few synthetic events, so only the evidence weight has a planted optimum here.
+    """
+    config = fs.SentimentConfig(agents=20, days_before=1, days_after=2, dt=6.0)
+    truth = {**TRUTH, "evidence_posts": 80.0, "baseline_negative_share": 0.7}
+    evidence = {"a": torch.tensor([20.0, 19.0]), "b": torch.tensor([300.0, 150.0]), "c": torch.tensor([60.0, 57.0]),
+                "d": torch.tensor([150.0, 60.0])}
+    with torch.no_grad():
+        sims = fs.SentimentModel(config, truth).simulate_targets(evidence=torch.stack(list(evidence.values())))
+    observed = {name: SeriesTargets(volume=sims.volume[i], negative_share=sims.negative_share[i], posts=sims.posts[i])
+                for i, name in enumerate(evidence)}
+    at_truth = fs.SentimentCalibration(observed, config, evidence=evidence, init=truth)
+    module = fs.SentimentCalibration(observed, config, evidence=evidence, init={**truth, "evidence_posts": 200.0},
+                                     learn=["evidence_posts"], learning_rate=0.1)
+    fit(module, kind="sentiment", max_steps=60, logger="none", progress=False)
+    assert module.fitted_params()["evidence_posts"] == pytest.approx(80.0, rel=0.1)
+    with torch.no_grad():
+        assert float(module.loss()) == pytest.approx(float(at_truth.loss()), abs=2e-3)
+
+
+def test_forecast_split_observes_the_first_valid_days(tmp_path: Path):
+    path = _write_event(tmp_path / "ev.csv", [4, 10, 40, 20, 10, 10], [4, 6, 30, 10, 9, 2])
+    series = fs.load_events([path])["ev"]
+    config = fs.SentimentConfig(days_before=2, days_after=3, min_posts=5, observe_days=1)
+    evidence, scored = fs.forecast_split(series, config)
+    assert evidence.tolist() == [14.0, 10.0]  # day 0 (4 posts, below min_posts) is observed with day 1
+    assert torch.isnan(scored.negative_share[:2]).all()
+    torch.testing.assert_close(scored.negative_share[2:], torch.tensor([0.75, 0.5, 0.9, 0.2], dtype=torch.float64))
+    none, full = fs.forecast_split(series, dataclasses.replace(config, observe_days=0))
+    assert none.tolist() == [0.0, 0.0] and float(full.negative_share[1]) == pytest.approx(0.6)
+    # asking for more days than leave one to score: all valid days but the last are observed
+    most, last = fs.forecast_split(series, dataclasses.replace(config, observe_days=9))
+    assert most.tolist() == [84.0, 59.0] and int(torch.isfinite(last.negative_share).sum()) == 1
+
+
+_POSTS = [10, 20, 40, 20, 10, 10]  # peak on day 2; volume / peak = .25 .5 1 .5 .25 .25
+_TRAIN_NEGATIVE = {"evA": [5, 10, 20, 10, 5, 5], "evB": _POSTS, "evC": [0] * 6, "evD": [5, 20, 40, 0, 5, 10]}
+_TEST_POSTS, _TEST_NEGATIVE = [4, 10, 40, 20, 10, 10], [4, 6, 30, 10, 9, 2]
+
+
+def test_check_references_equal_hand_computed_values(tmp_path: Path):
+    folder = tmp_path / "events"
+    folder.mkdir()
+    for name, negative in _TRAIN_NEGATIVE.items():
+        _write_event(folder / f"{name}.csv", _POSTS, negative)
+    _write_event(folder / "evE.csv", _TEST_POSTS, _TEST_NEGATIVE)  # evE: the split's held-out event
+    config = fs.SentimentConfig(agents=16, days_before=2, days_after=3, dt=6.0, min_posts=5, observe_days=1)
+    out = tmp_path / "fitted.json"
+    fs.calibrate([folder], out, max_steps=1, split="train", logger="none", progress=False, config=config,
+                 work_dir=tmp_path / "work")
+    report = fs.check(out, [folder], split="test")
+    assert report.references == ["train_mean_curve", "train_constant", "persistence"]
+    assert report.higher_is_better == ("pearson_volume",)
+    assert list(report.rows) == ["mae_negative_share", "pearson_volume", "nrmse_volume"]
+    assert set(report.figures) == {"volume", "negative_share"}
+    assert report.meta["events"] == ["evE"] and report.meta["training_events"] == ["evA", "evB", "evC", "evD"]
+
+    # shares: evA .5 every day, evB 1, evC 0, evD .5 1 1 0 .5 1; evE scored days 2..5 (day 1 observed)
+    scored = [0.75, 0.5, 0.9, 0.2]
+    constant = (6 * 0.5 + 6 * 1.0 + 0.0 + 4.0) / 24
+    curve = [0.5, 0.625, 0.625, 0.375, 0.5, 0.625]
+    persistence = 10 / 14  # evE's days 0-1: 14 posts, 10 negative
+    row = report.rows["mae_negative_share"]
+    assert row["train_constant"] == pytest.approx(sum(abs(s - constant) for s in scored) / 4)
+    assert row["train_mean_curve"] == pytest.approx(sum(abs(s - c) for s, c in zip(scored, curve[2:])) / 4)
+    assert row["persistence"] == pytest.approx(sum(abs(s - persistence) for s in scored) / 4)
+    assert row["model_noise"] == 0.0 and row["reference_noise"] > 0
+
+    volume = [p / 40 for p in _TEST_POSTS]
+    curve_volume = [p / 40 for p in _POSTS]
+    off_peak = sum(curve_volume) - 1.0
+    constant_volume = [off_peak / 5] * 2 + [1.0] + [off_peak / 5] * 3
+    pear = report.rows["pearson_volume"]
+    assert pear["train_mean_curve"] == pytest.approx(statistics.correlation(volume, curve_volume))
+    assert pear["train_constant"] == pytest.approx(statistics.correlation(volume, constant_volume))
+    assert pear["persistence"] == pear["train_mean_curve"]  # volume is not conditioned on
+    rmse = math.sqrt(sum((a - b) ** 2 for a, b in zip(volume, constant_volume)) / 6)
+    assert report.rows["nrmse_volume"]["train_constant"] == pytest.approx(rmse / (1.0 - 0.1))
+    # the model column is evaluate()'s numbers
+    assert row["model"] == pytest.approx(fs.evaluate(out, [folder], split="test")["mae_negative_share"])
+    with pytest.raises(DataFormatError, match="training events"):
+        fs.check(out, [folder / "evE.csv"], split="all")
+
+
+def test_leave_one_event_out_holds_out_each_event_once(tmp_path: Path):
+    folder = tmp_path / "events"
+    folder.mkdir()
+    for name, negative in {**_TRAIN_NEGATIVE, "evE": _TEST_NEGATIVE}.items():
+        _write_event(folder / f"{name}.csv", _TEST_POSTS if name == "evE" else _POSTS, negative)
+    config = fs.SentimentConfig(agents=8, days_before=2, days_after=3, dt=12.0, min_posts=5, observe_days=1)
+    reports = fs.leave_one_event_out([folder], tmp_path / "loo", max_steps=1, config=config)
+    assert sorted(reports) == ["evA", "evB", "evC", "evD", "evE"]
+    for held_out, report in reports.items():
+        assert report.meta["events"] == [held_out] and held_out not in report.meta["training_events"]
+    # evB's negative share is 1 every day; the other events' mean daily share is 9.95 / 23 (evA 6 x .5,
+    # evC 6 x 0, evD 4 over 6 days, evE 2.95 over its 5 days with >= 5 posts): the constant misses evB
+    # by 1 - 9.95 / 23, persistence (evB's own first days) not at all
+    row = reports["evB"].rows["mae_negative_share"]
+    assert row["persistence"] == pytest.approx(0.0, abs=1e-12)
+    assert row["train_constant"] == pytest.approx(1 - 9.95 / 23)
+
+
+@pytest.mark.data
+def test_check_runs_on_real_events(shared_data: Path, tmp_path: Path):
+    data = [shared_data / "natural_hazards"]
+    config = fs.SentimentConfig(agents=40, dt=6.0)
+    out = tmp_path / "fitted.json"
+    fs.calibrate(data, out, max_steps=1, split="train", logger="none", progress=False, config=config,
+                 work_dir=tmp_path / "work")
+    report = fs.check(out, data, split="test")
+    assert report.meta["events"] == ["2018Wildfires"] and len(report.meta["training_events"]) == 6
+    for row in report.rows.values():
+        assert all(math.isfinite(v) for v in row.values())
 
 
 @pytest.mark.data
