@@ -47,7 +47,7 @@ PARAM_SCHEMAS: dict[str, dict[str, tuple[float, float]]] = {
                  "feed_tail": (1.0, _INF), "resharer_audience": (0.0, _INF), "resharer_audience_spread": (0.0, _INF)},
     "sentiment": {"burst_size": (0.0, _INF), "burst_rise_h": (0.0, _INF), "burst_decay_h": (0.0, _INF),
                   "shock_valence": (-_INF, _INF), "emotion_decay": (0.0, _INF), "coupling": (0.0, _INF),
-                  "baseline_negative_share": (0.0, 1.0)},
+                  "baseline_negative_share": (0.0, 1.0), "evidence_posts": (0.0, _INF)},
     "stance": {"support_bias": (-_INF, _INF), "deny_bias": (-_INF, _INF), "query_bias": (-_INF, _INF),
                "belief_slope": (0.0, _INF), "arousal_slope": (0.0, _INF), "arousal_decay": (0.0, _INF),
                "coupling": (0.0, _INF), "initial_belief": (-1.0, 1.0), "evidence_rate_true": (0.0, _INF),
@@ -59,6 +59,7 @@ PARAM_SCHEMAS: dict[str, dict[str, tuple[float, float]]] = {
 OPTIONAL_PARAMS: dict[str, frozenset[str]] = {
     "cascades": frozenset({"resharer_audience", "resharer_audience_spread"}),
     "stance": frozenset({"thread_concentration"}),
+    "sentiment": frozenset({"evidence_posts"}),
 }
 
 
