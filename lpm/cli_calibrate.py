@@ -22,6 +22,25 @@ def _module(kind: str):
     return importlib.import_module(KINDS[kind])
 
 
+def _check_fit_options(args: argparse.Namespace) -> None:
+    """Options every fitting command shares, checked before any data is read or simulated."""
+    import re
+
+    import torch
+
+    device = getattr(args, "device", "cpu")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise ConfigError(f"Expected --device cpu, cuda or cuda:K (got {device!r})")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"Expected a CUDA device for --device {device} (got none: torch {torch.__version__} "
+                          f"sees no GPU; use --device cpu)")
+    if getattr(args, "max_steps", 1) < 1:
+        raise ConfigError(f"Expected --max-steps >= 1 (got {args.max_steps})")
+    budget = getattr(args, "budget_s", None)
+    if budget is not None and not budget > 0:
+        raise ConfigError(f"Expected --budget-s > 0 seconds (got {budget})")
+
+
 def _data(paths: list[str]) -> list[Path]:
     found = [Path(p) for p in paths]
     missing = [str(p) for p in found if not p.exists()]
@@ -31,6 +50,7 @@ def _data(paths: list[str]) -> list[Path]:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
+    _check_fit_options(args)
     module = _module(args.kind)
     out = Path(args.out)
     work_dir = Path(args.work_dir) if args.work_dir else out.with_suffix("").parent / f"{out.stem}_work"
@@ -64,6 +84,7 @@ def _write_metrics(metrics: dict, path: str | None) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    _check_fit_options(args)
     module = _module(args.kind)
     print(f"lpm evaluate {args.kind}: params {args.params}, data {', '.join(args.data)} (split {args.split})")
     metrics = module.evaluate(Path(args.params), _data(args.data), device=args.device, seed=args.seed, split=args.split)
@@ -72,6 +93,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    _check_fit_options(args)
     from lpm.calibration.check import format_report
 
     import matplotlib
@@ -96,6 +118,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_forecast(args: argparse.Namespace) -> int:
+    _check_fit_options(args)
     if args.kind != "cascades":
         raise ConfigError(f"Expected 'cascades' (forecasting is defined for cascades; got {args.kind!r})")
     from lpm.calibration.fit_cascades import forecast
