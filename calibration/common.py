@@ -230,6 +230,19 @@ class _Budget:
                 if self.budget_s is not None and elapsed >= self.budget_s:
                     trainer.should_stop = True
 
+            # Stored in every checkpoint, so a resumed fit keeps its best-so-far parameters, its
+            # history and the budget already spent (without them it restarted at loss = inf and
+            # could end worse than an uninterrupted run).
+            def state_dict(self) -> dict:
+                return {"best": self.best, "best_params": dict(self.best_params), "history": list(self.history),
+                        "iterates": list(self.iterates), "elapsed": time.perf_counter() - self.start}
+
+            def load_state_dict(self, state: dict) -> None:
+                self.best, self.best_params = float(state["best"]), dict(state["best_params"])
+                self.history = [tuple(row) for row in state["history"]]
+                self.iterates = [dict(row) for row in state["iterates"]]
+                self.start = time.perf_counter() - float(state["elapsed"])
+
         return Budget(*args, **kwargs)
 
 

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from lpm.calibration.common import fit, load_params
+from lpm.calibration.common import FitResult, fit, load_params
 from lpm.calibration.fit_cascades import (DEFAULTS, CascadeCalibration, CascadeWorld, correct_bias,
                                           fit_independent_cascade, simulate_cascades)
 from lpm.cli import main
@@ -276,3 +276,26 @@ def test_check_tells_the_planted_model_from_a_wrong_one(tmp_path):
     # the collection's size filter is read off the reference split and applied to the simulations
     assert good.meta["size_filter_min_nodes"] == pytest.approx(float(torch.quantile(copy.final_size.double(), 0.01)))
     assert good.meta["simulated_cascades"] <= good.meta["simulated_before_size_filter"]
+
+
+def test_resumed_fit_writes_the_same_file_as_an_uninterrupted_one(tmp_path, planted):
+    """The best-so-far parameters, the history and the spent budget travel in the checkpoint: a fit
+    interrupted after 3 of 8 steps and resumed writes the same parameters and loss as one run
+    straight through (before, the resumed run forgot its best and could write a worse one)."""
+    world, truth, observed = planted
+    small = CascadeWorld(agents=400, items=4, resharer_audience=False)
+
+    def run(steps: int, work: str, resume: bool = False) -> FitResult:
+        module = CascadeCalibration(observed, small, dict(truth, audience=2000.0), batch=1, fit_horizon_h=0.5)
+        return fit(module, kind="cascades", max_steps=steps, logger="none", progress=False, work_dir=tmp_path / work,
+                   out=tmp_path / f"{work}.json", resume=resume)
+
+    straight = run(8, "a")
+    run(3, "b")
+    resumed = run(8, "b", resume=True)
+    params_a, meta_a = load_params(tmp_path / "a.json", "cascades")
+    params_b, meta_b = load_params(tmp_path / "b.json", "cascades")
+    assert params_b == pytest.approx(params_a, rel=1e-6) and meta_b["loss"] == pytest.approx(meta_a["loss"], rel=1e-6)
+    assert meta_b["step"] == meta_a["step"]
+    assert [row[1] for row in resumed["history"]] == [row[1] for row in straight["history"]]  # every step kept
+    assert [row[2] for row in resumed["history"]] == pytest.approx([row[2] for row in straight["history"]], rel=1e-6)
