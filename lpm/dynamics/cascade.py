@@ -151,6 +151,7 @@ class _CascadeBase(nn.Module):
         # (item, source) pairs, flattened: items may have several sources
         self._pairs = [(c, a) for c, it in enumerate(self.items) for a in it.sources]
         self.register_buffer("_pair_source", torch.tensor([a for _, a in self._pairs], dtype=torch.int64), persistent=False)
+        self.register_buffer("_pair_item", torch.tensor([c for c, _ in self._pairs], dtype=torch.int64), persistent=False)
         self.register_buffer("_first_source", torch.tensor([it.sources[0] for it in self.items], dtype=torch.int64),
                              persistent=False)
 
@@ -542,7 +543,7 @@ class Cascade(_CascadeBase):
         if per_resharer is not None:
             frontier = state.frontier if effects.source_gate is None else state.frontier * effects.source_gate[..., None]
             not_source = torch.ones(n, c, dtype=k.dtype, device=k.device)
-            not_source[self._pair_source, torch.tensor([i for i, _ in self._pairs], device=k.device)] = 0.0
+            not_source[self._pair_source, self._pair_item] = 0.0
             resharer_weight = per_resharer * frontier * not_source  # (B, N, C): the source's audience is above
             broadcast_r = resharer_weight.sum(1, keepdim=True)  # (B, 1, C)
             if effects.exposure_scale is not None:
