@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
 
 from lpm.calibration.cascade_world import RECORD, load_cascades, world_from_meta
 from lpm.calibration.common import load_params
+from lpm.calibration.posterior import GaussianPosterior
 from lpm.data.cascades import CascadeTable
 from lpm.errors import ConfigError
 from lpm.relax import Hard
@@ -47,7 +48,8 @@ def _nearest_growth(features: Tensor, ensemble_features: Tensor, growth: Tensor,
 
 def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_h: float = 72.0,
              split: str = "test", batch: int = 24, neighbours: int = 32, device: str = "cpu",
-             seed: int = 0, postprocess: str = "emos") -> dict[str, float]:
+             seed: int = 0, postprocess: str = "emos", posterior: Optional[GaussianPosterior] = None,
+             draws: int = 8) -> dict[str, float]:
     """Forecast each cascade's size at ``horizon_h`` from its first ``observe_h`` hours.
 
     The fitted model is conditioned on the observed prefix by simulation (approximate Bayesian
@@ -72,6 +74,10 @@ def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_
 
     A stronger baseline regresses on every first-hour feature the ensemble is conditioned on
     (``features_baseline_rmsle_size``), so what the simulated cascades add can be seen.
+
+    ``posterior`` (the fit's :class:`~lpm.calibration.posterior.GaussianPosterior`): the ensemble's
+    scenarios are split among ``draws`` parameter sets drawn from it, so intervals include parameter
+    uncertainty; without it every scenario runs at the point estimate.
 
     Returns:
         ``rmsle_size``, ``medape_size``, ``coverage80``, ``model_rmsle_size``, ``model_medape_size``,
@@ -99,15 +105,24 @@ def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_
 
     # the ensemble: sizes every step and root attachment, from the fitted model
     graph = world.graph(device)
-    model = world.model(values).to(device)
-    model.cascade.record_trees = False
     steps = math.ceil(horizon_h / world.dt_h)
-    with torch.no_grad():
-        trajectory = simulate(model, world.initial_state(batch, device), graph, steps=steps, record=RECORD,
-                              seed=[seed * 1_000_003 + 17 + b for b in range(batch)], estimator=Hard())
-    sizes = trajectory["size"].reshape(steps + 1, -1).T.double().cpu()  # (R, S+1)
     at = [round(h / world.dt_h) for h in observe_hours]
-    direct = trajectory["direct"][1 : at[-1] + 1].sum(0).reshape(-1).double().cpu()
+    # without a posterior one parameter set runs all scenarios; with one, each of `draws` parameter
+    # draws runs its share of them, so the ensemble carries what the fit leaves uncertain
+    parameter_sets = [dict(values)] if posterior is None else posterior.draw(min(draws, batch), seed)
+    shares = [len(part) for part in torch.arange(batch).tensor_split(len(parameter_sets))]
+    sizes_parts, direct_parts, first = [], [], 0
+    for parameter_set, share in zip(parameter_sets, shares):
+        model = world.model(parameter_set).to(device)
+        model.cascade.record_trees = False
+        with torch.no_grad():
+            trajectory = simulate(model, world.initial_state(share, device), graph, steps=steps, record=RECORD,
+                                  seed=[seed * 1_000_003 + 17 + b for b in range(first, first + share)],
+                                  estimator=Hard())
+        first += share
+        sizes_parts.append(trajectory["size"].reshape(steps + 1, -1).T.double().cpu())  # (R_k, S+1)
+        direct_parts.append(trajectory["direct"][1 : at[-1] + 1].sum(0).reshape(-1).double().cpu())
+    sizes, direct = torch.cat(sizes_parts), torch.cat(direct_parts)
     ensemble_root = direct / (sizes[:, at[-1]] - 1).clamp_min(1.0)
     ensemble_features = _first_hour_features(sizes[:, at], ensemble_root)
     growth = sizes[:, -1].clamp_min(1.0).log() - sizes[:, at[-1]].clamp_min(1.0).log()  # (R,)
@@ -179,5 +194,6 @@ def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_
     low, high = torch.quantile(gap, torch.tensor([0.05, 0.95], dtype=torch.float64))
     metrics["rmsle_minus_baseline_lo"], metrics["rmsle_minus_baseline_hi"] = float(low), float(high)
     metrics.update({"cascades": float(truth.numel()), "ensemble": float(sizes.size(0)), "observe_h": observe_h,
-                    "horizon_h": horizon_h, "postprocess": postprocess})
+                    "horizon_h": horizon_h, "postprocess": postprocess,
+                    "parameter_draws": float(len(parameter_sets)) if posterior is not None else 0.0})
     return metrics

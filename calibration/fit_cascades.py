@@ -53,12 +53,14 @@ from torch import Tensor
 from lpm.calibration.cascade_world import (_RAW, DEFAULT_FIXED, DEFAULTS, PARAMS, RECORD, RESHARER_PARAMS, CascadeWorld,
                                            apply_params, load_cascades, model_params, set_params, simulate_cascades,
                                            world_from_meta)
+from lpm.calibration.cascade_posterior import cascade_posterior
 from lpm.calibration.common import CalibrationModule, FitResult, fit, save_params
+from lpm.calibration.posterior import posterior_path
 from lpm.errors import ConfigError
 from lpm.graph import Graph
 from lpm.relax import Expected, RelaxedBernoulli, StraightThrough
 from lpm.simulate import simulate
-from lpm.targets import CascadeTargets, cascade_targets
+from lpm.targets import GROWTH_HOURS, CascadeTargets, cascade_targets
 # evaluation, checks and forecasts live beside the fit; re-exported so that `lpm calibrate|evaluate|check|
 # forecast cascades` find every entry point in this one module (calibration.common.KINDS)
 from lpm.calibration.cascade_evaluation import CHECK_METRICS, check, evaluate, fit_independent_cascade
@@ -225,16 +227,21 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
               split: str = "train", logger: str = "wandb", world: Optional[CascadeWorld] = None,
               init: Optional[Mapping[str, float]] = None, fixed: Sequence[str] = DEFAULT_FIXED,
               batch: int = 2, fit_horizon_h: float = 12.0, agents: Optional[int] = None,
-              items: Optional[int] = None, debias: int = 0) -> FitResult:
+              items: Optional[int] = None, debias: int = 0, posterior: bool = False) -> FitResult:
     """Fit the cascade model to the cascades in ``data`` (the ``split`` part) and write ``out``.
 
     ``agents`` and ``items`` override the default :class:`CascadeWorld`'s size. ``debias > 0``
     corrects the mean-field fit's bias with that many rounds of :func:`correct_bias` (each a
     simulation and a refit; the budget and ``max_steps`` apply to each fit, so it takes about
     ``1 + debias`` times as long); ``out`` then holds the corrected parameters and its meta the
-    plain fit and every iterate. Checkpoints and ``resume`` apply to the plain fit only."""
+    plain fit and every iterate. Checkpoints and ``resume`` apply to the plain fit only.
+
+    ``posterior``: also write the parameters' posterior beside ``out`` (``FIT.posterior.json``,
+    :func:`lpm.calibration.cascade_posterior.cascade_posterior`, centred by its own bias-corrected
+    Gauss-Newton steps from the fitted values)."""
     table = load_cascades(data, split=split)
-    observed = cascade_targets(table)
+    # read only up to the fit horizon, so the root share the loss matches covers the simulated window
+    observed = cascade_targets(table, [h for h in GROWTH_HOURS if h <= fit_horizon_h + 1e-9])
     world = world or CascadeWorld()
     world = replace(world, **{k: v for k, v in dict(agents=agents, items=items).items() if v is not None})
     meta = {"world": world.__dict__, "split": split, "cascades": table.num_cascades, "data": [str(p) for p in data],
@@ -244,6 +251,8 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
     module = CascadeCalibration(observed, world, init, fixed, batch=batch, fit_horizon_h=fit_horizon_h, seed=seed)
     plain = fit(module, out=None if debias else out, work_dir=work_dir, resume=resume, meta=meta, **options)
     if not debias:
+        if posterior:
+            _write_posterior(out, observed, world, plain["params"], fixed, batch, fit_horizon_h, seed)
         return plain
     free = [name for name in world.params if name not in fixed]
     fits = [plain]
@@ -259,5 +268,13 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
     corrected = path[-1]
     history = [row for result in fits for row in result["history"]]
     save_params(out, "cascades", corrected, dict(meta, loss=plain["loss"], debias={"iterations": debias, "path": path}))
+    if posterior:
+        _write_posterior(out, observed, world, corrected, fixed, batch, fit_horizon_h, seed)
     return FitResult(params=corrected, loss=plain["loss"], history=history, steps=sum(r["steps"] for r in fits),
                      averaged=corrected)
+
+
+def _write_posterior(out: Path, observed: CascadeTargets, world: CascadeWorld, values: Mapping[str, float],
+                     fixed: Sequence[str], batch: int, fit_horizon_h: float, seed: int) -> Path:
+    module = CascadeCalibration(observed, world, values, fixed, batch=batch, fit_horizon_h=fit_horizon_h, seed=seed)
+    return cascade_posterior(module, observed, seed=seed).save(posterior_path(out))

@@ -16,7 +16,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from lpm.relax import Estimator, Hard
 from lpm.rng import CounterRNG
 from lpm.simulate import Trajectory, simulate
 from lpm.state import PopulationState
+
+if TYPE_CHECKING:
+    from lpm.uncertainty import ParameterDraws
 
 __all__ = ["counterfactual", "CounterfactualResult", "arm_batches", "CPU_BATCH_AGENTS", "OUTCOMES", "ADJUSTED"]
 
@@ -93,6 +96,8 @@ class CounterfactualResult:
     baseline: str
     common_random_numbers: bool
     outcomes: tuple[str, ...] = OUTCOMES
+    #: with ``counterfactual(..., posterior=...)``: the same arms and seeds at the point estimate
+    fixed_parameters: Optional["CounterfactualResult"] = None
 
     @property
     def headline(self) -> str:
@@ -263,6 +268,8 @@ def counterfactual(
     record: Optional[Mapping[str, Observable]] = None,
     chunk: Optional[int] = None,
     progress: bool = False,
+    posterior: Optional["ParameterDraws"] = None,
+    posterior_seed: int = 0,
 ) -> CounterfactualResult:
     """Run every arm under every seed, arms x seeds as the batch, and tabulate the outcomes for ``item``.
 
@@ -288,6 +295,11 @@ def counterfactual(
             A batch of B scenarios equals B single runs, so batching changes speed and memory,
             never the numbers.
         progress: show a progress bar (one per batch).
+        posterior: parameter uncertainty (:class:`lpm.uncertainty.ParameterDraws`, e.g. a fit's
+            :func:`lpm.calibration.posterior.load_posterior`): seed ``s`` of every arm runs under
+            posterior draw ``s`` (``posterior_seed`` seeds the draws), so intervals include what the
+            data leave uncertain about the parameters; the same seeds at the model's own parameters
+            are kept in ``fixed_parameters`` (:func:`lpm.uncertainty.interval_widening` compares them).
 
     Returns:
         A :class:`CounterfactualResult`.
@@ -316,14 +328,23 @@ def counterfactual(
                 raise ConfigError(f"Expected interventions in arm {name!r} (got {type(intervention).__name__})")
     device = torch.device(device)
     groups = arm_batches(len(names), len(seed_list), population.num_agents, device, chunk)
-    parts = []
-    for group in groups:
-        part = _run_batch(model, population, graph, arms, names, group, seed_list, steps=steps, device=device,
+
+    def run_batch(run_model: Model, group: range, seeds: tuple[int, ...]) -> CounterfactualResult:
+        part = _run_batch(run_model, population, graph, arms, names, group, seeds, steps=steps, device=device,
                           item=item, common_random_numbers=common_random_numbers, estimator=estimator,
                           record=record, progress=progress)
         # several batches on a GPU: keep only one batch's tensors there
-        parts.append(_to_cpu(part) if len(groups) > 1 and device.type != "cpu" else part)
-    return dataclasses.replace(parts[0], baseline=baseline) if len(parts) == 1 else _merge(parts, baseline)
+        return _to_cpu(part) if device.type != "cpu" and (len(groups) > 1 or posterior is not None) else part
+
+    parts = [run_batch(model, group, seed_list) for group in groups]
+    result = dataclasses.replace(parts[0], baseline=baseline) if len(parts) == 1 else _merge(parts, baseline)
+    if posterior is None:
+        return result
+    from lpm.uncertainty import run_with_draws
+
+    drawn = run_with_draws(run_batch, model, names, seed_list, posterior, posterior_seed,
+                           lambda num_seeds: arm_batches(len(names), num_seeds, population.num_agents, device, chunk))
+    return dataclasses.replace(drawn, baseline=baseline, fixed_parameters=result)
 
 
 #: Agents x scenarios per batch on the CPU when no ``chunk`` is given. A step's temporaries are

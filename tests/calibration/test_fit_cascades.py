@@ -299,3 +299,27 @@ def test_resumed_fit_writes_the_same_file_as_an_uninterrupted_one(tmp_path, plan
     assert meta_b["step"] == meta_a["step"]
     assert [row[1] for row in resumed["history"]] == [row[1] for row in straight["history"]]  # every step kept
     assert [row[2] for row in resumed["history"]] == pytest.approx([row[2] for row in straight["history"]], rel=1e-6)
+
+
+def test_calibrate_writes_a_posterior_beside_the_fit(tmp_path, dataset):
+    from lpm.calibration.fit_cascades import calibrate
+    from lpm.calibration.posterior import load_posterior, posterior_path
+
+    fitted = tmp_path / "fitted.json"
+    calibrate([dataset], fitted, max_steps=2, split="all", logger="none", progress=False,
+              world=CascadeWorld(agents=400, items=4, resharer_audience=False), posterior=True)
+    posterior = load_posterior(posterior_path(fitted), kind="cascades")
+    params, _ = load_params(fitted, kind="cascades")
+    assert set(posterior.names) == set(params) - {"attention"}  # the free parameters; attention held fixed
+    assert posterior.fixed == pytest.approx({"attention": params["attention"]})
+    assert bool((posterior.sd > 0).all()) and bool((posterior.sd < 3.0).all())  # the data narrowed the prior
+    for draw in posterior.draw(5, seed=1):
+        assert 0 < draw["transmissibility"] < 1 and draw["feed_tail"] > 1
+    # the forecast ensemble splits its scenarios among parameter draws
+    from lpm.calibration.fit_cascades import forecast
+
+    drawn = forecast(fitted, [dataset], posterior=posterior, batch=4, draws=2, split="all", neighbours=4)
+    point = forecast(fitted, [dataset], batch=4, split="all", neighbours=4)
+    assert drawn["parameter_draws"] == 2 and point["parameter_draws"] == 0
+    assert 0 <= drawn["model_coverage80"] <= 1 and math.isfinite(drawn["model_rmsle_size"])
+    assert drawn["baseline_rmsle_size"] == point["baseline_rmsle_size"]  # the regression sees no simulation
