@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from lpm.errors import ConfigError
 
-__all__ = ["positive", "unit_interval", "inverse_softplus", "logit"]
+__all__ = ["positive", "unit_interval", "inverse_softplus", "logit", "softplus"]
 
 
 def inverse_softplus(value: float) -> float:
