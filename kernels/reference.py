@@ -162,9 +162,11 @@ def sample_followee(rowptr: Tensor, col: Tensor, uniform: Tensor) -> Tensor:
     start = rowptr[:-1].long()
     degree = rowptr[1:].long() - start  # (N,)
     offset = (uniform * degree).long().clamp_max_(torch.clamp(degree - 1, min=0))  # (B, N)
-    position = (start + offset).clamp_max_(max(col.numel() - 1, 0))
-    chosen = col.index_select(0, position.reshape(-1)).reshape(position.shape).long()
     self_index = torch.arange(num_nodes, device=col.device)
+    if col.numel() == 0:  # nothing to index into: everyone keeps itself
+        return self_index.expand_as(offset).clone()
+    position = (start + offset).clamp_max_(col.numel() - 1)
+    chosen = col.index_select(0, position.reshape(-1)).reshape(position.shape).long()
     return torch.where(degree > 0, chosen, self_index)
 
 
