@@ -149,8 +149,7 @@ def gather_followees(graph: "Graph", x: Tensor, edges: Optional[Tensor] = None) 
     Shapes:
         x: ``(B, N, ...)``; edges: ``(E',)`` int64 edge ids; returns ``(B, E, ...)`` or ``(B, E', ...)``.
     """
-    index = graph.col if edges is None else graph.col[edges]
-    return lookup("gather_rows", x.device, x.dtype)(x, index)
+    return _gather_rows(x, graph.col, edges)
 
 
 def gather_followers(graph: "Graph", x: Tensor, edges: Optional[Tensor] = None) -> Tensor:
@@ -160,7 +159,11 @@ def gather_followers(graph: "Graph", x: Tensor, edges: Optional[Tensor] = None) 
     Shapes:
         x: ``(B, N, ...)``; edges: ``(E',)`` int64 edge ids; returns ``(B, E, ...)`` or ``(B, E', ...)``.
     """
-    index = graph.row if edges is None else graph.row[edges]
+    return _gather_rows(x, graph.row, edges)
+
+
+def _gather_rows(x: Tensor, agents: Tensor, edges: Optional[Tensor]) -> Tensor:
+    index = agents if edges is None else agents[edges]
     return lookup("gather_rows", x.device, x.dtype)(x, index)
 
 

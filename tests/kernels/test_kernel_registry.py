@@ -94,8 +94,9 @@ def test_registry_rejects_unknown_ops_and_double_registration(registered):
 def test_every_dispatch_function_goes_through_the_registry(registered):
     """Each op's stand-in sees the call its dispatch function makes (so a fused kernel would too)."""
     graph = small_graph(20, 3.0, seed=2)
-    x = torch.rand(2, 20, 2, dtype=torch.float64)
-    posts = x * (x < 0.05)  # sparse: neighbor_sum pushes from the nonzeros
+    x = torch.rand(2, 20, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    posts = torch.zeros_like(x)
+    posts[0, 3, 1] = 1.0  # sparse: neighbor_sum pushes from the nonzeros
     calls = {
         "neighbor_pull": lambda: kernels.neighbor_pull(graph, x),
         "neighbor_sum": lambda: kernels.neighbor_sum(graph, x),
