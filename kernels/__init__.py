@@ -1,5 +1,6 @@
 """Hot ops of lpm (:mod:`lpm.kernels.dispatch`), one dispatch function per op, each beside the
-plain-torch reference (:mod:`lpm.kernels.reference`) its fast paths are tested against."""
+plain-torch reference (:mod:`lpm.kernels.reference`) its fast paths are tested against; fast paths
+are registered per (op, device type, dtype, pair kernel) in :mod:`lpm.kernels.registry`."""
 
 if __name__ != "lpm.kernels":  # imported as a bare `kernels` from the repository root: see _toplevel
     from ._toplevel import hand_over

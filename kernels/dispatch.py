@@ -1,24 +1,33 @@
 """Hot ops of lpm, one dispatch function per op.
 
-lpm calls only the functions here. Each chooses an implementation in one place: a fused GPU kernel
-when one is registered for the device, dtype and pair kernel, otherwise the plain-torch reference in
-:mod:`lpm.kernels.reference`, which is also what every fused kernel is tested against.
+lpm calls only the functions here; no code outside :mod:`lpm.kernels` aggregates over the graph's
+edges itself. Each function looks its op up in one place (:mod:`lpm.kernels.registry`): a fast path
+registered for the device, dtype and pair kernel, otherwise the plain-torch reference in
+:mod:`lpm.kernels.reference`, which is also what every fast path is tested against.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Union
 
+import torch
 from torch import Tensor
 
-from . import reference
+from .edge_scale import EdgeScale
 from .pair import AttractRepel, PairKernel, Personalization, Product, SmoothBoundedConfidence, combine
+from .registry import Implementation, implementations, lookup, register, unregister
 
 if TYPE_CHECKING:
     from lpm.graph import Graph
 
-__all__ = ["neighbor_pull", "neighbor_sum", "neighbor_sum_sparse", "sample_followee", "PairKernel", "SmoothBoundedConfidence", "AttractRepel",
-           "Personalization", "Product", "combine"]
+__all__ = ["neighbor_pull", "neighbor_sum", "neighbor_sum_dense", "neighbor_sum_sparse", "neighbor_min",
+           "sum_over_followers", "gather_followees", "gather_followers", "take_along_agents", "sample_followee",
+           "sample_visible_followee", "expand_segments", "EdgeScale", "PairKernel", "SmoothBoundedConfidence",
+           "AttractRepel", "Personalization", "Product", "combine", "register", "unregister", "lookup",
+           "implementations", "Implementation"]
+
+# The sparse push pays off below this share of nonzero entries (1/16).
+_SPARSE_SHARE = 16
 
 
 def neighbor_pull(
@@ -48,35 +57,124 @@ def neighbor_pull(
         x: ``(B, N, d)``; source_weight: ``(B, N)``; pull: ``(B, N, d)``;
         weight: ``(B, N, d)`` or ``(B, N, 1)``.
     """
-    return reference.neighbor_pull(
-        graph.rowptr, graph.col, graph.row, graph.weight, graph.in_weight, x, pair, source_weight
-    )
+    impl = lookup("neighbor_pull", x.device, x.dtype, None if pair is None else type(pair))
+    return impl(graph.rowptr, graph.col, graph.row, graph.weight, graph.in_weight, x, pair, source_weight)
 
 
-def neighbor_sum(graph: "Graph", x: Tensor, edge_scale: Optional[Tensor] = None) -> Tensor:
+def neighbor_sum(graph: "Graph", x: Tensor, edge_scale: Optional[Union[Tensor, EdgeScale]] = None, *,
+                 weighted: bool = True) -> Tensor:
     """``sum_j a_ij e_ij x_j`` over the followees ``j`` of each agent ``i`` (a sparse matrix product),
     with an optional per-scenario edge multiplier ``e`` (e.g. blocked edges).
 
+    Chooses between :func:`neighbor_sum_sparse` and :func:`neighbor_sum_dense`, which give the same
+    numbers bit for bit on the CPU: on the CPU, without gradient, when at most 1/16 of ``x`` is
+    nonzero (posts are few: a few hundred resharers among 10^5 agents), pushing them along their
+    out-edges skips the ``B x E`` dense product. Elsewhere the dense product: a GPU does it at
+    memory bandwidth without the host syncs the push needs, and relaxed runs have posts everywhere.
+
+    Args:
+        graph: the follower graph, on the device of ``x``.
+        x: per-agent values.
+        edge_scale: optional multipliers per scenario and edge, dense or as an :class:`EdgeScale`.
+        weighted: ``False`` ignores the graph's edge weights (``a_ij = 1`` on every edge).
+
     Shapes:
-        x: ``(B, N, d)``; edge_scale: ``(B, E)``, or factored (:class:`lpm.interventions.EdgeGates`);
-        returns ``(B, N, d)``.
+        x: ``(B, N, d)``; edge_scale: ``(B, E)``; returns ``(B, N, d)``.
+    """
+    if _push_from_nonzeros(x):
+        return neighbor_sum_sparse(graph, x, edge_scale, weighted=weighted)
+    return neighbor_sum_dense(graph, x, edge_scale, weighted=weighted)
+
+
+def _push_from_nonzeros(x: Tensor) -> bool:
+    if x.requires_grad or x.device.type != "cpu":
+        return False
+    return int(torch.count_nonzero(x)) * _SPARSE_SHARE <= x.numel()
+
+
+def neighbor_sum_dense(graph: "Graph", x: Tensor, edge_scale: Optional[Union[Tensor, EdgeScale]] = None, *,
+                       weighted: bool = True) -> Tensor:
+    """:func:`neighbor_sum` as a gather and a scatter over all ``B x E`` edges; differentiable in ``x``
+    (and in a dense ``edge_scale``).
+
+    Shapes:
+        x: ``(B, N, d)``; edge_scale: ``(B, E)``; returns ``(B, N, d)``.
     """
     if edge_scale is not None and not isinstance(edge_scale, Tensor):
         edge_scale = edge_scale.dense()
-    return reference.neighbor_sum(graph.col, graph.row, graph.weight, x, edge_scale)
+    impl = lookup("neighbor_sum", x.device, x.dtype)
+    return impl(graph.col, graph.row, graph.weight if weighted else None, x, edge_scale)
 
 
-def neighbor_sum_sparse(graph: "Graph", x: Tensor, edge_scale: Optional[Tensor] = None) -> Tensor:
+def neighbor_sum_sparse(graph: "Graph", x: Tensor, edge_scale: Optional[Union[Tensor, EdgeScale]] = None, *,
+                        weighted: bool = True) -> Tensor:
     """:func:`neighbor_sum` for a sparse ``x`` without gradient (e.g. the posts visible in feeds):
     pushed from its nonzero entries along their out-edges, ``O(nnz x followers)`` instead of
-    ``O(B x E)``; equal to :func:`neighbor_sum` bit for bit on the CPU.
+    ``O(B x E)``; equal to :func:`neighbor_sum_dense` bit for bit on the CPU.
 
     Shapes:
-        x: ``(B, N, d)``; edge_scale: ``(B, E)``, or factored (read only where posts are);
+        x: ``(B, N, d)``; edge_scale: ``(B, E)``, or an :class:`EdgeScale` (read only where posts are);
         returns ``(B, N, d)``.
     """
     starts, edges = graph.followers()
-    return reference.neighbor_sum_sparse(starts, edges, graph.row, graph.weight, x, edge_scale)
+    impl = lookup("neighbor_sum_sparse", x.device, x.dtype)
+    return impl(starts, edges, graph.row, graph.weight if weighted else None, x, edge_scale)
+
+
+def neighbor_min(graph: "Graph", x: Tensor) -> Tensor:
+    """``min_j x_j`` over the followees ``j`` of each agent ``i``; ``inf`` for agents who follow nobody.
+
+    E.g. the first step in which anything an agent follows posted. Not differentiable.
+
+    Shapes:
+        x: ``(B, N, d)`` floating; returns ``(B, N, d)``.
+    """
+    return lookup("neighbor_min", x.device, x.dtype)(graph.col, graph.row, x)
+
+
+def sum_over_followers(graph: "Graph", values: Tensor) -> Tensor:
+    """``sum_e values_e`` over the edges ``e = (j -> i)`` out of each agent ``j``: per-edge values
+    summed into the followee, over its followers (the transpose of :func:`neighbor_sum`'s scatter).
+
+    Shapes:
+        values: ``(B, E, d)`` in edge (CSR) order; returns ``(B, N, d)``.
+    """
+    return lookup("sum_over_followers", values.device, values.dtype)(graph.col, values, graph.num_nodes)
+
+
+def gather_followees(graph: "Graph", x: Tensor, edges: Optional[Tensor] = None) -> Tensor:
+    """``x`` at the followee (the source ``j``) of each edge ``j -> i``, or of the edges ``edges``;
+    differentiable in ``x``.
+
+    Shapes:
+        x: ``(B, N, ...)``; edges: ``(E',)`` int64 edge ids; returns ``(B, E, ...)`` or ``(B, E', ...)``.
+    """
+    return _gather_rows(x, graph.col, edges)
+
+
+def gather_followers(graph: "Graph", x: Tensor, edges: Optional[Tensor] = None) -> Tensor:
+    """``x`` at the follower (the target ``i``) of each edge ``j -> i``, or of the edges ``edges``;
+    differentiable in ``x``.
+
+    Shapes:
+        x: ``(B, N, ...)``; edges: ``(E',)`` int64 edge ids; returns ``(B, E, ...)`` or ``(B, E', ...)``.
+    """
+    return _gather_rows(x, graph.row, edges)
+
+
+def _gather_rows(x: Tensor, agents: Tensor, edges: Optional[Tensor]) -> Tensor:
+    index = agents if edges is None else agents[edges]
+    return lookup("gather_rows", x.device, x.dtype)(x, index)
+
+
+def take_along_agents(x: Tensor, index: Tensor) -> Tensor:
+    """``x[b, index[b, i]]``: each agent's value at another agent chosen per scenario (e.g. the
+    followee drawn by :func:`sample_followee`); differentiable in ``x``.
+
+    Shapes:
+        x: ``(B, N)`` or ``(B, N, d)``; index: ``(B, N)`` int64; returns the shape of ``x``.
+    """
+    return lookup("take_along_agents", x.device, x.dtype)(x, index)
 
 
 def sample_followee(graph: "Graph", uniform: Tensor) -> Tensor:
@@ -91,4 +189,36 @@ def sample_followee(graph: "Graph", uniform: Tensor) -> Tensor:
     Shapes:
         uniform: ``(B, N)``; returns ``(B, N)`` int64 agent indices.
     """
-    return reference.sample_followee(graph.rowptr, graph.col, uniform)
+    return lookup("sample_followee", uniform.device, uniform.dtype)(graph.rowptr, graph.col, uniform)
+
+
+def sample_visible_followee(graph: "Graph", posts: Tensor, index: Tensor, uniform: Tensor) -> Tensor:
+    """For each requested ``(b, i, c)``, one followee ``j`` of ``i`` with a visible post
+    (``posts[b, j, c] > 0``), uniformly at random among those; ``-1`` if there is none.
+
+    E.g. the parent of a new reshare: a random followee among those the item came from.
+
+    Args:
+        graph: the follower graph.
+        posts: per-agent posts per item; nonzero where visible.
+        index: the ``(b, i, c)`` positions to draw for.
+        uniform: uniform ``[0, 1)`` draws, one per position.
+
+    Shapes:
+        posts: ``(B, N, C)``; index: ``(K, 3)`` int64; uniform: ``(K,)``; returns ``(K,)`` int64.
+    """
+    impl = lookup("sample_visible_followee", posts.device, posts.dtype)
+    return impl(graph.rowptr, graph.col, posts, index, uniform)
+
+
+def expand_segments(start: Tensor, length: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Every position of K segments ``[start_k, start_k + length_k)``, concatenated (a CSR walk).
+
+    Returns:
+        ``(owner, position, offset)``: the segment of each position, the positions, and where each
+        segment begins in the concatenation. One host sync (the total length).
+
+    Shapes:
+        start, length: ``(K,)`` int64; owner, position: ``(T,)`` with ``T = sum(length)``; offset: ``(K,)``.
+    """
+    return lookup("expand_segments", length.device, length.dtype)(start, length)

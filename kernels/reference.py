@@ -6,15 +6,22 @@ memory-hungry at scale, and what makes them the ground truth every fused kernel 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+import math
+from typing import TYPE_CHECKING, Optional, Union
 
 import torch
 from torch import Tensor
 
+from .edge_scale import EdgeScale
+
 if TYPE_CHECKING:
     from .pair import PairKernel
 
-__all__ = ["neighbor_pull", "neighbor_sum", "sample_followee", "gather_rows"]
+__all__ = ["neighbor_pull", "neighbor_sum", "neighbor_sum_sparse", "neighbor_min", "sum_over_followers",
+           "gather_rows", "take_along_agents", "sample_followee", "sample_visible_followee", "expand_segments"]
+
+# Bound on the elements of a (chunk, E, d) per-edge temporary in the ops that chunk over scenarios.
+_CHUNK_ELEMENTS = 1 << 24
 
 
 class _GatherRows(torch.autograd.Function):
@@ -37,7 +44,9 @@ class _GatherRows(torch.autograd.Function):
 
 
 def gather_rows(x: Tensor, index: Tensor) -> Tensor:
-    """Rows ``index`` of agent tensors: ``(B, N, ...) -> (B, E, ...)``, differentiable in ``x``."""
+    """Rows ``index`` of agent tensors: ``(B, N, ...) -> (B, E, ...)``, differentiable in ``x``.
+
+    See :func:`lpm.kernels.gather_followees`."""
     if not x.requires_grad:
         return x.index_select(1, index)
     if x.dim() == 2:
@@ -122,7 +131,7 @@ def expand_segments(start: Tensor, length: Tensor) -> tuple[Tensor, Tensor, Tens
 
 
 def neighbor_sum_sparse(starts: Tensor, edges: Tensor, row: Tensor, edge_weight: Optional[Tensor], x: Tensor,
-                        edge_scale: Optional[Tensor] = None) -> Tensor:
+                        edge_scale: Optional[Union[Tensor, EdgeScale]] = None) -> Tensor:
     """:func:`neighbor_sum` pushed from the nonzero entries of ``x`` along their out-edges.
 
     Work is proportional to the nonzeros' follower counts instead of ``B x E``. Each follower's
@@ -139,7 +148,7 @@ def neighbor_sum_sparse(starts: Tensor, edges: Tensor, row: Tensor, edge_weight:
         value = value * edge_weight.to(x.dtype)[edge]
     if edge_scale is not None:
         scenario = b[owner]
-        # a factored multiplier (lpm.interventions.EdgeGates) is read at the touched pairs only
+        # a multiplier kept in another form (EdgeScale) is read at the touched pairs only
         scale = edge_scale[scenario, edge] if isinstance(edge_scale, Tensor) else edge_scale.take(scenario, edge)
         value = value * scale.to(x.dtype)
     target = (b[owner] * num_nodes + row[edge]) * dim + d[owner]
@@ -153,7 +162,58 @@ def sample_followee(rowptr: Tensor, col: Tensor, uniform: Tensor) -> Tensor:
     start = rowptr[:-1].long()
     degree = rowptr[1:].long() - start  # (N,)
     offset = (uniform * degree).long().clamp_max_(torch.clamp(degree - 1, min=0))  # (B, N)
-    position = (start + offset).clamp_max_(max(col.numel() - 1, 0))
-    chosen = col.index_select(0, position.reshape(-1)).reshape(position.shape).long()
     self_index = torch.arange(num_nodes, device=col.device)
+    if col.numel() == 0:  # nothing to index into: everyone keeps itself
+        return self_index.expand_as(offset).clone()
+    position = (start + offset).clamp_max_(col.numel() - 1)
+    chosen = col.index_select(0, position.reshape(-1)).reshape(position.shape).long()
     return torch.where(degree > 0, chosen, self_index)
+
+
+def neighbor_min(col: Tensor, row: Tensor, x: Tensor) -> Tensor:
+    """See :func:`lpm.kernels.neighbor_min`."""
+    col, row = col.long(), row.long()
+    out = torch.full_like(x, math.inf)
+    chunk = max(1, _CHUNK_ELEMENTS // max(col.numel() * x.size(2), 1))
+    for lo in range(0, x.size(0), chunk):
+        values = x[lo:lo + chunk, col]  # (b, E, d)
+        out[lo:lo + chunk].scatter_reduce_(1, row[None, :, None].expand_as(values), values, "amin")
+    return out
+
+
+def sum_over_followers(col: Tensor, values: Tensor, num_nodes: int) -> Tensor:
+    """See :func:`lpm.kernels.sum_over_followers`."""
+    batch, _, dim = values.shape
+    return values.new_zeros(batch, num_nodes, dim).index_add_(1, col.long(), values)
+
+
+def take_along_agents(x: Tensor, index: Tensor) -> Tensor:
+    """See :func:`lpm.kernels.take_along_agents`."""
+    if x.dim() == 2:
+        return torch.gather(x, 1, index)
+    return torch.gather(x, 1, index[..., None].expand_as(x))
+
+
+def sample_visible_followee(rowptr: Tensor, col: Tensor, posts: Tensor, index: Tensor, uniform: Tensor) -> Tensor:
+    """See :func:`lpm.kernels.sample_visible_followee`.
+
+    Only the ``K`` requested rows are visited: their CSR rows are expanded (``K x degree`` edges),
+    the visible posts among them counted with one cumulative sum, a rank ``r = floor(u * k)`` drawn
+    among the ``k`` visible ones and the edge holding the ``(r+1)``-th found by binary search:
+    ``O(K d log(K d))``, one host sync (the expansion's size).
+    """
+    b, i, c = index.unbind(1)
+    rowptr, col = rowptr.long(), col.long()
+    degree = rowptr[i + 1] - rowptr[i]
+    owner, edge, offset = expand_segments(rowptr[i], degree)  # offset: first edge of each
+    total = edge.numel()
+    visible = (posts[b[owner], col[edge], c[owner]] > 0).to(torch.int64)
+    running = torch.cumsum(visible, 0)
+    before = torch.where(offset > 0, running[(offset - 1).clamp_min(0)], torch.zeros_like(offset)) \
+        if total > 0 else torch.zeros_like(offset)
+    k = (running[(offset + degree - 1).clamp_min(0)] - before) if total > 0 else torch.zeros_like(offset)
+    k = torch.where(degree > 0, k, torch.zeros_like(k))
+    rank = torch.minimum((uniform * k).to(torch.int64), (k - 1).clamp_min(0))
+    position = torch.searchsorted(running, before + rank + 1).clamp_max(max(total - 1, 0))
+    parent = col[edge[position]] if total > 0 else torch.full_like(k, -1)
+    return torch.where(k > 0, parent, torch.full_like(parent, -1))

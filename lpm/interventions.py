@@ -24,14 +24,16 @@ bool mask), which is how :func:`lpm.counterfactual` runs several arms in one bat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from lpm.dynamics.base import positive, softplus, unit_interval
+from lpm import kernels
+# the effect types live below dynamics and interventions; re-exported here, where users look for them
+from lpm.effects import EdgeGates, Effects, Shape, dense_edge_scale, smooth_elapsed, smooth_step  # noqa: F401
 from lpm.errors import ConfigError
+from lpm.params import positive, softplus, unit_interval
 
 __all__ = [
     "Effects",
@@ -51,90 +53,6 @@ __all__ = [
 ]
 
 
-def smooth_step(time_h: float, at: Tensor, width: float) -> Tensor:
-    """``sigmoid((t - at) / width)``: 0 well before ``at``, 1 well after, differentiable in ``at``."""
-    return torch.sigmoid((time_h - at) / width)
-
-
-def smooth_elapsed(time_h: float, at: Tensor, width: float) -> Tensor:
-    """``width * softplus((t - at) / width)``: hours since ``at`` (0 before), smooth at ``at``."""
-    return width * torch.nn.functional.softplus((time_h - at) / width)
-
-
-@dataclass(frozen=True)
-class EdgeGates:
-    """``(B, E)`` edge multipliers ``prod_k (1 - level_k[b] * blocked_k[e])``, kept factored.
-
-    Edge blocking acts on the edges of a few accounts in some scenarios of the batch. Built as a
-    dense ``(B, E)`` tensor every step it cost ~0.3 s a step at 10^5 agents (10^6 edges) x 88
-    scenarios on a CPU, though the exposure push reads it at a few thousand (scenario, edge) pairs.
-    :meth:`dense` gives the tensor (the same numbers: each factor and the product are computed in
-    the same order); :meth:`take` gives it at index pairs.
-
-    Shapes:
-        levels: ``(B, 1)`` each, how much factor ``k`` is on per scenario; blocked: ``(E,)`` each.
-    """
-
-    levels: tuple[Tensor, ...]
-    blocked: tuple[Tensor, ...]
-
-    def dense(self) -> Tensor:
-        """``(B, E)`` multipliers."""
-        out = None
-        for level, blocked in zip(self.levels, self.blocked):
-            factor = 1 - level * blocked[None]
-            out = factor if out is None else out * factor
-        return out
-
-    def take(self, scenario: Tensor, edge: Tensor) -> Tensor:
-        """``(K,)`` multipliers at the pairs ``(scenario[k], edge[k])``."""
-        out = None
-        for level, blocked in zip(self.levels, self.blocked):
-            factor = 1 - level[:, 0][scenario] * blocked[edge]
-            out = factor if out is None else out * factor
-        return out
-
-    def times(self, other: "Tensor | EdgeGates") -> "Tensor | EdgeGates":
-        """The product with another multiplier (dense unless both are factored)."""
-        if isinstance(other, EdgeGates):
-            return EdgeGates(self.levels + other.levels, self.blocked + other.blocked)
-        return self.dense() * other
-
-
-def dense_edge_scale(value: "Tensor | EdgeGates | None") -> Optional[Tensor]:
-    """``(B, E)`` tensor of an ``edge_scale`` effect, factored or not (``None`` stays ``None``)."""
-    return value.dense() if isinstance(value, EdgeGates) else value
-
-
-@dataclass
-class Effects:
-    """Accumulated effects of all interventions at one step (``None``: no effect of that kind)."""
-
-    reshare_logit: Optional[Tensor] = None
-    exposure_scale: Optional[Tensor] = None
-    source_gate: Optional[Tensor] = None
-    edge_scale: "Optional[Tensor | EdgeGates]" = None
-    emotion_drive: Optional[Tensor] = None
-    opinion_rate: Optional[Tensor] = None
-    opinion_pull: Optional[Tensor] = None
-    personalization: Optional[Tensor] = None
-
-    def add(self, name: str, value: Tensor) -> None:
-        current = getattr(self, name)
-        setattr(self, name, value if current is None else current + value)
-
-    def scale(self, name: str, value: "Tensor | EdgeGates") -> None:
-        current = getattr(self, name)
-        if current is None:
-            setattr(self, name, value)
-        elif isinstance(current, EdgeGates):
-            setattr(self, name, current.times(value))
-        elif isinstance(value, EdgeGates):
-            setattr(self, name, current * value.dense())
-        else:
-            setattr(self, name, current * value)
-
-
 def _agent_mask(agents: Sequence[int] | Tensor, num_agents: int, name: str) -> Tensor:
     index = torch.as_tensor(agents, dtype=torch.int64).reshape(-1)
     if index.numel() == 0:
@@ -148,8 +66,6 @@ def _agent_mask(agents: Sequence[int] | Tensor, num_agents: int, name: str) -> T
 
 def _reached_by(sources: Sequence[int], graph, name: str) -> Tensor:
     """``(N,)`` float mask of the accounts ``sources`` and their followers (who see their posts)."""
-    from lpm import kernels
-
     official = _agent_mask(sources, graph.num_nodes, name)
     followers = kernels.neighbor_sum(graph, official.to(graph.device).view(1, -1, 1))[0, :, 0].cpu() > 0
     return (followers | (official > 0)).float()
@@ -181,19 +97,6 @@ class Intervention(nn.Module):
 
     def apply(self, effects: Effects, time_h: float, shape: "Shape") -> None:  # pragma: no cover - abstract
         raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class Shape:
-    """Sizes an intervention needs to build its effects."""
-
-    batch: int
-    agents: int
-    items: int
-    edges: int
-    emotions: int
-    topics: int
-    like: Tensor  # dtype and device
 
 
 def _item_onehot(item: int, shape: Shape) -> Tensor:
@@ -288,9 +191,9 @@ class EdgeBlocking(Intervention):
         if not 0 < share <= 1:
             raise ConfigError(f"Expected a blocked share in (0, 1] (got {share})")
         target = _agent_mask(agents, graph.num_nodes, "EdgeBlocking") > 0
-        col = graph.col.long().cpu()
-        chosen = (torch.arange(col.numel()) * 2654435761 % 1000).float() / 1000.0 < share
-        self.register_buffer("blocked", (target[col] & chosen).float())
+        from_target = kernels.gather_followees(graph, target.to(graph.device)[None])[0].cpu()  # (E,)
+        chosen = (torch.arange(graph.num_edges) * 2654435761 % 1000).float() / 1000.0 < share
+        self.register_buffer("blocked", (from_target & chosen).float())
 
     def apply(self, effects: Effects, time_h: float, shape: Shape) -> None:
         if self.blocked.numel() != shape.edges:

@@ -868,8 +868,8 @@ def friendship_paradox(graph: Graph) -> float:
         raise ConfigError("Expected a graph with at least one edge (got 0)")
     followers = graph.out_degree().to(torch.float64)
     followees = graph.in_degree()
-    seen = torch.zeros(graph.num_nodes, dtype=torch.float64, device=graph.device)
-    seen.index_add_(0, graph.row, followers[graph.col.long()])
+    # followers of each followee, summed per follower: edges count once whatever their weight
+    seen = kernels.neighbor_sum(graph, followers.view(1, -1, 1), weighted=False)[0, :, 0]
     has = followees > 0
     mean_seen = (seen[has] / followees[has]).mean()
     return float(mean_seen / followers.mean())

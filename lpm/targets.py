@@ -15,9 +15,9 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
+from lpm import kernels
 from lpm.data.cascades import CascadeTable
 from lpm.errors import ConfigError
-from lpm.kernels.reference import expand_segments
 
 __all__ = ["GROWTH_HOURS", "CascadeTargets", "cascade_targets", "cascade_metrics", "ks_statistic", "nrmse"]
 
@@ -69,7 +69,7 @@ class CascadeTargets:
         order = torch.argsort(self.delay_owner, stable=True)
         counts = torch.bincount(self.delay_owner, minlength=self.num_cascades)
         starts = torch.cumsum(counts, 0) - counts
-        owner, rows, _ = expand_segments(starts[index], counts[index])
+        owner, rows, _ = kernels.expand_segments(starts[index], counts[index])
         return CascadeTargets(self.hours, self.size[index], self.depth[index], self.breadth[index],
                               self.root_share[index], self.delays[order[rows]], owner)
 

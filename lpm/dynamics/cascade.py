@@ -51,11 +51,10 @@ import torch
 from torch import Tensor, nn
 
 from lpm import kernels
-from lpm.kernels import reference as kernel_reference
 from lpm.dynamics.base import positive, softplus, unit_interval
+from lpm.effects import Effects, dense_edge_scale
 from lpm.errors import ConfigError
 from lpm.graph import Graph
-from lpm.interventions import Effects, dense_edge_scale
 from lpm.relax import Estimator
 from lpm.rng import (STREAM_CASCADE_ATTENTION, STREAM_CASCADE_AUDIENCE, STREAM_CASCADE_BROADCAST,
                      STREAM_CASCADE_PARENT, STREAM_CASCADE_RESHARE, STREAM_CASCADE_RESHARER_AUDIENCE,
@@ -117,26 +116,10 @@ def _exposure_count(graph: Graph, frontier: Tensor, effects: Effects) -> Tensor:
     downranking."""
     if effects.source_gate is not None:
         frontier = frontier * effects.source_gate[..., None]
-    if _push_from_posts(frontier):
-        k = kernels.neighbor_sum_sparse(graph, frontier, effects.edge_scale)
-    else:
-        k = kernels.neighbor_sum(graph, frontier, effects.edge_scale)
+    k = kernels.neighbor_sum(graph, frontier, effects.edge_scale)
     if effects.exposure_scale is not None:
         k = k * effects.exposure_scale
     return k
-
-
-def _push_from_posts(frontier: Tensor) -> bool:
-    """Whether to count exposures from the visible posts alone (the same numbers, bit for bit).
-
-    On the CPU, in runs without gradient, posts are few (a few hundred resharers among 10^5 agents)
-    and pushing them along their out-edges skips the ``B x E`` dense product, which dominated an
-    exact step. Elsewhere the dense product stays: a GPU does it at memory bandwidth without the
-    host syncs the push needs, and relaxed runs have posts everywhere.
-    """
-    if frontier.requires_grad or frontier.device.type != "cpu":
-        return False
-    return int(torch.count_nonzero(frontier)) * 16 <= frontier.numel()
 
 
 class _CascadeBase(nn.Module):
@@ -186,13 +169,9 @@ class _CascadeBase(nn.Module):
                              reshare_time=state.reshare_time.index_put(idx, starts))
 
     def _parents(self, graph: Graph, frontier: Tensor, hard: Tensor, rng: CounterRNG, t: int) -> tuple[Tensor, Tensor]:
-        """The parents of this step's new reshares: a uniformly random frontier followee of each.
-
-        Only the ``K`` new reshares ``hard (B, N, C)`` are visited: their CSR rows are expanded
-        (``K x degree`` edges), the visible posts among them counted with one cumulative sum, a rank
-        ``r = floor(u * k)`` drawn among the ``k`` visible ones and the edge holding the ``(r+1)``-th
-        found by binary search. Exact, and O(K d log(K d)) per step; recording trees costs one host
-        sync per step (the number of new reshares), which is why training runs go without them.
+        """The parents of this step's new reshares ``hard (B, N, C)``: a uniformly random frontier
+        followee of each (:func:`lpm.kernels.sample_visible_followee`). Recording trees costs one
+        host sync per step (the number of new reshares), which is why training runs go without them.
 
         Returns:
             ``(index, parent)``: the ``(K, 3)`` (b, i, c) positions and their ``(K,)`` parents (-1 if none
@@ -200,22 +179,9 @@ class _CascadeBase(nn.Module):
         """
         index = hard.nonzero()  # (K, 3); the host sync
         b, i, c = index.unbind(1)
-        rowptr, col = graph.rowptr.long(), graph.col.long()
-        degree = rowptr[i + 1] - rowptr[i]
-        owner, edge, offset = kernel_reference.expand_segments(rowptr[i], degree)  # offset: first edge of each
-        total = edge.numel()
-        visible = (frontier.detach()[b[owner], col[edge], c[owner]] > 0).to(torch.int64)
-        running = torch.cumsum(visible, 0)
-        before = torch.where(offset > 0, running[(offset - 1).clamp_min(0)], torch.zeros_like(offset)) \
-            if total > 0 else torch.zeros_like(offset)
-        k = (running[(offset + degree - 1).clamp_min(0)] - before) if total > 0 else torch.zeros_like(offset)
-        k = torch.where(degree > 0, k, torch.zeros_like(k))
         num_nodes, items = hard.shape[1], hard.shape[2]
         u = rng.uniform_at(t, STREAM_CASCADE_PARENT, (items, num_nodes), b, c * num_nodes + i)  # u[b, c, i]
-        rank = torch.minimum((u * k).to(torch.int64), (k - 1).clamp_min(0))
-        position = torch.searchsorted(running, before + rank + 1).clamp_max(max(total - 1, 0))
-        parent = col[edge[position]] if total > 0 else torch.full_like(k, -1)
-        return index, torch.where(k > 0, parent, torch.full_like(parent, -1))
+        return index, kernels.sample_visible_followee(graph, frontier.detach(), index, u)
 
     def _record(self, state: PopulationState, graph: Graph, new: Tensor, rng: CounterRNG, t: int,
                 time_h: float, dt: float, from_source: Optional[Tensor] = None,
@@ -615,7 +581,6 @@ class Cascade(_CascadeBase):
         # double: sums over 10^5+ agents
         martingale = ((state.reshared.detach() - torch.minimum(resistance, hazard)) * ~is_source).double()
         first_seen = self._first_seen(state, graph, dt)  # (B, N, C) step from which i could see c
-        row, col = graph.row.long(), graph.col.long()
         # an edge f -> j adds f to j's weight if f had seen nothing when j first could, times how
         # open the edge was then (blocking is scheduled, so this is known in advance)
         openness = self._openness_when_first_seen(first_seen, graph, dt, open_edges)
@@ -623,10 +588,11 @@ class Cascade(_CascadeBase):
         chunk = max(1, (1 << 24) // max(graph.num_edges * c, 1))  # bound the (chunk, E, C) temporaries
         for lo in range(0, state.batch_size, chunk):
             hi = min(lo + chunk, state.batch_size)
-            fresh = (first_seen[lo:hi, row] > first_seen[lo:hi, col]).double()
+            chunk_seen = first_seen[lo:hi]
+            fresh = (kernels.gather_followers(graph, chunk_seen) > kernels.gather_followees(graph, chunk_seen)).double()
             if openness is not None:
                 fresh = fresh * openness(lo, hi)
-            weights[lo:hi].index_add_(1, col, fresh)
+            weights[lo:hi] = kernels.sum_over_followers(graph, fresh)
         return (martingale * weights).sum(1), martingale.sum(1)
 
     def _first_seen(self, state: PopulationState, graph: Graph, dt: float) -> Tensor:
@@ -634,12 +600,7 @@ class Cascade(_CascadeBase):
         (``inf``: never), from the recorded post times: sources post within their step, reshares of
         step ``t`` (``reshare_time`` = end of step ``t``) are seen from step ``t + 1``."""
         post_step = torch.floor(state.reshare_time.detach().double() / dt + 1e-6)  # inf: never posted
-        row, col = graph.row.long(), graph.col.long()
-        first_seen = torch.full_like(post_step, math.inf)
-        chunk = max(1, (1 << 24) // max(graph.num_edges * self.num_items, 1))
-        for lo in range(0, state.batch_size, chunk):
-            seen_from = post_step[lo:lo + chunk, col]  # (b, E, C)
-            first_seen[lo:lo + chunk].scatter_reduce_(1, row[None, :, None].expand_as(seen_from), seen_from, "amin")
+        first_seen = kernels.neighbor_min(graph, post_step)
         if self.raw_audience is not None:  # the out-of-graph audience reaches everyone at the start
             starts = [math.floor(it.start_h / dt + 1e-6) for it in self.items]
             first_seen = torch.minimum(first_seen, first_seen.new_tensor(starts))
@@ -660,11 +621,10 @@ class Cascade(_CascadeBase):
         first, last = scale_at(float(steps.min()) * dt), scale_at(float(steps.max()) * dt)
         if last is None:
             return None
-        col = graph.col.long()
         # edges whose state changes during the run: evaluated at each step they were first seen in
         scheduled = (last - first).abs().amax(0).nonzero()[:, 0] if first is not None else \
-            torch.arange(graph.num_edges, device=col.device)
-        when = first_seen[:, col[scheduled]]  # (B, E', C)
+            torch.arange(graph.num_edges, device=graph.device)
+        when = kernels.gather_followees(graph, first_seen, scheduled)  # (B, E', C)
         then = torch.ones_like(when)
         for step in torch.unique(when[torch.isfinite(when)]).tolist():
             scale = scale_at(step * dt)

@@ -150,12 +150,12 @@ class Deffuant(_ConfidenceBound):
                 uniform: Optional[Tensor] = None, ranker: Optional[kernels.PairKernel] = None) -> Tensor:
         x = state.opinion
         partner = kernels.sample_followee(graph, uniform)  # (B, N)
-        x_partner = torch.gather(x, 1, partner[..., None].expand_as(x))
+        x_partner = kernels.take_along_agents(x, partner)
         diff = x_partner - x
         eps = (self.eps * state.traits.confidence)[..., None]
         weight = torch.sigmoid((eps - diff.abs()) / self.tau) * (self.rate * state.traits.susceptibility)[..., None]
         if seen is not None:
-            weight = weight * torch.gather(seen, 1, partner)[..., None]
+            weight = weight * kernels.take_along_agents(seen, partner)[..., None]
         if ranker is not None:
             weight = weight * ranker.weight(diff.abs(), torch.arange(x.size(1), device=x.device))
         return x + weight * diff
