@@ -35,7 +35,6 @@ INDEX_OPS = {"index_add_", "index_add", "index_select", "index_put_", "index_put
 EXEMPT = {
     "lpm/graph.py": "owns the CSR arrays: builds them, their degrees and the follower order",
     "lpm/testing.py": "dense_adjacency, the independent dense oracle the kernels are tested against",
-    "calibration/fit_cascades.py": "TODO(fit_cascades split): re-implements Graph.out_degree with bincount(graph.col)",
 }
 
 
