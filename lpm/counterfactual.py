@@ -31,6 +31,7 @@ from lpm.relax import Estimator, Hard
 from lpm.rng import CounterRNG
 from lpm.simulate import Trajectory, simulate
 from lpm.state import PopulationState
+from lpm.variance import martingale_controls
 
 if TYPE_CHECKING:
     from lpm.uncertainty import ParameterDraws
@@ -82,7 +83,7 @@ class CounterfactualResult:
     With an exact cascade run the table also has ``final_reach_adjusted`` and
     ``final_reshares_adjusted``: the realized values minus mean-zero control variates built from
     each agent's reshare draw and the hazard it was exposed to
-    (:meth:`lpm.dynamics.Cascade.martingale_controls`). They estimate the same expected reach and
+    (:func:`lpm.variance.martingale_controls`). They estimate the same expected reach and
     reshares with less seed-to-seed noise (1.1-1.6x less spread per arm in ``lpm run
     misinformation``; paired differences narrow far more), so differences and pairing use the
     adjusted reach by default (:attr:`headline`); bands over seeds in :meth:`summary` stay on what
@@ -438,8 +439,9 @@ def _run_batch(model: Model, population: PopulationState, graph: Graph, arms: Ma
         rng = CounterRNG.from_seed(scenario_seeds, batch, device)
         graph = graph.to(device)
         with torch.no_grad():  # a post-processing of the exact run: no gradient
-            reach_control, reshare_control = arm_model.cascade.martingale_controls(
-                final, graph, rng, arm_model.dt, lambda time_h: arm_model.effects(final, graph, time_h).edge_scale)
+            reach_control, reshare_control = martingale_controls(
+                arm_model.cascade, final, graph, rng, arm_model.dt,
+                lambda time_h: arm_model.effects(final, graph, time_h).edge_scale)
         table["final_reach_adjusted"] = reach - reach_control[:, item].cpu().numpy()
         table["final_reshares_adjusted"] = resh - reshare_control[:, item].cpu().numpy()
         outcomes = OUTCOMES + ADJUSTED
@@ -456,7 +458,8 @@ def _merge(parts: list[CounterfactualResult], baseline: str) -> CounterfactualRe
         times_h=first.trajectory.times_h,
         values={name: torch.cat([p.trajectory.values[name] for p in parts], dim=1) for name in first.trajectory.values},
         final=PopulationState.from_flat([torch.cat(tensors, dim=0)
-                                         for tensors in zip(*(p.trajectory.final.flat() for p in parts))]),
+                                         for tensors in zip(*(p.trajectory.final.flat() for p in parts))],
+                                        like=first.trajectory.final),
         dt=first.trajectory.dt,
     )
     return dataclasses.replace(first, table=pd.concat([p.table for p in parts], ignore_index=True),

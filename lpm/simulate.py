@@ -118,18 +118,7 @@ def _check_inputs(model: Model, state: PopulationState, graph: Graph, steps: int
             )
         if param.device != state.device:
             raise ConfigError(f"Expected model parameter '{name}' on {state.device} (got {param.device})")
-    emotion = model.emotion
-    if emotion is not None:
-        dims = state.emotion.size(-1)
-        if emotion.baseline.numel() not in (0, dims):
-            raise ConfigError(f"Expected an emotion baseline of length {dims} (got {emotion.baseline.numel()})")
-        for shock in emotion.shocks:
-            if len(shock.impulse) != dims:
-                raise ConfigError(f"Expected a shock impulse of length {dims} (got {len(shock.impulse)})")
-            if shock.targets is not None and shock.targets.numel() != state.num_agents:
-                raise ConfigError(f"Expected shock targets of length {state.num_agents} (got {shock.targets.numel()})")
-    if model.cascade is not None:
-        model.cascade.check(state)
+    model.check(state)
     if (generator is None) == (seed is None):
         raise ConfigError("Expected exactly one of 'generator' or 'seed' (randomness is always explicit)")
     if generator is not None:
@@ -140,23 +129,6 @@ def _check_inputs(model: Model, state: PopulationState, graph: Graph, steps: int
     rng = CounterRNG.from_seed(seed, state.batch_size, state.device)
     state.validate()
     return rng
-
-
-def _idle_after_horizon(model: Model, steps: int) -> list[str]:
-    """Messages for interventions and items scheduled at or after the end of the run (no-ops)."""
-    horizon = steps * model.dt
-    messages = []
-    if model.interventions is not None:
-        for k, intervention in enumerate(model.interventions.interventions):
-            at = float(intervention.at.detach())
-            if at >= horizon:
-                messages.append(f"Expected intervention {k} ({type(intervention).__name__}) to start before the end "
-                                f"of the simulation at {horizon:g} h (got at={at:g} h): it has no effect")
-    for c, item in enumerate(getattr(model.cascade, "items", ()) or ()):
-        if item.start_h >= horizon:
-            messages.append(f"Expected item {c} to be posted before the end of the simulation at {horizon:g} h "
-                            f"(got start_h={item.start_h:g} h): it never spreads")
-    return messages
 
 
 def _record(record: Mapping[str, Observable], state: PopulationState, events: StepEvents,
@@ -192,7 +164,7 @@ def _run_checkpointed(model, state, graph, t0, count, rng, estimator, record, lo
     n_record = len(record)
 
     def chunk(*tensors: Tensor) -> tuple[Tensor, ...]:
-        s = PopulationState.from_flat(list(tensors[:n_state]))
+        s = PopulationState.from_flat(list(tensors[:n_state]), like=state)
         lp = tensors[n_state] if log_prob is not None else None
         s, lp, rows = _run(model, s, graph, t0, count, rng, estimator, record, lp)
         stacked = [torch.stack([row[k] for row in rows]) for k in range(n_record)]
@@ -200,22 +172,17 @@ def _run_checkpointed(model, state, graph, t0, count, rng, estimator, record, lo
 
     inputs = state.flat() + ([log_prob] if log_prob is not None else [])
     outputs = _grad_checkpoint(chunk, *inputs, use_reentrant=False)
-    new_state = PopulationState.from_flat(list(outputs[:n_state]))
+    new_state = PopulationState.from_flat(list(outputs[:n_state]), like=state)
     new_log_prob = outputs[n_state] if log_prob is not None else None
     stacked = outputs[n_state + (1 if log_prob is not None else 0):]
     rows = [[stacked[k][i] for k in range(n_record)] for i in range(count)]
     return new_state, new_log_prob, rows
 
 
-_GUARDED = ("opinion", "opinion_anchor", "emotion", "emotion_velocity", "activity", "reshared", "frontier", "exposures",
-            "hazard")
-
-
 def _guard_finite(state: PopulationState, step: int) -> None:
-    for name in _GUARDED:  # reshare_time is +inf by design for agents who never reshared
-        value = getattr(state, name)
-        if not bool(torch.isfinite(value).all()):
-            raise NumericalError(f"Expected a finite '{name}' at step {step} (got NaN or Inf)")
+    name = state.nonfinite()
+    if name is not None:
+        raise NumericalError(f"Expected a finite '{name}' at step {step} (got NaN or Inf)")
 
 
 def _hash_tensor(digest, t: Tensor) -> None:
@@ -354,12 +321,10 @@ def simulate(
         each recorded observable ``(steps + 1, B, ...)``.
     """
     record = DEFAULT if record is None else record
-    if getattr(model, "cascade", None) is not None and isinstance(state, PopulationState) and state.num_items == 0:
-        from lpm.dynamics.cascade import init_cascade_state
-
-        state = init_cascade_state(state, model.cascade.num_items)
+    if isinstance(model, Model) and isinstance(state, PopulationState):
+        state = model.init_state(state)  # the components' own state (the cascade's), where missing
     rng = _check_inputs(model, state, graph, steps, generator, seed, checkpoint_every, save_path, save_every)
-    for message in _idle_after_horizon(model, steps):
+    for message in model.idle_after(steps * model.dt):
         warnings.warn(message, stacklevel=2)
     scoring = isinstance(estimator, ScoreFunction)
     log_prob = state.opinion.new_zeros(state.batch_size) if scoring else None
@@ -423,8 +388,14 @@ def _load(path: Path, steps: int, like: PopulationState, rng: CounterRNG, n_reco
     if payload["rows"] and len(payload["rows"][0]) != n_record:
         raise ConfigError(f"Expected a snapshot recording {n_record} observables (got {len(payload['rows'][0])})")
     device, dtype = like.device, like.opinion.dtype
+    stored = list(payload["state"])
+    expected = len(like.flat())
+    if like.cascade is None and len(stored) == expected + 6 and all(t.numel() == 0 for t in stored[5:11]):
+        del stored[5:11]  # written before the cascade state was nested: six empty cascade fields
+    if len(stored) != expected:
+        raise StateError(f"Expected a snapshot of {expected} state tensors at {path} (got {len(stored)})")
     state = PopulationState.from_flat(
-        [t.to(device=device, dtype=dtype if t.is_floating_point() else None) for t in payload["state"]]
+        [t.to(device=device, dtype=dtype if t.is_floating_point() else None) for t in stored], like=like
     )
     if state.opinion.shape != like.opinion.shape:
         raise StateError(f"Expected a snapshot of shape {tuple(like.opinion.shape)} (got {tuple(state.opinion.shape)})")

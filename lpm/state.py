@@ -16,9 +16,11 @@ from torch import Tensor
 
 from lpm.errors import StateError
 
-__all__ = ["Traits", "PopulationState"]
+__all__ = ["Traits", "PopulationState", "NestedState"]
 
-_CASCADE_FLOAT = ("reshared", "frontier", "exposures", "hazard", "reshare_time")
+# Read access to the cascade's nested state kept on the population state (many call sites read
+# ``state.reshared``); the cascade module owns these fields (lpm.dynamics.cascade_state).
+_CASCADE_VIEWS = ("reshared", "frontier", "exposures", "hazard", "reshare_time", "parent")
 
 
 def _check_shape(name: str, value: Tensor, shape: tuple[int, ...]) -> None:
@@ -122,6 +124,66 @@ def _tensors(obj) -> list[Tensor]:
     return [getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init]
 
 
+class NestedState:
+    """Base of a component's own state kept inside :class:`PopulationState` (e.g. the cascade's).
+
+    Subclasses are frozen dataclasses whose fields are all tensors with the layout ``(B, N, ...)``,
+    owned and documented by the dynamics module that steps them. The population state batches,
+    selects, moves, flattens and validates them through these methods.
+    """
+
+    def tensors(self) -> list[Tensor]:
+        """All tensors, in field order (flattening for checkpoints and snapshots)."""
+        return _tensors(self)
+
+    @classmethod
+    def from_tensors(cls, tensors: list[Tensor]) -> "NestedState":
+        """Inverse of :meth:`tensors`."""
+        return cls(*tensors)
+
+    def map(self, fn) -> "NestedState":
+        """The same state with ``fn`` applied to every tensor (batch and agent views, devices)."""
+        return type(self)(*[fn(t) for t in _tensors(self)])
+
+    def replace(self, **changes: Tensor) -> "NestedState":
+        return dataclasses.replace(self, **changes)
+
+    def to(self, device: torch.device | str | None = None, dtype: Optional[torch.dtype] = None) -> "NestedState":
+        """A copy on another device and/or floating dtype (integer tensors keep their dtype)."""
+        return self.map(lambda t: t.to(device=device, dtype=dtype if t.is_floating_point() else None))
+
+    def permute(self, perm: Tensor, inverse: Tensor) -> "NestedState":
+        """Relabel agents as :meth:`PopulationState.permute` (``inverse``: the inverse permutation)."""
+        return self.map(lambda t: t.index_select(1, inverse))
+
+    def check_layout(self, batch: int, num_agents: int, like: Tensor) -> None:
+        """Raise :class:`StateError` unless shapes fit ``(batch, num_agents, ...)`` and floating
+        tensors have the dtype and device of ``like`` (host metadata only: no device sync)."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, Tensor) or tuple(value.shape[:2]) != (batch, num_agents):
+                found = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+                raise StateError(f"Expected '{f.name}' of shape ({batch}, {num_agents}, ...) (got {found})")
+
+    def validate(self, num_agents: int) -> None:
+        """Check value ranges (syncs with the device; boundaries only)."""
+
+    def nonfinite(self) -> Optional[str]:
+        """The name of a tensor that must be finite and is not, else ``None`` (syncs; save points)."""
+        return None
+
+
+def _cascade_view(name: str) -> property:
+    def read(self: "PopulationState") -> Tensor:
+        if self.cascade is not None:
+            return getattr(self.cascade, name)
+        # no cascade: an empty (B, N, 0) view, as a state without items has
+        dtype = torch.int64 if name == "parent" else self.opinion.dtype
+        return torch.zeros(self.batch_size, self.num_agents, 0, dtype=dtype, device=self.device)
+
+    return property(read, doc=f"``state.cascade.{name}`` (see :class:`lpm.dynamics.CascadeState`).")
+
+
 @dataclass(frozen=True, eq=False)
 class PopulationState:
     """The state of B scenarios of N agents.
@@ -134,15 +196,9 @@ class PopulationState:
         activity: ``(B, N)`` >= 0, each agent's Hawkes trace: its recent posts, exponentially decayed.
         traits: per-agent :class:`Traits` of shape ``(B, N)``.
 
-    Per content item ``c`` (``C = 0`` without a cascade model; see :mod:`lpm.dynamics.cascade`):
-        reshared: ``(B, N, C)`` in [0, 1], whether the agent has reshared (or, as source, posted) it.
-        frontier: ``(B, N, C)`` >= 0, the agent's visible reshare of the item: 1 when just reshared,
-            decaying with the feed half-life (or gone after one step without one).
-        exposures: ``(B, N, C)`` >= 0, how many times the item reached the agent's feed while online.
-        hazard: ``(B, N, C)`` >= 0, the agent's cumulative reshare hazard for the item (it reshares
-            when this crosses its fixed Exp(1) resistance: Sellke's construction).
-        reshare_time: ``(B, N, C)`` hours at which the agent reshared it, ``+inf`` if never (a record).
-        parent: ``(B, N, C)`` int64 followee it was reshared from, ``-1`` for sources and non-resharers.
+        cascade: the cascade's own state (:class:`lpm.dynamics.CascadeState`: per agent and item,
+            ``(B, N, C)``), or ``None`` without a cascade model. Its fields read through the state
+            too: ``state.reshared``, ``state.parent``, ... (empty ``(B, N, 0)`` without a cascade).
     """
 
     opinion: Tensor
@@ -151,12 +207,14 @@ class PopulationState:
     emotion_velocity: Tensor
     activity: Tensor
     traits: Traits
-    reshared: Optional[Tensor] = None
-    frontier: Optional[Tensor] = None
-    exposures: Optional[Tensor] = None
-    hazard: Optional[Tensor] = None
-    reshare_time: Optional[Tensor] = None
-    parent: Optional[Tensor] = None
+    cascade: Optional[NestedState] = None
+
+    reshared = _cascade_view("reshared")
+    frontier = _cascade_view("frontier")
+    exposures = _cascade_view("exposures")
+    hazard = _cascade_view("hazard")
+    reshare_time = _cascade_view("reshare_time")
+    parent = _cascade_view("parent")
 
     def __post_init__(self) -> None:
         if not isinstance(self.opinion, Tensor) or self.opinion.dim() != 3:
@@ -172,21 +230,11 @@ class PopulationState:
         _check_shape("activity", self.activity, (batch, num_agents))
         for name in ("opinion_anchor", "emotion", "emotion_velocity", "activity"):
             _check_float(name, getattr(self, name), self.opinion)
-        cascade = [self.reshared, self.frontier, self.exposures, self.hazard, self.reshare_time, self.parent]
-        if all(v is None for v in cascade):
-            empty = self.opinion.new_zeros(batch, num_agents, 0)
-            for name in _CASCADE_FLOAT:
-                object.__setattr__(self, name, empty)
-            object.__setattr__(self, "parent", torch.zeros(batch, num_agents, 0, dtype=torch.int64, device=self.opinion.device))
-        elif any(v is None for v in cascade):
-            raise StateError("Expected all of reshared, frontier, exposures, hazard, reshare_time, parent, or none of them")
-        items = self.reshared.size(-1) if isinstance(self.reshared, Tensor) else -1
-        for name in _CASCADE_FLOAT:
-            _check_shape(name, getattr(self, name), (batch, num_agents, items))
-            _check_float(name, getattr(self, name), self.opinion)
-        _check_shape("parent", self.parent, (batch, num_agents, items))
-        if self.parent.dtype != torch.int64:
-            raise StateError(f"Expected 'parent' of dtype torch.int64 (got {self.parent.dtype})")
+        if self.cascade is not None:
+            if not isinstance(self.cascade, NestedState):
+                raise StateError(f"Expected 'cascade' to be a nested state such as lpm.dynamics.CascadeState "
+                                 f"(got {type(self.cascade).__name__})")
+            self.cascade.check_layout(batch, num_agents, self.opinion)
         if not isinstance(self.traits, Traits):
             raise StateError(f"Expected 'traits' to be lpm.Traits (got {type(self.traits).__name__})")
         for f in dataclasses.fields(Traits):
@@ -303,7 +351,20 @@ class PopulationState:
         return self.opinion.device
 
     def replace(self, **changes: Tensor) -> "PopulationState":
-        """A new state with some fields replaced (shape-checked, not value-checked)."""
+        """A new state with some fields replaced (shape-checked, not value-checked).
+
+        Fields of the nested cascade state may be named directly (``reshared=...``).
+
+        Raises:
+            StateError: a cascade field named on a state without cascade state.
+        """
+        nested = {name: changes.pop(name) for name in list(changes) if name in _CASCADE_VIEWS}
+        if nested:
+            cascade = changes.get("cascade", self.cascade)
+            if cascade is None:
+                raise StateError(f"Expected a state with cascade state to set {sorted(nested)} (got none; "
+                                 "use lpm.dynamics.init_cascade_state)")
+            changes["cascade"] = cascade.replace(**nested)
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> None:
@@ -317,72 +378,88 @@ class PopulationState:
         _check_range("emotion", self.emotion, -float("inf"), float("inf"))
         _check_range("emotion_velocity", self.emotion_velocity, -float("inf"), float("inf"))
         _check_range("activity", self.activity, 0.0, float("inf"))
-        _check_range("reshared", self.reshared, 0.0, 1.0)
-        _check_range("frontier", self.frontier, 0.0, float("inf"))
-        _check_range("exposures", self.exposures, 0.0, float("inf"))
-        _check_range("hazard", self.hazard, 0.0, float("inf"))
-        if self.reshare_time.numel() and bool(torch.isnan(self.reshare_time).any()):
-            raise StateError("Expected 'reshare_time' without NaN (+inf marks never)")
-        if self.parent.numel() and (int(self.parent.min()) < -1 or int(self.parent.max()) >= self.num_agents):
-            raise StateError(f"Expected 'parent' ids in [-1, {self.num_agents}) (got [{int(self.parent.min())}, {int(self.parent.max())}])")
+        if self.cascade is not None:
+            self.cascade.validate(self.num_agents)
         self.traits.validate()
+
+    def nonfinite(self) -> Optional[str]:
+        """The name of the first field holding NaN or Inf where it must be finite, else ``None``
+        (syncs with the device: save points only)."""
+        for name in _own_fields():
+            if not bool(torch.isfinite(getattr(self, name)).all()):
+                return name
+        return self.cascade.nonfinite() if self.cascade is not None else None
 
     def to(self, device: torch.device | str | None = None, dtype: Optional[torch.dtype] = None) -> "PopulationState":
         """A copy on another device and/or floating dtype."""
-        fields = {
-            f.name: getattr(self, f.name).to(device=device, dtype=None if f.name == "parent" else dtype)
-            for f in dataclasses.fields(self)
-        }
-        return PopulationState(**fields)
+        fields = {name: getattr(self, name).to(device=device, dtype=dtype) for name in _own_fields()}
+        cascade = self.cascade.to(device, dtype) if self.cascade is not None else None
+        return PopulationState(**fields, traits=self.traits.to(device, dtype), cascade=cascade)
 
     def expand_batch(self, batch: int) -> "PopulationState":
         """Repeat a single-scenario state ``B = 1`` into ``batch`` identical scenarios."""
         if self.batch_size != 1:
             raise StateError(f"Expected a state with batch size 1 to expand (got {self.batch_size})")
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "traits"}
-        expanded = {k: v.expand(batch, *v.shape[1:]).contiguous() for k, v in fields.items()}
+        def expand(v: Tensor) -> Tensor:
+            return v.expand(batch, *v.shape[1:]).contiguous()
+
+        expanded = {name: expand(getattr(self, name)) for name in _own_fields()}
         traits = Traits(*[t.expand(batch, -1) for t in _tensors(self.traits)])
-        return PopulationState(**expanded, traits=traits)
+        cascade = self.cascade.map(expand) if self.cascade is not None else None
+        return PopulationState(**expanded, traits=traits, cascade=cascade)
 
     def select(self, index: int | slice | Tensor) -> "PopulationState":
         """The scenarios ``index`` of the batch (an int keeps a batch dimension of 1)."""
         if isinstance(index, int):
             index = slice(index, index + 1)
-        fields = {f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self) if f.name != "traits"}
+        fields = {name: getattr(self, name)[index] for name in _own_fields()}
         traits = Traits(*[t[index] for t in _tensors(self.traits)])
-        return PopulationState(**fields, traits=traits)
+        cascade = self.cascade.map(lambda t: t[index]) if self.cascade is not None else None
+        return PopulationState(**fields, traits=traits, cascade=cascade)
 
     def permute(self, perm: Tensor) -> "PopulationState":
         """Relabel agents: agent ``i`` becomes agent ``perm[i]`` (as :meth:`lpm.Graph.permute`)."""
         inverse = torch.empty_like(perm)
         inverse[perm] = torch.arange(perm.numel(), device=perm.device)
         inverse = inverse.to(self.device)
-        fields = {
-            f.name: getattr(self, f.name).index_select(1, inverse)
-            for f in dataclasses.fields(self)
-            if f.name != "traits"
-        }
-        parent = fields["parent"]
-        perm_device = perm.to(self.device).long()
-        fields["parent"] = torch.where(parent >= 0, perm_device[parent.clamp_min(0)], parent)
+        fields = {name: getattr(self, name).index_select(1, inverse) for name in _own_fields()}
         traits = Traits(*[t.index_select(1, inverse) for t in _tensors(self.traits)])
-        return PopulationState(**fields, traits=traits)
+        cascade = self.cascade.permute(perm.to(self.device).long(), inverse) if self.cascade is not None else None
+        return PopulationState(**fields, traits=traits, cascade=cascade)
 
     @property
     def num_items(self) -> int:
-        return self.reshared.size(-1)
+        """``C``, the cascade's items (0 without cascade state)."""
+        return self.cascade.num_items if self.cascade is not None else 0
 
     # ------------------------------------------------------------------ flattening (checkpoint, save)
     def flat(self) -> list[Tensor]:
-        """All tensors, in a fixed order (used by gradient checkpointing and saving)."""
-        return [getattr(self, name) for name in _own_fields()] + _tensors(self.traits)
+        """All tensors, in a fixed order (used by gradient checkpointing and saving): the own
+        fields, the nested cascade state's (none without one), the traits."""
+        nested = self.cascade.tensors() if self.cascade is not None else []
+        return [getattr(self, name) for name in _own_fields()] + nested + _tensors(self.traits)
 
     @classmethod
-    def from_flat(cls, tensors: list[Tensor]) -> "PopulationState":
-        """Inverse of :meth:`flat`."""
-        names = _own_fields()
-        return cls(**dict(zip(names, tensors[: len(names)])), traits=Traits(*tensors[len(names):]))
+    def from_flat(cls, tensors: list[Tensor], like: Optional["PopulationState"] = None) -> "PopulationState":
+        """Inverse of :meth:`flat`; ``like`` (a state of the same structure) says which nested state
+        the tensors between the own fields and the traits belong to.
+
+        Raises:
+            StateError: too few tensors, or nested-state tensors without a ``like`` holding that state.
+        """
+        names, num_traits = _own_fields(), len(dataclasses.fields(Traits))
+        if len(tensors) < len(names) + num_traits:
+            raise StateError(f"Expected at least {len(names) + num_traits} tensors to rebuild a state (got {len(tensors)})")
+        nested = tensors[len(names): len(tensors) - num_traits]
+        cascade = None
+        if nested:
+            if like is None or like.cascade is None:
+                raise StateError(f"Expected a state 'like' holding the nested state of the {len(nested)} tensors "
+                                 "between the own fields and the traits (got none)")
+            cascade = type(like.cascade).from_tensors(list(nested))
+        return cls(**dict(zip(names, tensors[: len(names)])), cascade=cascade,
+                   traits=Traits(*tensors[len(tensors) - num_traits:]))
 
 
 def _own_fields() -> list[str]:
-    return [f.name for f in dataclasses.fields(PopulationState) if f.name != "traits"]
+    return [f.name for f in dataclasses.fields(PopulationState) if f.name not in ("traits", "cascade")]

@@ -2,17 +2,22 @@
 
 Use these to check a model against an exact solution (DeGroot ``W^t x0``, the Friedkin-Johnsen fixed
 point, the Hawkes stationary rate, one classic Hegselmann-Krause step) and against invariances
-(agent permutation, batch of B equals B single runs).
+(agent permutation, batch of B equals B single runs). :func:`step_context` builds the context to
+call one dynamics component directly.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
 
+from lpm.engine import StepContext
 from lpm.graph import Graph
+from lpm.interventions import Effects
+from lpm.relax import Estimator, StraightThrough
+from lpm.rng import CounterRNG
 from lpm.state import PopulationState
 
 __all__ = [
@@ -25,6 +30,7 @@ __all__ = [
     "hegselmann_krause_step",
     "assert_permutation_equivariant",
     "assert_batch_consistent",
+    "step_context",
 ]
 
 
@@ -120,3 +126,16 @@ def assert_batch_consistent(run: Callable[[PopulationState], Tensor], state: Pop
     out = run(state)
     for b in range(state.batch_size):
         torch.testing.assert_close(out[b : b + 1], run(state.select(b)), atol=atol, rtol=rtol)
+
+
+def step_context(state: PopulationState, *, t: int = 0, dt: float = 1.0, time_h: Optional[float] = None,
+                 rng: Optional[CounterRNG] = None, seed: int = 0, estimator: Optional[Estimator] = None,
+                 effects: Optional[Effects] = None, seen: Optional[Tensor] = None) -> StepContext:
+    """A step context for calling one component directly: no feed, no interventions unless given.
+
+    ``time_h`` defaults to ``t * dt``; ``rng`` to a counter RNG of ``seed`` for the state's batch.
+    """
+    rng = rng if rng is not None else CounterRNG.from_seed(seed, state.batch_size, state.device)
+    return StepContext(t=t, time_h=t * dt if time_h is None else time_h, dt=dt, rng=rng,
+                       estimator=estimator if estimator is not None else StraightThrough(),
+                       effects=effects if effects is not None else Effects(), seen=seen)

@@ -243,10 +243,10 @@ def test_simulate_rejects_bad_arguments():
     with pytest.raises(ConfigError, match="lpm.Model"):
         lpm.simulate(BoundedConfidence(), state, graph, steps=1, seed=0)
     wrong_shock = lpm.Model(emotion=EmotionContagion(shocks=[Shock(0, 1, [1.0, 2.0, 3.0])])).double()
-    with pytest.raises(ConfigError, match="impulse of length 2"):
+    with pytest.raises(StateError, match="impulse of length 2"):  # a component's check of the state
         lpm.simulate(wrong_shock, state, graph, steps=1, seed=0)
     wrong_baseline = lpm.Model(emotion=EmotionContagion(baseline=[0.0])).double()
-    with pytest.raises(ConfigError, match="baseline of length 2"):
+    with pytest.raises(StateError, match="baseline of length 2"):  # a component's check of the state
         lpm.simulate(wrong_baseline, state, graph, steps=1, seed=0)
     with pytest.raises(ConfigError, match="at least one of"):
         lpm.Model()

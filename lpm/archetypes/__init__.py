@@ -15,7 +15,8 @@ from lpm.archetypes.clustering import DEFAULT_WEIGHTS, Archetypes, KMeansResult,
 from lpm.archetypes.decision import EMOTIONS, PROMPT_VERSION, Backend, Decision, Usage, decision_schema, parse_decision
 from lpm.archetypes.embedding_backend import ANCHORS, EmbeddingBackend
 from lpm.archetypes.personas import VOCABULARY, Personas
-from lpm.archetypes.tables import (ArchetypeDrive, ArchetypeScaled, ArchetypeSetup, BehaviourHead, DecisionTable)
+from lpm.archetypes.tables import (ArchetypeDrive, ArchetypeScaled, ArchetypeSetup, BehaviourHead, DecisionTable,
+                                  ExposureDrive)
 
 __all__ = [
     # personas and archetypes
@@ -48,6 +49,7 @@ __all__ = [
     "DecisionTable",
     "BehaviourHead",
     "ArchetypeDrive",
+    "ExposureDrive",
     "ArchetypeScaled",
     "ArchetypeSetup",
 ]

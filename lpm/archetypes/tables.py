@@ -29,10 +29,14 @@ from torch import Tensor, nn
 from lpm.archetypes.clustering import Archetypes, build_archetypes
 from lpm.archetypes.decision import EMOTIONS, Decision
 from lpm.dynamics.base import positive, softplus
-from lpm.errors import BackendError, ConfigError
+from lpm.engine import StepContext, Updates
+from lpm.errors import BackendError, ConfigError, StateError
+from lpm.graph import Graph
+from lpm.state import PopulationState
 from lpm.interventions import Effects, Intervention, Shape
 
-__all__ = ["DecisionTable", "BehaviourHead", "ArchetypeDrive", "ArchetypeScaled", "ArchetypeSetup", "SHARE_CLAMP"]
+__all__ = ["DecisionTable", "BehaviourHead", "ArchetypeDrive", "ExposureDrive", "ArchetypeScaled", "ArchetypeSetup",
+           "SHARE_CLAMP"]
 
 #: Share probabilities are clamped to ``[SHARE_CLAMP, 1 - SHARE_CLAMP]`` before the logit, so a
 #: backend's 0 or 1 becomes a finite prior (about -9.2 or +9.2).
@@ -241,7 +245,8 @@ class ArchetypeDrive(nn.Module):
     gradients reach the head. With the Cascade's ``transmissibility=0.5`` (logit 0) the per-exposure
     reshare probability is then exactly the backend's ``share_probability``, before the other terms.
 
-    Opinions and emotions (:meth:`apply`, called by :class:`~lpm.Model` with ``archetype_drive=``):
+    Opinions and emotions (:meth:`apply`, stepped by :class:`~lpm.Model` with ``archetype_drive=``
+    through :class:`ExposureDrive`):
     an agent of archetype ``a`` newly exposed ``n_ic`` times to item ``c`` in a step (the increase of
     the state's ``exposures``) gets
 
@@ -331,6 +336,45 @@ class ArchetypeDrive(nn.Module):
         gathered = impulse.to(dtype)[self.archetype]  # (N, C, E)
         emotion = emotion + self.emotion_rate.to(dtype) * torch.einsum("bnc,nce->bne", new_exposures, gathered)
         return opinion, emotion
+
+
+class ExposureDrive:
+    """An :class:`ArchetypeDrive` as a step component (:class:`lpm.engine.Dynamics`), after the
+    cascade: agents newly exposed to items in the step move their opinion and emotion as their
+    archetype decided (:meth:`ArchetypeDrive.apply`), on top of this step's other updates.
+
+    Not a module: the drive (and its head's parameters) stays registered where the model holds it,
+    as ``Model.archetype_drive`` and, when it is the reshare prior, ``Model.cascade.prior``.
+    """
+
+    def __init__(self, drive: ArchetypeDrive) -> None:
+        self.drive = drive
+
+    def __call__(self, state: PopulationState, graph: Graph, ctx: StepContext) -> Updates:
+        new_exposures = ctx.updates["cascade"].exposures - state.exposures
+        opinion, emotion = self.drive.apply(ctx.updates.get("opinion", state.opinion),
+                                            ctx.updates.get("emotion", state.emotion), new_exposures)
+        return Updates(state={"opinion": opinion, "emotion": emotion})
+
+    def check(self, state: PopulationState) -> None:
+        """Raises :class:`StateError` unless the drive's agents, items, topics and emotions fit the state."""
+        drive = self.drive
+        if drive.archetype.numel() != state.num_agents:
+            raise StateError(f"Expected an archetype drive for {state.num_agents} agents (got {drive.archetype.numel()})")
+        if drive.item_topic.numel() != state.num_items:
+            raise StateError(f"Expected a state with cascade state for the drive's {drive.item_topic.numel()} items "
+                             f"(got {state.num_items})")
+        if int(drive.item_topic.max()) >= state.opinion.size(-1):
+            raise StateError(f"Expected item topics < {state.opinion.size(-1)} (got {int(drive.item_topic.max())})")
+        if drive.impulse.size(-1) != state.emotion.size(-1):
+            raise StateError(f"Expected a state with {drive.impulse.size(-1)} emotions for the drive's impulses "
+                             f"(got {state.emotion.size(-1)})")
+
+    def init_state(self, state: PopulationState) -> PopulationState:
+        return state
+
+    def idle_after(self, horizon_h: float) -> list[str]:
+        return []
 
 
 class ArchetypeScaled(Intervention):

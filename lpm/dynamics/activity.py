@@ -25,13 +25,15 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from lpm import kernels
 from lpm.dynamics.base import positive, softplus, unit_interval
+from lpm.engine import DynamicsModule, StepContext, Updates
 from lpm.errors import ConfigError
 from lpm.graph import Graph
 from lpm.relax import Estimator
+from lpm.rng import STREAM_ACTIVITY
 from lpm.state import PopulationState
 
 __all__ = ["Burst", "Hawkes"]
@@ -52,7 +54,7 @@ class Burst:
             raise ConfigError(f"Expected a burst factor >= 0 (got {self.factor})")
 
 
-class Hawkes(nn.Module):
+class Hawkes(DynamicsModule):
     """Network Hawkes activity (see the module docstring).
 
     Args:
@@ -121,8 +123,15 @@ class Hawkes(nn.Module):
         base = self.mu * state.traits.baseline_rate * self.exogenous_factor(time_h)
         return base + self.alpha * mean_trace[..., 0]
 
-    def forward(self, state: PopulationState, graph: Graph, time_h: float, dt: float,
-                estimator: Estimator, uniform: Tensor) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+    def forward(self, state: PopulationState, graph: Graph, ctx: StepContext) -> Updates:
+        """``{"activity"}``, the step's posts (which gate what later components see) and their
+        log-probability under a score-function estimator."""
+        uniform = ctx.rng.uniform(ctx.t, STREAM_ACTIVITY, (state.num_agents,), state.opinion.dtype)
+        posts, trace, log_prob = self.draw_posts(state, graph, ctx.time_h, ctx.dt, ctx.estimator, uniform)
+        return Updates(state={"activity": trace}, posts=posts, log_prob=log_prob)
+
+    def draw_posts(self, state: PopulationState, graph: Graph, time_h: float, dt: float,
+                   estimator: Estimator, uniform: Tensor) -> tuple[Tensor, Tensor, Optional[Tensor]]:
         """One step: ``(posts (B, N), next trace (B, N), log_prob (B,) or None)``."""
         rate = self.intensity(state, graph, time_h)
         prob = -torch.expm1(-rate * dt)

@@ -33,7 +33,7 @@ they read their feeds:
 
 With ``q`` constant and everyone online this is exactly the synchronous Independent Cascade model
 (Kempe, Kleinberg & Tardos 2003): each newly activated agent gets one chance per follower.
-:class:`LinearThreshold` is the other classic special case.
+:class:`lpm.dynamics.threshold.LinearThreshold` is the other classic special case.
 
 Events are drawn with the estimator passed to :func:`lpm.simulate`. With ``record_trees`` the
 exact reshare trees are recorded: ``reshare_time`` and ``parent``, a uniformly random frontier
@@ -45,23 +45,24 @@ from __future__ import annotations
 import math
 import weakref
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from lpm import kernels
 from lpm.dynamics.base import positive, softplus, unit_interval
-from lpm.effects import Effects, dense_edge_scale
-from lpm.errors import ConfigError
+from lpm.dynamics.cascade_state import CascadeState, init_cascade_state
+from lpm.effects import Effects
+from lpm.engine import DynamicsModule, StepContext, Updates
+from lpm.errors import ConfigError, StateError
 from lpm.graph import Graph
-from lpm.relax import Estimator
 from lpm.rng import (STREAM_CASCADE_ATTENTION, STREAM_CASCADE_AUDIENCE, STREAM_CASCADE_BROADCAST,
                      STREAM_CASCADE_PARENT, STREAM_CASCADE_RESHARE, STREAM_CASCADE_RESHARER_AUDIENCE,
                      STREAM_CASCADE_RESHARER_PARENT, CounterRNG)
 from lpm.state import PopulationState
 
-__all__ = ["Item", "Cascade", "LinearThreshold", "init_cascade_state"]
+__all__ = ["Item", "Cascade", "CascadeState", "init_cascade_state", "sellke_resistance"]
 
 _VISIBLE = 0.01  # a reshare decayed below this weight has left the feed
 
@@ -100,17 +101,6 @@ class Item:
         return tuple(self.source) if isinstance(self.source, (tuple, list)) else (self.source,)
 
 
-def init_cascade_state(state: PopulationState, num_items: int) -> PopulationState:
-    """``state`` with empty cascade fields for ``num_items`` items (nobody exposed or resharing)."""
-    b, n = state.batch_size, state.num_agents
-    zeros = state.opinion.new_zeros(b, n, num_items)
-    return state.replace(
-        reshared=zeros, frontier=zeros, exposures=zeros, hazard=zeros,
-        reshare_time=torch.full_like(zeros, float("inf")),
-        parent=torch.full((b, n, num_items), -1, dtype=torch.int64, device=state.device),
-    )
-
-
 def _exposure_count(graph: Graph, frontier: Tensor, effects: Effects) -> Tensor:
     """``(B, N, C)`` frontier followees per agent and item, after suspension, edge blocking and
     downranking."""
@@ -122,8 +112,9 @@ def _exposure_count(graph: Graph, frontier: Tensor, effects: Effects) -> Tensor:
     return k
 
 
-class _CascadeBase(nn.Module):
-    """Item seeding and tree recording shared by the cascade models."""
+class _CascadeBase(DynamicsModule):
+    """Item seeding and tree recording shared by the cascade models, which own the state's
+    :class:`CascadeState` (``state.cascade``)."""
 
     def __init__(self, items: Sequence[Item], record_trees: bool) -> None:
         super().__init__()
@@ -143,12 +134,32 @@ class _CascadeBase(nn.Module):
         return len(self.items)
 
     def check(self, state: PopulationState) -> None:
-        """Boundary checks against a state (called by :func:`lpm.simulate`)."""
+        """Boundary checks against a state (called by :func:`lpm.simulate`).
+
+        Raises:
+            StateError: item sources beyond the state's agents, or no cascade state for these items.
+        """
         if int(self._pair_source.max()) >= state.num_agents:
-            raise ConfigError(f"Expected item sources < {state.num_agents} agents (got {int(self._pair_source.max())})")
-        if state.num_items != self.num_items:
-            raise ConfigError(f"Expected a state with {self.num_items} items (got {state.num_items}); "
-                              "use lpm.dynamics.init_cascade_state")
+            raise StateError(f"Expected item sources < {state.num_agents} agents (got {int(self._pair_source.max())})")
+        if not isinstance(state.cascade, CascadeState) or state.num_items != self.num_items:
+            raise StateError(f"Expected a state with cascade state for {self.num_items} items (got "
+                             f"{state.num_items if state.cascade is not None else 'none'}); "
+                             "use lpm.dynamics.init_cascade_state")
+
+    def init_state(self, state: PopulationState) -> PopulationState:
+        """``state`` with empty cascade state for the items, unless it holds some already."""
+        return init_cascade_state(state, self.num_items) if state.num_items == 0 else state
+
+    def idle_after(self, horizon_h: float) -> list[str]:
+        return [f"Expected item {c} to be posted before the end of the simulation at {horizon_h:g} h "
+                f"(got start_h={item.start_h:g} h): it never spreads"
+                for c, item in enumerate(self.items) if item.start_h >= horizon_h]
+
+    def sources_mask(self, num_agents: int, device: torch.device) -> Tensor:
+        """``(N, C)`` bool: whether each agent is a source of each item."""
+        is_source = torch.zeros(num_agents, self.num_items, dtype=torch.bool, device=device)
+        is_source[self._pair_source.to(device), torch.tensor([i for i, _ in self._pairs], device=device)] = True
+        return is_source
 
     def _seed(self, state: PopulationState, time_h: float, dt: float) -> PopulationState:
         """Sources of items starting in ``[time_h, time_h + dt)`` post them now, so followers online
@@ -462,9 +473,9 @@ class Cascade(_CascadeBase):
         for name in ("archetype", "interest_similarity"):
             value = getattr(self, name)
             if value is not None and value.size(0) != state.num_agents:
-                raise ConfigError(f"Expected '{name}' for {state.num_agents} agents (got {value.size(0)})")
+                raise StateError(f"Expected '{name}' for {state.num_agents} agents (got {value.size(0)})")
         if int(self.topic.max()) >= state.opinion.size(-1):
-            raise ConfigError(f"Expected item topics < {state.opinion.size(-1)} (got {int(self.topic.max())})")
+            raise StateError(f"Expected item topics < {state.opinion.size(-1)} (got {int(self.topic.max())})")
 
     def reshare_logit(self, state: PopulationState) -> Tensor:
         """``(B, N, C)`` logit of the per-exposure reshare probability ``q``."""
@@ -479,16 +490,15 @@ class Cascade(_CascadeBase):
         opinion_on_topic = state.opinion.index_select(2, self.topic)  # (B, N, C)
         return logits + self.alignment_weight * opinion_on_topic * self.stance.to(logits.dtype)
 
-    def forward(self, state: PopulationState, graph: Graph, t: int, time_h: float, dt: float,
-                rng: CounterRNG, estimator: Estimator,
-                effects: Optional[Effects] = None) -> tuple[dict[str, Tensor], Optional[Tensor]]:
-        """One step: the changed cascade fields and the log-probability of score-function draws.
+    def forward(self, state: PopulationState, graph: Graph, ctx: StepContext) -> Updates:
+        """One step: the next cascade state, the log-probability of score-function draws, and the
+        direct reshares through the sources' audience.
 
-        ``effects`` (from :mod:`lpm.interventions`) offset reshare logits, scale item exposure,
+        ``ctx.effects`` (from :mod:`lpm.interventions`) offset reshare logits, scale item exposure,
         gate sources (suspension) and edges (blocking).
         """
         n, c = state.num_agents, self.num_items
-        effects = effects or Effects()
+        t, time_h, dt, rng, estimator, effects = ctx.t, ctx.time_h, ctx.dt, ctx.rng, ctx.estimator, ctx.effects
         state = self._seed(state, time_h, dt)
         k = _exposure_count(graph, state.frontier, effects)  # (B, N, C) frontier followees
         reach = self.audience_reach(rng, n, k.dtype)
@@ -542,101 +552,9 @@ class Cascade(_CascadeBase):
             frontier = new + self._age_frontier(state.frontier, state.reshared, dt)
         changes = dict(reshared=reshared, frontier=frontier, exposures=exposures,
                        hazard=state.hazard + step_hazard * not_yet, reshare_time=reshare_time, parent=parent)
-        if from_audience is not None:  # an event, not state: expected reshares attached to the source
-            changes["direct_reshares"] = (new * from_audience).sum(1)
-        return changes, log_prob
-
-    def martingale_controls(self, state: PopulationState, graph: Graph, rng: CounterRNG, dt: float,
-                            open_edges: Optional[Callable[[float], Optional[Tensor]]] = None) -> tuple[Tensor, Tensor]:
-        """Mean-zero control variates for a finished exact run: ``(B, C)`` for reach and for reshares.
-
-        With the resistances ``R_ic`` of :meth:`_sellke_uniform` and the cumulative hazard ``H_ic``
-        in ``state.hazard``, ``1[R_ic <= H_ic] - min(R_ic, H_ic)`` (reshared, minus the hazard the
-        agent faced until it reshared) has mean zero whatever the dynamics and the interventions did
-        to the hazard: in each step, given the past, the reshare probability is ``1 - exp(-h)`` and
-        so is the expected increment of ``min(R, H)``, because ``R - H ~ Exp(1)`` given ``R > H``
-        (the compensator of a counting process; Sellke 1983). Weighting each agent's term by
-        anything known before its first draw keeps the mean at zero (a martingale transform;
-        Henderson & Glynn 2002 build control variates this way).
-
-        * reshares: weight 1, so ``reshares - control`` counts each reshare by its probability.
-        * reach: weight ``w_i``, the followers of ``i`` (through edges open at that time:
-          ``open_edges(time_h)`` gives ``(B, E)`` multipliers, dense or factored, or ``None``, as
-          scheduled edge blocking does) whose feeds no post of the item had reached when the first
-          one reached ``i``: the reach a reshare by ``i`` would add. Known at that moment (it
-          depends on earlier reshares only), and ``i`` faces no hazard before it. This removes much
-          of the seed-to-seed noise of whether a large account happens to reshare, which dominates
-          the spread of final reach.
-
-        So ``final - control`` has the same expectation as ``final`` and a smaller spread over seeds.
-        Sources are left out (their posts are not draws). Needs a run with exact events
-        (:class:`lpm.relax.Hard`) of step ``dt`` hours and the ``CounterRNG`` of that run.
-        """
-        n, c = state.num_agents, self.num_items
-        hazard = state.hazard.detach()
-        device = hazard.device
-        resistance = sellke_resistance(rng, n, c, hazard.dtype)
-        is_source = torch.zeros(n, c, dtype=torch.bool, device=device)
-        is_source[self._pair_source.to(device), torch.tensor([i for i, _ in self._pairs], device=device)] = True
-        # double: sums over 10^5+ agents
-        martingale = ((state.reshared.detach() - torch.minimum(resistance, hazard)) * ~is_source).double()
-        first_seen = self._first_seen(state, graph, dt)  # (B, N, C) step from which i could see c
-        # an edge f -> j adds f to j's weight if f had seen nothing when j first could, times how
-        # open the edge was then (blocking is scheduled, so this is known in advance)
-        openness = self._openness_when_first_seen(first_seen, graph, dt, open_edges)
-        weights = torch.zeros_like(martingale)
-        chunk = max(1, (1 << 24) // max(graph.num_edges * c, 1))  # bound the (chunk, E, C) temporaries
-        for lo in range(0, state.batch_size, chunk):
-            hi = min(lo + chunk, state.batch_size)
-            chunk_seen = first_seen[lo:hi]
-            fresh = (kernels.gather_followers(graph, chunk_seen) > kernels.gather_followees(graph, chunk_seen)).double()
-            if openness is not None:
-                fresh = fresh * openness(lo, hi)
-            weights[lo:hi] = kernels.sum_over_followers(graph, fresh)
-        return (martingale * weights).sum(1), martingale.sum(1)
-
-    def _first_seen(self, state: PopulationState, graph: Graph, dt: float) -> Tensor:
-        """``(B, N, C)`` float64 first step in which a post of each item was in each agent's feed
-        (``inf``: never), from the recorded post times: sources post within their step, reshares of
-        step ``t`` (``reshare_time`` = end of step ``t``) are seen from step ``t + 1``."""
-        post_step = torch.floor(state.reshare_time.detach().double() / dt + 1e-6)  # inf: never posted
-        first_seen = kernels.neighbor_min(graph, post_step)
-        if self.raw_audience is not None:  # the out-of-graph audience reaches everyone at the start
-            starts = [math.floor(it.start_h / dt + 1e-6) for it in self.items]
-            first_seen = torch.minimum(first_seen, first_seen.new_tensor(starts))
-        return first_seen
-
-    @staticmethod
-    def _openness_when_first_seen(first_seen: Tensor, graph: Graph, dt: float,
-                                  open_edges: Optional[Callable[[float], Optional[Tensor]]]):
-        """``(lo, hi) -> (hi - lo, E, C)`` multipliers of each edge ``f -> j`` at the step ``j``
-        first saw the item, or ``None`` when no edge is ever closed."""
-        steps = first_seen[torch.isfinite(first_seen)]
-        if open_edges is None or steps.numel() == 0:
-            return None
-
-        def scale_at(time_h: float) -> Optional[Tensor]:
-            return dense_edge_scale(open_edges(time_h))
-
-        first, last = scale_at(float(steps.min()) * dt), scale_at(float(steps.max()) * dt)
-        if last is None:
-            return None
-        # edges whose state changes during the run: evaluated at each step they were first seen in
-        scheduled = (last - first).abs().amax(0).nonzero()[:, 0] if first is not None else \
-            torch.arange(graph.num_edges, device=graph.device)
-        when = kernels.gather_followees(graph, first_seen, scheduled)  # (B, E', C)
-        then = torch.ones_like(when)
-        for step in torch.unique(when[torch.isfinite(when)]).tolist():
-            scale = scale_at(step * dt)
-            if scale is not None:
-                then = torch.where(when == step, scale[:, scheduled, None].to(then.dtype), then)
-
-        def openness(lo: int, hi: int) -> Tensor:
-            value = last[lo:hi, :, None].double().repeat(1, 1, first_seen.size(2))
-            value[:, scheduled] = then[lo:hi]
-            return value
-
-        return openness
+        # an event, not state: expected reshares attached to the source
+        direct = (new * from_audience).sum(1) if from_audience is not None else None
+        return Updates(state={"cascade": state.cascade.replace(**changes)}, log_prob=log_prob, direct_reshares=direct)
 
     @staticmethod
     def _sellke_uniform(state: PopulationState, rng: CounterRNG, n: int, c: int) -> Tensor:
@@ -682,40 +600,3 @@ def _standard_normal(rng: CounterRNG, stream: int, shape: tuple[int, ...], dtype
         return (math.sqrt(2.0) * torch.special.erfinv(2 * u - 1)).to(dtype)
 
     return _run_draw(rng, ("normal", stream, tuple(shape), dtype), make)
-
-
-class LinearThreshold(_CascadeBase):
-    """Linear threshold model (Granovetter 1978; Kempe et al. 2003).
-
-    Agent ``i`` adopts item ``c`` once the weighted share of its followees that adopted reaches its
-    threshold ``theta_ic ~ U(0, 1)`` (drawn once per run from the counter RNG, so it is the same
-    in every step). The relaxed adoption is ``sigmoid((share - theta) / tau)`` through the estimator
-    (with ``tau -> 0`` and the exact estimator it is the classic deterministic rule).
-    """
-
-    def __init__(self, items: Sequence[Item], *, tau: float = 0.01, record_trees: bool = True) -> None:
-        super().__init__(items, record_trees)
-        if not tau > 0:
-            raise ConfigError(f"Expected a positive temperature tau (got {tau})")
-        self.tau = float(tau)
-
-    def forward(self, state: PopulationState, graph: Graph, t: int, time_h: float, dt: float,
-                rng: CounterRNG, estimator: Estimator,
-                effects: Optional[Effects] = None) -> tuple[dict[str, Tensor], Optional[Tensor]]:
-        """One step; of the intervention effects, source gates and edge blocking apply."""
-        n, c, dtype = state.num_agents, self.num_items, state.opinion.dtype
-        effects = effects or Effects()
-        state = self._seed(state, time_h, dt)
-        reshared = state.reshared if effects.source_gate is None else state.reshared * effects.source_gate[..., None]
-        adopted = kernels.neighbor_sum(graph, reshared, effects.edge_scale)
-        share = adopted / graph.in_weight.to(dtype).clamp_min(1e-12)[None, :, None]
-        theta = rng.uniform(-1, STREAM_CASCADE_RESHARE, (n, c), dtype)
-        prob = torch.sigmoid((share - theta) / self.tau) * (1 - state.reshared)
-        # the draw at 0.5 makes events exactly "prob > 1/2", i.e. share > theta, for the hard estimators
-        new, log_prob = estimator.sample(prob, torch.full_like(prob, 0.5))
-        exposures = state.exposures + _exposure_count(graph, state.frontier, effects)
-        reshare_time, parent = self._record(state, graph, new, rng, t, time_h, dt)
-        changes = dict(reshared=state.reshared + new, frontier=new, exposures=exposures, reshare_time=reshare_time,
-                       parent=parent)
-        return changes, log_prob
-

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from lpm import kernels
 from lpm.dynamics.base import positive, softplus, unit_interval
-from lpm.errors import ConfigError
+from lpm.engine import DynamicsModule, StepContext, Updates
+from lpm.errors import ConfigError, StateError
 from lpm.graph import Graph
 from lpm.state import PopulationState
 
@@ -56,7 +57,7 @@ class Shock:
             raise ConfigError(f"Expected shock targets as a (N,) bool mask (got {self.targets.dtype}, shape {tuple(self.targets.shape)})")
 
 
-class EmotionContagion(nn.Module):
+class EmotionContagion(DynamicsModule):
     """Emotion contagion with decay, shocks, and optional momentum (see the module docstring).
 
     Args:
@@ -125,8 +126,28 @@ class EmotionContagion(nn.Module):
             drive = impulse if drive is None else drive + impulse
         return drive
 
-    def forward(self, state: PopulationState, graph: Graph, time_h: float, dt: float,
-                seen: Optional[Tensor] = None, drive: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    def check(self, state: PopulationState) -> None:
+        """Raises :class:`StateError` if the baseline, shocks or shock targets do not fit the state's
+        ``E`` emotions and ``N`` agents."""
+        dims = state.emotion.size(-1)
+        if self.baseline.numel() not in (0, dims):
+            raise StateError(f"Expected an emotion baseline of length {dims} (got {self.baseline.numel()})")
+        for shock in self.shocks:
+            if len(shock.impulse) != dims:
+                raise StateError(f"Expected a shock impulse of length {dims} (got {len(shock.impulse)})")
+            if shock.targets is not None and shock.targets.numel() != state.num_agents:
+                raise StateError(f"Expected shock targets of length {state.num_agents} (got {shock.targets.numel()})")
+
+    def forward(self, state: PopulationState, graph: Graph, ctx: StepContext) -> Updates:
+        """``{"emotion", "emotion_velocity"}`` after contagion from what was seen (through the feed),
+        decay, shocks and the interventions' emotion drive."""
+        emotion, velocity = ctx.through_feed(
+            graph, lambda g: self.next_emotion(state, g, ctx.time_h, ctx.dt, ctx.seen, ctx.effects.emotion_drive),
+            (state.emotion, state.emotion_velocity))
+        return Updates(state={"emotion": emotion, "emotion_velocity": velocity})
+
+    def next_emotion(self, state: PopulationState, graph: Graph, time_h: float, dt: float,
+                     seen: Optional[Tensor] = None, drive: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         """Next ``(emotion, emotion_velocity)``, both ``(B, N, E)``; ``drive`` ``(B, N, E)`` is an
         extra force (e.g. guidance messages from :mod:`lpm.interventions`)."""
         e = state.emotion

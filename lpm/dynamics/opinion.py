@@ -1,7 +1,9 @@
 """Opinion dynamics on the follower graph. Opinions live in [-1, 1], one value per topic.
 
-Every model maps ``(state, graph, seen, uniform, ranker)`` to the next opinions; models that set
-``draws_uniform = True`` receive ``(B, N)`` uniform draws from the model's counter RNG, and
+Every model is an :class:`OpinionDynamics` step component: its ``forward(state, graph, ctx)`` calls
+``next_opinion(state, graph, seen, uniform, ranker)`` on the follower graph (and on the feed's
+out-of-network candidates, mixed by the feed), then applies the interventions' opinion pull. Models
+that set ``draws_uniform = True`` receive ``(B, N)`` uniform draws from the run's counter RNG, and
 ``ranker`` (a pair kernel from :mod:`lpm.dynamics.recommender`) reweights what each agent sees. ``seen`` is an optional ``(B, N)``
 weight per source agent (whether it posted this step, relaxed or exact): with it, an agent is
 moved only by the followees whose posts it saw; without it, by all of its followees. Topics are
@@ -17,15 +19,17 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from lpm import kernels
 from lpm.dynamics.base import positive, softplus, unit_interval
+from lpm.engine import DynamicsModule, StepContext, Updates
 from lpm.errors import ConfigError
 from lpm.graph import Graph
+from lpm.rng import STREAM_OPINION
 from lpm.state import PopulationState
 
-__all__ = ["DeGroot", "FriedkinJohnsen", "BoundedConfidence", "Deffuant", "BiasedAssimilation"]
+__all__ = ["OpinionDynamics", "DeGroot", "FriedkinJohnsen", "BoundedConfidence", "Deffuant", "BiasedAssimilation"]
 
 _TINY = 1e-12
 
@@ -36,6 +40,29 @@ def _check_tau(tau: float) -> float:
     return float(tau)
 
 
+class OpinionDynamics(DynamicsModule):
+    """Base of the opinion models: the step component around a model's ``next_opinion``."""
+
+    draws_uniform = False
+
+    def next_opinion(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
+                     uniform: Optional[Tensor] = None, ranker: Optional[kernels.PairKernel] = None) -> Tensor:
+        """``(B, N, T)`` next opinions from the followees on ``graph``."""
+        raise NotImplementedError
+
+    def forward(self, state: PopulationState, graph: Graph, ctx: StepContext) -> Updates:
+        """``{"opinion": (B, N, T)}`` after social influence (through the feed) and interventions."""
+        uniform = None
+        if self.draws_uniform:
+            uniform = ctx.rng.uniform(ctx.t, STREAM_OPINION, (state.num_agents,), state.opinion.dtype)
+        (opinion,) = ctx.through_feed(graph, lambda g: (self.next_opinion(state, g, ctx.seen, uniform, ctx.ranker),),
+                                      (state.opinion,))
+        effects = ctx.effects
+        if effects.opinion_rate is not None:
+            opinion = opinion + effects.opinion_pull - effects.opinion_rate * opinion
+        return Updates(state={"opinion": opinion})
+
+
 def _neighbour_mean_shift(graph: Graph, x: Tensor, seen: Optional[Tensor],
                           ranker: Optional[kernels.PairKernel] = None) -> Tensor:
     """``mean_j(x_j) - x_i`` over (seen) followees, weighted by the feed ranker; 0 for agents who
@@ -44,7 +71,7 @@ def _neighbour_mean_shift(graph: Graph, x: Tensor, seen: Optional[Tensor],
     return pull / weight.clamp_min(_TINY)
 
 
-class DeGroot(nn.Module):
+class DeGroot(OpinionDynamics):
     """Repeated averaging: ``x_i' = x_i + (1 - self_weight) s_i (mean_j x_j - x_i)``.
 
     With ``s_i = 1`` and no ``seen`` gating this is ``x' = W x`` with the row-stochastic
@@ -63,13 +90,13 @@ class DeGroot(nn.Module):
     def self_weight(self) -> Tensor:
         return torch.sigmoid(self.raw_self_weight)
 
-    def forward(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
-                uniform: Optional[Tensor] = None, ranker: Optional[kernels.PairKernel] = None) -> Tensor:
+    def next_opinion(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
+                     uniform: Optional[Tensor] = None, ranker: Optional[kernels.PairKernel] = None) -> Tensor:
         rate = (1 - self.self_weight) * state.traits.susceptibility[..., None]
         return state.opinion + rate * _neighbour_mean_shift(graph, state.opinion, seen, ranker)
 
 
-class FriedkinJohnsen(nn.Module):
+class FriedkinJohnsen(OpinionDynamics):
     """Averaging with anchoring: ``x_i' = l_i x0_i + (1 - l_i) mean_j x_j``, ``l_i = anchoring * stubbornness_i``.
 
     With fixed ``l`` and no gating, ``x' = L x0 + (I - L) P x`` with ``P = D^-1 A`` (identity rows
@@ -88,14 +115,14 @@ class FriedkinJohnsen(nn.Module):
     def anchoring(self) -> Tensor:
         return torch.sigmoid(self.raw_anchoring)
 
-    def forward(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
-                uniform: Optional[Tensor] = None, ranker: Optional[kernels.PairKernel] = None) -> Tensor:
+    def next_opinion(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
+                     uniform: Optional[Tensor] = None, ranker: Optional[kernels.PairKernel] = None) -> Tensor:
         anchor = (self.anchoring * state.traits.stubbornness)[..., None]
         averaged = state.opinion + _neighbour_mean_shift(graph, state.opinion, seen, ranker)
         return anchor * state.opinion_anchor + (1 - anchor) * averaged
 
 
-class _ConfidenceBound(nn.Module):
+class _ConfidenceBound(OpinionDynamics):
     """Shared parameters of the bounded-confidence family: radius ``eps``, step ``rate``, temperature ``tau``."""
 
     def __init__(self, eps: float = 0.3, rate: float = 0.5, tau: float = 0.02) -> None:
@@ -126,8 +153,8 @@ class BoundedConfidence(_ConfidenceBound):
         tau: temperature of the smooth indicator (fixed).
     """
 
-    def forward(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
-                uniform: Optional[Tensor] = None, ranker: Optional[kernels.PairKernel] = None) -> Tensor:
+    def next_opinion(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
+                     uniform: Optional[Tensor] = None, ranker: Optional[kernels.PairKernel] = None) -> Tensor:
         pair = kernels.SmoothBoundedConfidence(eps=self.eps * state.traits.confidence[..., None], tau=self.tau)
         pull, weight = kernels.neighbor_pull(graph, state.opinion, kernels.combine(pair, ranker), seen)
         rate = self.rate * state.traits.susceptibility[..., None]
@@ -146,8 +173,8 @@ class Deffuant(_ConfidenceBound):
 
     draws_uniform = True
 
-    def forward(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
-                uniform: Optional[Tensor] = None, ranker: Optional[kernels.PairKernel] = None) -> Tensor:
+    def next_opinion(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
+                     uniform: Optional[Tensor] = None, ranker: Optional[kernels.PairKernel] = None) -> Tensor:
         x = state.opinion
         partner = kernels.sample_followee(graph, uniform)  # (B, N)
         x_partner = kernels.take_along_agents(x, partner)
@@ -161,7 +188,7 @@ class Deffuant(_ConfidenceBound):
         return x + weight * diff
 
 
-class BiasedAssimilation(nn.Module):
+class BiasedAssimilation(OpinionDynamics):
     """Attraction within ``eps``, repulsion beyond ``rho`` (backfire):
     ``x_i' = clip(x_i + rate s_i pull_i / (1 + W_i), -1, 1)`` with
     ``w_ij = sigmoid((eps c_i - d) / tau) - repulsion * sigmoid((d - rho) / tau)``, ``d = |x_j - x_i|``.
@@ -197,8 +224,8 @@ class BiasedAssimilation(nn.Module):
     def rate(self) -> Tensor:
         return torch.sigmoid(self.raw_rate)
 
-    def forward(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
-                uniform: Optional[Tensor] = None, ranker: Optional[kernels.PairKernel] = None) -> Tensor:
+    def next_opinion(self, state: PopulationState, graph: Graph, seen: Optional[Tensor] = None,
+                     uniform: Optional[Tensor] = None, ranker: Optional[kernels.PairKernel] = None) -> Tensor:
         pair = kernels.AttractRepel(
             eps=self.eps * state.traits.confidence[..., None], rho=self.rho, tau=self.tau, repulsion=self.repulsion
         )

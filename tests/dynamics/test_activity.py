@@ -13,7 +13,7 @@ from lpm.errors import ConfigError
 from lpm.graph import Graph
 from lpm.rng import CounterRNG
 from lpm.state import PopulationState, Traits
-from lpm.testing import hawkes_stationary_rate, small_graph
+from lpm.testing import hawkes_stationary_rate, small_graph, step_context
 from tests.helpers import gradcheck_parameters, make_state
 
 
@@ -47,7 +47,7 @@ def test_stationary_rate_matches_closed_form(device):
     with torch.no_grad():
         for t in range(steps):
             uniform = rng.uniform(t, 0, (n,), torch.float64)
-            posts, trace, _ = model(state, graph, t * dt, dt, relax.Hard(), uniform)
+            posts, trace, _ = model.draw_posts(state, graph, t * dt, dt, relax.Hard(), uniform)
             state = state.replace(activity=trace)
             if t >= burn_in:
                 total += float(posts.sum())
@@ -84,12 +84,12 @@ def test_hawkes_gradcheck():
     estimator = relax.RelaxedBernoulli(0.5)
     graph = small_graph(8, 2.0, seed=2, weighted=True)
     state = make_state(8, seed=2)
-    uniform = torch.rand(2, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     model = Hawkes(mu=0.5, alpha=0.8, beta=1.2, rhythm_amplitude=0.3)
+    ctx = step_context(state, t=6, dt=0.5, seed=3, estimator=estimator)
 
     def fn(call):
-        posts, trace, _ = call(state, graph, 3.0, 0.5, estimator, uniform)
-        return torch.cat([posts, trace], -1)
+        out = call(state, graph, ctx)
+        return torch.cat([out.posts, out.state["activity"]], -1)
 
     assert gradcheck_parameters(model, fn)
 

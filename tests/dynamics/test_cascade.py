@@ -9,10 +9,10 @@ import torch
 import lpm
 from lpm import observables, relax
 from lpm.dynamics import Cascade, Item, LinearThreshold, init_cascade_state
-from lpm.errors import ConfigError
+from lpm.errors import ConfigError, StateError
 from lpm.graph import Graph
 from lpm.rng import CounterRNG
-from lpm.testing import small_graph
+from lpm.testing import small_graph, step_context
 from tests.helpers import assert_gradients_match_finite_differences, gradcheck_parameters, make_state
 
 RECORD = dict(observables.CASCADE)
@@ -58,12 +58,12 @@ def test_one_step_reshare_probability_is_one_minus_q_to_the_k():
     frontier[:, :3, 0] = 1
     state = state.replace(frontier=frontier, reshared=frontier.clone())
     cascade = Cascade([Item(source=0, start_h=1e9)], transmissibility=0.2).double()
-    changes, _ = cascade(state, graph, 0, 0.0, 1.0, CounterRNG.from_seed(0, batch), relax.Hard())
+    changes = cascade(state, graph, step_context(state, seed=0, estimator=relax.Hard())).state["cascade"]
     q = float(cascade.transmissibility)
-    share = float(changes["reshared"][:, 3, 0].mean())
+    share = float(changes.reshared[:, 3, 0].mean())
     assert abs(share - (1 - (1 - q) ** 3)) < 0.015  # s.e. 0.0035
-    assert torch.all(changes["exposures"][:, 3, 0] == 3)
-    parents = changes["parent"][:, 3, 0][changes["reshared"][:, 3, 0] > 0]
+    assert torch.all(changes.exposures[:, 3, 0] == 3)
+    parents = changes.parent[:, 3, 0][changes.reshared[:, 3, 0] > 0]
     frequencies = torch.bincount(parents, minlength=3).double() / parents.numel()
     # ~9800 reshares: s.e. of each 1/3 share ~0.005; 0.025 is 5 s.e.
     assert torch.allclose(frequencies, torch.full((3,), 1 / 3, dtype=torch.float64), atol=0.025), frequencies
@@ -84,8 +84,9 @@ def test_complex_contagion_probability_saturates_with_exposures():
         exposures = base.exposures.clone()
         exposures[:, 1, 0] = earlier
         state = base.replace(frontier=frontier, exposures=exposures)
-        changes, _ = cascade(state, graph, int(earlier), 0.0, 1.0, CounterRNG.from_seed(1, batch), relax.Hard())
-        share = float(changes["reshared"][:, 1, 0].mean())
+        ctx = step_context(state, t=int(earlier), time_h=0.0, seed=1, estimator=relax.Hard())
+        changes = cascade(state, graph, ctx).state["cascade"]
+        share = float(changes.reshared[:, 1, 0].mean())
         n = earlier + 1
         assert abs(share - q * n**2 / (n**2 + 4.0)) < 0.015  # s.e. <= 0.0036
         shares.append(share)
@@ -115,7 +116,7 @@ def test_linear_threshold_matches_explicit_rule():
     state = state.replace(reshared=reshared, frontier=reshared.clone())
     lt = LinearThreshold([Item(source=0, start_h=1e9), Item(source=10, start_h=1e9)], tau=1e-6).double()
     rng = CounterRNG.from_seed(0, 1)
-    changes, _ = lt(state, graph, 0, 0.0, 1.0, rng, relax.Hard())
+    changes = lt(state, graph, step_context(state, rng=rng, estimator=relax.Hard())).state["cascade"]
     theta = rng.uniform(-1, 4, (30, 2), torch.float64)[0]
     adj = torch.zeros(30, 30, dtype=torch.float64)
     adj[graph.row, graph.col.long()] = 1
@@ -123,7 +124,7 @@ def test_linear_threshold_matches_explicit_rule():
         for c in range(2):
             share = float((adj[i] * reshared[0, :, c]).sum() / adj[i].sum())
             expected = 1.0 if reshared[0, i, c] == 1 or share > theta[i, c] else 0.0
-            assert float(changes["reshared"][0, i, c]) == expected
+            assert float(changes.reshared[0, i, c]) == expected
 
 
 def cascade_model(**kwargs) -> lpm.Model:
@@ -150,8 +151,9 @@ def test_cascade_gradcheck(dose):
     module = cascade_model(dose_response=dose).cascade
 
     def fn(call):
-        changes, _ = call(state, graph, 3, 1.5, 0.5, rng, relax.RelaxedBernoulli(0.5))
-        return torch.cat([changes["reshared"], changes["exposures"]], -1)
+        changes = call(state, graph, step_context(state, t=3, dt=0.5, rng=rng,
+                                                  estimator=relax.RelaxedBernoulli(0.5))).state["cascade"]
+        return torch.cat([changes.reshared, changes.exposures], -1)
 
     assert gradcheck_parameters(module, fn)
 
@@ -224,7 +226,7 @@ def test_cascade_rejects_bad_config():
     with pytest.raises(ConfigError, match=r"shape \(K, 1\)"):
         Cascade([Item(0)], prior=torch.zeros(2, 3), archetype=torch.zeros(5, dtype=torch.long))
     model = lpm.Model(cascade=Cascade([Item(source=50)]))
-    with pytest.raises(ConfigError, match="sources < 20"):
+    with pytest.raises(StateError, match="sources < 20"):
         lpm.simulate(model, lpm.PopulationState.sample(20, seed=0), small_graph(20), steps=1, seed=0)
 
 

@@ -7,7 +7,7 @@ import torch
 
 from lpm.dynamics import EmotionContagion, Shock
 from lpm.errors import ConfigError
-from lpm.testing import assert_permutation_equivariant, small_graph
+from lpm.testing import assert_permutation_equivariant, small_graph, step_context
 from tests.helpers import gradcheck_parameters, make_state
 
 DT = 0.25
@@ -15,7 +15,7 @@ DT = 0.25
 
 def run(model, state, graph, steps, seen=None, t0=0):
     for t in range(t0, t0 + steps):
-        e, v = model(state, graph, t * DT, DT, seen)
+        e, v = model.next_emotion(state, graph, t * DT, DT, seen)
         state = state.replace(emotion=e, emotion_velocity=v)
     return state
 
@@ -90,13 +90,14 @@ def test_emotion_gradcheck(order, gated):
     state = state.replace(emotion_velocity=velocity)  # with zero velocity the momentum has no gradient
     seen = torch.rand(2, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(6)) if gated else None
     model = EmotionContagion(0.7, 0.2, order=order, shocks=[Shock(0.0, 5.0, [0.3, -0.2])])
-    assert gradcheck_parameters(model, lambda call: torch.cat(call(state, graph, 1.0, DT, seen), -1))
+    ctx = step_context(state, time_h=1.0, dt=DT, seen=seen)
+    assert gradcheck_parameters(model, lambda call: torch.cat(list(call(state, graph, ctx).state.values()), -1))
 
 
 def test_emotion_permutation_equivariant():
     graph = small_graph(30, 3.0, seed=5)
     model = EmotionContagion(order=2).double()
-    assert_permutation_equivariant(lambda s, g: model(s, g, 0.0, DT)[0], make_state(30, seed=5), graph)
+    assert_permutation_equivariant(lambda s, g: model.next_emotion(s, g, 0.0, DT)[0], make_state(30, seed=5), graph)
 
 
 @pytest.mark.parametrize("bad", [

@@ -15,6 +15,7 @@ from lpm.testing import (
     friedkin_johnsen_fixed_point,
     hegselmann_krause_step,
     small_graph,
+    step_context,
 )
 from tests.helpers import gradcheck_parameters, make_state
 
@@ -31,7 +32,7 @@ def test_degroot_matches_matrix_power(device):
     model = DeGroot(self_weight=0.3).double().to(device)
     state = uniform_state(x0)
     for _ in range(25):
-        state = state.replace(opinion=model(state, graph))
+        state = state.replace(opinion=model.next_opinion(state, graph))
     expected = degroot_closed_form(graph.to("cpu"), x0[0].cpu(), float(model.self_weight.detach()), 25)
     torch.testing.assert_close(state.opinion[0].cpu(), expected, atol=1e-12, rtol=1e-10)
 
@@ -45,7 +46,7 @@ def test_friedkin_johnsen_converges_to_fixed_point(device):
     state = PopulationState.create(x0, torch.zeros(1, 30, 2, dtype=torch.float64, device=device), traits=traits)
     model = FriedkinJohnsen(anchoring=0.6).double().to(device)
     for _ in range(400):
-        state = state.replace(opinion=model(state, graph))
+        state = state.replace(opinion=model.next_opinion(state, graph))
     expected = friedkin_johnsen_fixed_point(graph.to("cpu"), x0[0].cpu(), float(model.anchoring.detach()) * stubborn[0].cpu())
     # contraction factor <= 1 - min(anchor) per step; after 400 steps the residual is < 1e-10
     torch.testing.assert_close(state.opinion[0].cpu(), expected, atol=1e-9, rtol=0)
@@ -58,7 +59,7 @@ def test_bounded_confidence_is_classic_hk_in_the_limit(device):
     state = uniform_state(x)
     eps = 0.4
     model = BoundedConfidence(eps=eps, rate=1 - 1e-12, tau=1e-7).double().to(device)
-    out = model(state, graph)
+    out = model.next_opinion(state, graph)
     expected = hegselmann_krause_step(graph.to("cpu"), x[0].cpu(), eps)
     torch.testing.assert_close(out[0].cpu(), expected, atol=1e-9, rtol=0)
 
@@ -69,7 +70,7 @@ def test_bounded_confidence_stays_in_range_and_contracts():
     model = BoundedConfidence(eps=0.5, rate=0.9, tau=0.05).double()
     var0 = state.opinion.var(1)
     for _ in range(50):
-        state = state.replace(opinion=model(state, graph))
+        state = state.replace(opinion=model.next_opinion(state, graph))
     assert state.opinion.abs().max() <= 1.0
     assert torch.all(state.opinion.var(1) < var0)
 
@@ -79,7 +80,7 @@ def test_deffuant_moves_each_agent_toward_its_drawn_followee():
     state = uniform_state(torch.rand(1, 20, 1, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * 2 - 1)
     uniform = torch.rand(1, 20, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     model = Deffuant(eps=0.5, rate=0.4, tau=1e-7).double()
-    out = model(state, graph, None, uniform)
+    out = model.next_opinion(state, graph, None, uniform)
     rowptr, col = graph.rowptr.long(), graph.col.long()
     x = state.opinion[0, :, 0]
     for i in range(20):  # explicit per-agent reference on a tiny case
@@ -100,7 +101,7 @@ def test_biased_assimilation_repels_distant_opinions():
     state = uniform_state(torch.tensor([[[-0.6], [0.6]]], dtype=torch.float64))
     model = BiasedAssimilation(eps=0.3, rho=1.0, repulsion=1.0, rate=0.5, tau=0.01).double()
     for _ in range(20):
-        state = state.replace(opinion=model(state, graph))
+        state = state.replace(opinion=model.next_opinion(state, graph))
     torch.testing.assert_close(state.opinion[0, :, 0], torch.tensor([-1.0, 1.0], dtype=torch.float64))
 
 
@@ -113,8 +114,8 @@ def test_opinion_gradcheck(factory, gated):
     graph = small_graph(8, 2.0, seed=6, weighted=True)
     state = make_state(8, seed=6)
     seen = torch.rand(2, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(7)) if gated else None
-    uniform = torch.rand(2, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
-    assert gradcheck_parameters(factory(), lambda call: call(state, graph, seen, uniform))
+    ctx = step_context(state, t=3, seed=8, seen=seen)  # Deffuant draws its partners from ctx.rng
+    assert gradcheck_parameters(factory(), lambda call: call(state, graph, ctx).state["opinion"])
 
 
 @pytest.mark.parametrize("factory", [lambda: DeGroot(0.4), lambda: BoundedConfidence(0.6), lambda: BiasedAssimilation()])
@@ -122,8 +123,8 @@ def test_opinion_permutation_and_batch_invariance(factory):
     graph = small_graph(30, 3.0, seed=9)
     model = factory().double()
     state = make_state(30, batch=3, seed=9)
-    assert_permutation_equivariant(lambda s, g: model(s, g), state, graph)
-    assert_batch_consistent(lambda s: model(s, graph), state)
+    assert_permutation_equivariant(lambda s, g: model.next_opinion(s, g), state, graph)
+    assert_batch_consistent(lambda s: model.next_opinion(s, graph), state)
 
 
 @pytest.mark.parametrize("bad", [
