@@ -65,7 +65,8 @@ def run_with_draws(run_batch, model, names: tuple[str, ...], seed_list: tuple[in
         times_h=first.trajectory.times_h,
         values={k: arms_major([p.trajectory.values[k] for p in per_seed], 1) for k in first.trajectory.values},
         final=PopulationState.from_flat([arms_major(list(ts), 0)
-                                         for ts in zip(*(p.trajectory.final.flat() for p in per_seed))]),
+                                         for ts in zip(*(p.trajectory.final.flat() for p in per_seed))],
+                                        like=first.trajectory.final),
         dt=first.trajectory.dt)
     table = pd.concat([p.table for p in per_seed], ignore_index=True)
     order = {a: i for i, a in enumerate(names)}
