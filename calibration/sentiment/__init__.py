@@ -1,0 +1,1 @@
+"""The parts of :mod:`lpm.calibration.fit_sentiment`, by topic; import from there."""
