@@ -51,10 +51,10 @@ from torch import Tensor
 
 from lpm.calibration.check import CheckReport
 from lpm.calibration.common import CalibrationModule, FitResult, fit
-from lpm.calibration.sentiment.check import REFERENCES, check, references
-from lpm.calibration.sentiment.data import _csv_files, _select, forecast_split, load_events, observed_targets
-from lpm.calibration.sentiment.evaluate import evaluate, metrics
-from lpm.calibration.sentiment.model import (
+from lpm.calibration.sentiment_check import REFERENCES, check, references
+from lpm.calibration.sentiment_data import _csv_files, _select, forecast_split, load_events, observed_targets
+from lpm.calibration.sentiment_evaluation import evaluate, metrics
+from lpm.calibration.sentiment_model import (
     DEFAULT_INIT, FITTED, KIND, LEARNABLE, NegativeLabel, NewsEmotion, NewsHawkes, NewsIntensity, SentimentConfig,
     SentimentModel, sentiment_loss,
 )

@@ -61,11 +61,11 @@ import torch
 from torch import Tensor
 
 from lpm.calibration.common import CalibrationModule, FitResult, fit, load_params, save_params
-from lpm.calibration.stance.check import CHECK_METRICS, check
-from lpm.calibration.stance.data import load_posts, observed_counts
-from lpm.calibration.stance.evaluate import evaluate, metrics
-from lpm.calibration.stance.memory import ThreadMemory, ThreadReplies, fit_thread_memory, thread_replies
-from lpm.calibration.stance.model import (
+from lpm.calibration.stance_check import CHECK_METRICS, check
+from lpm.calibration.stance_data import load_posts, observed_counts
+from lpm.calibration.stance_evaluation import evaluate, metrics
+from lpm.calibration.stance_memory import ThreadMemory, ThreadReplies, fit_thread_memory, thread_replies
+from lpm.calibration.stance_model import (
     DEFAULT_INIT, Evidence, KIND, LEARNABLE, MEMORY, StanceConfig, StanceLink, StanceModel, VERACITIES,
 )
 from lpm.errors import ConfigError, DataFormatError

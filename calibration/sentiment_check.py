@@ -11,9 +11,9 @@ import torch
 from torch import Tensor
 
 from lpm.calibration.check import CheckReport, bootstrap_sd, rows_from
-from lpm.calibration.sentiment.data import observed_targets
-from lpm.calibration.sentiment.evaluate import _prepare, metrics
-from lpm.calibration.sentiment.model import KIND
+from lpm.calibration.sentiment_data import observed_targets
+from lpm.calibration.sentiment_evaluation import _prepare, metrics
+from lpm.calibration.sentiment_model import KIND
 from lpm.errors import DataFormatError
 from lpm.targets_series import SeriesTargets
 

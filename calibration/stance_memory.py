@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from lpm.calibration.common import split_index
-from lpm.calibration.stance.model import StanceConfig, VERACITIES
+from lpm.calibration.stance_model import StanceConfig, VERACITIES
 from lpm.dynamics.base import inverse_softplus, softplus
 from lpm.errors import ConfigError, DataFormatError
 from lpm.targets_series import STANCES, binned_counts, stance_kl

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from lpm.calibration.common import split_index
-from lpm.calibration.sentiment.model import SentimentConfig
+from lpm.calibration.sentiment_model import SentimentConfig
 from lpm.errors import DataFormatError
 from lpm.targets_series import SeriesTargets, sentiment_targets
 

@@ -8,8 +8,8 @@ from typing import Mapping, Optional, Sequence
 import torch
 
 from lpm.calibration.common import config_from_meta, load_params
-from lpm.calibration.sentiment.data import _select, forecast_split, load_events
-from lpm.calibration.sentiment.model import KIND, SentimentConfig, SentimentModel
+from lpm.calibration.sentiment_data import _select, forecast_split, load_events
+from lpm.calibration.sentiment_model import KIND, SentimentConfig, SentimentModel
 from lpm.errors import DataFormatError
 from lpm.targets_series import SeriesTargets, mae, nrmse, pearson
 

@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 
 from lpm.calibration.common import config_from_meta, load_params
-from lpm.calibration.stance.data import load_posts, observed_counts
-from lpm.calibration.stance.model import KIND, MEMORY, StanceConfig, StanceModel, VERACITIES
+from lpm.calibration.stance_data import load_posts, observed_counts
+from lpm.calibration.stance_model import KIND, MEMORY, StanceConfig, StanceModel, VERACITIES
 from lpm.targets_series import stance_kl, stance_mae, stance_shares
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from lpm.calibration.common import split_index
-from lpm.calibration.stance.model import StanceConfig, VERACITIES
+from lpm.calibration.stance_model import StanceConfig, VERACITIES
 from lpm.errors import DataFormatError
 from lpm.targets_series import STANCES, binned_counts
 

@@ -10,10 +10,10 @@ from torch import Tensor
 
 from lpm.calibration.check import CheckReport
 from lpm.calibration.common import load_params
-from lpm.calibration.stance.data import load_posts
-from lpm.calibration.stance.evaluate import _config_from, metrics
-from lpm.calibration.stance.memory import ThreadMemory, ThreadReplies, thread_replies
-from lpm.calibration.stance.model import KIND, MEMORY, StanceModel, VERACITIES
+from lpm.calibration.stance_data import load_posts
+from lpm.calibration.stance_evaluation import _config_from, metrics
+from lpm.calibration.stance_memory import ThreadMemory, ThreadReplies, thread_replies
+from lpm.calibration.stance_model import KIND, MEMORY, StanceModel, VERACITIES
 from lpm.errors import DataFormatError
 from lpm.targets_series import STANCES, stance_kl, stance_shares
 

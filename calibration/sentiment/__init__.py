@@ -1,1 +1,0 @@
-"""The parts of :mod:`lpm.calibration.fit_sentiment`, by topic; import from there."""
