@@ -33,6 +33,14 @@ def _check_out(out: str) -> None:
         raise ConfigError(f"Expected --out to be a writable folder (got {out!r})")
 
 
+def _fit_applier(path: str):
+    """``run_scenario``'s hook setting the parameters of a fit file; joined here because calibration
+    builds on the scenario runner, not the other way round."""
+    from lpm.calibration.common import apply_fitted
+
+    return lambda model: apply_fitted(model, path)[1]
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from lpm.scenario import (format_arms, format_summary, load_scenario, run_scenario, summary_rows, with_overrides,
                               write_outputs)
@@ -45,8 +53,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"lpm run {scenario.name}: {scenario.agents:,} agents, {steps} steps of {scenario.dt * 60:.0f} min "
           f"({steps * scenario.dt / 24:.2f} days), device {args.device}, seed {scenario.seed}")
     setup, backend = _archetypes_for_run(args, scenario) if args.archetypes is not None else (None, None)
+    apply_params = _fit_applier(args.params) if args.params is not None else None
     result = run_scenario(scenario, device=args.device, steps=steps, progress=not args.quiet, archetypes=setup,
-                          params=args.params)
+                          apply_params=apply_params)
     if args.params is not None:
         print(f"fitted parameters from {args.params}: {', '.join(result.fitted)}")
     paths = write_outputs(result, args.out)

@@ -138,13 +138,15 @@ def load_scenario(name_or_path: str) -> Scenario:
 
 def run_scenario(scenario: Scenario, *, device: str | torch.device = "cpu", steps: Optional[int] = None,
                  progress: bool = True, archetypes: Optional["ArchetypeSetup"] = None,
-                 params: Optional[str | Path] = None) -> ScenarioResult:
+                 apply_params: Optional[Callable[[Model], Sequence[str]]] = None) -> ScenarioResult:
     """Build the graph, population and model of ``scenario`` and simulate it without gradients.
 
     ``archetypes``: an :class:`lpm.archetypes.ArchetypeSetup` for the scenario's agents and
-    ``contexts``, passed on to its ``build_model`` and ``arms``. ``params``: a fitted-parameter file
-    (``lpm calibrate cascades``) applied to the model's cascade; the names applied are in
-    ``ScenarioResult.fitted``.
+    ``contexts``, passed on to its ``build_model`` and ``arms``. ``apply_params``: called with the
+    built model (on the run's device and dtype) before the run to set fitted parameters, returning
+    the names it set, which ``ScenarioResult.fitted`` keeps; ``lpm run --params FILE`` passes one
+    applying a ``lpm calibrate cascades`` fit. A hook rather than a file name, because reading fits
+    belongs to calibration, which builds on this module.
     """
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -166,11 +168,8 @@ def run_scenario(scenario: Scenario, *, device: str | torch.device = "cpu", step
     model = scenario.build_model(graph, scenario.dt, scenario.seed, **extra)
     model = model.to(device=device, dtype=state.opinion.dtype)
     fitted: tuple[str, ...] = ()
-    if params is not None:
-        from lpm.calibration.common import apply_fitted
-
-        _, applied, _ = apply_fitted(model, params)
-        fitted = tuple(applied)
+    if apply_params is not None:
+        fitted = tuple(apply_params(model))
     timings["setup_s"] = time.perf_counter() - start
     steps = scenario.steps if steps is None else steps
     start = time.perf_counter()

@@ -18,7 +18,7 @@ import torch
 
 from lpm.errors import ConfigError
 from lpm.graph import Graph
-from lpm.io import read_gml
+from lpm.graph.io import read_gml
 from lpm.scenario import Scenario
 from lpm.scenarios.polarization import build_arms, build_model, population_for, record_for
 from lpm.state import PopulationState

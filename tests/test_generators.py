@@ -180,11 +180,11 @@ def test_parallel_resolution_matches_sequential(p_triad):
 
 
 def test_resolution_independent_of_blocking(monkeypatch):
-    from lpm import generators
+    from lpm.graph.generators import preferential
 
     default = holme_kim(3_000, 4, 0.8, seed=2)
-    monkeypatch.setattr(generators, "_PA_BLOCK_MIN", 7)
-    monkeypatch.setattr(generators, "_PA_BLOCK_GROWTH", 0.05)
+    monkeypatch.setattr(preferential, "_PA_BLOCK_MIN", 7)
+    monkeypatch.setattr(preferential, "_PA_BLOCK_GROWTH", 0.05)
     assert edge_set(holme_kim(3_000, 4, 0.8, seed=2)) == edge_set(default)
 
 

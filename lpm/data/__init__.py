@@ -1,5 +1,5 @@
 """Real data formats in one place: reshare cascades, disaster sentiment series, reply stance, and
-(re-exported from :mod:`lpm.io`) follower and hyperlink graphs.
+(re-exported from :mod:`lpm.graph.io`) follower and hyperlink graphs.
 
 Cascade loaders return a :class:`CascadeTable`, the flat table that simulations also produce
 (:meth:`CascadeTable.from_state`), so data and simulations are measured by the same code.
@@ -9,7 +9,7 @@ from lpm.data.cascades import CascadeTable
 from lpm.data.disaster import DisasterSeries, RowReport, load_disaster, load_disaster_events
 from lpm.data.rumdetect import LoadReport, load_rumdetect, write_rumdetect
 from lpm.data.rumoureval import STANCES, VERACITIES, StancePosts, load_rumoureval
-from lpm.io import (
+from lpm.graph.io import (
     from_csv,
     from_gml,
     from_networkx,

@@ -1,4 +1,4 @@
-"""The directed follower graph, stored as CSR by follower.
+"""The directed follower graph, stored as CSR by follower: the data structure and its views.
 
 An edge ``j -> i`` means *i follows j*: information flows from the followee ``j`` to the follower
 ``i``. This is PyG's ``flow="source_to_target"`` convention, so ``edge_index[0]`` holds followees
@@ -6,8 +6,8 @@ An edge ``j -> i`` means *i follows j*: information flows from the followee ``j`
 the followees of agent ``i`` are ``col[rowptr[i]:rowptr[i+1]]`` and every aggregation over an
 agent's feed reads one contiguous slice.
 
-Generators and loaders live in :mod:`lpm.generators` and :mod:`lpm.io` and are re-exported as
-class methods (``Graph.barabasi_albert``, ``Graph.from_csv`` ...).
+Generators and loaders (:mod:`lpm.graph.generators`, :mod:`lpm.graph.io`) build on this module;
+:mod:`lpm.graph` attaches them to :class:`Graph` (``Graph.barabasi_albert``, ``Graph.from_csv`` ...).
 """
 
 from __future__ import annotations
@@ -257,108 +257,3 @@ class Graph:
     def __repr__(self) -> str:
         weighted = ", weighted" if self.weight is not None else ""
         return f"Graph(num_nodes={self.num_nodes}, num_edges={self.num_edges}{weighted}, device={self.device})"
-
-    # ------------------------------------------------------------------ generators (lpm.generators)
-    @classmethod
-    def barabasi_albert(cls, num_nodes: int, m: int, *, seed: int, directed: bool = False, device=None) -> "Graph":
-        """See :func:`lpm.generators.barabasi_albert`."""
-        from lpm.generators import barabasi_albert
-
-        return barabasi_albert(num_nodes, m, seed=seed, directed=directed, device=device)
-
-    @classmethod
-    def holme_kim(
-        cls, num_nodes: int, m: int, p_triad: float, *, seed: int, directed: bool = False, device=None
-    ) -> "Graph":
-        """See :func:`lpm.generators.holme_kim`."""
-        from lpm.generators import holme_kim
-
-        return holme_kim(num_nodes, m, p_triad, seed=seed, directed=directed, device=device)
-
-    @classmethod
-    def watts_strogatz(
-        cls, num_nodes: int, k: int, p_rewire: float, *, seed: int, directed: bool = False, device=None
-    ) -> "Graph":
-        """See :func:`lpm.generators.watts_strogatz`."""
-        from lpm.generators import watts_strogatz
-
-        return watts_strogatz(num_nodes, k, p_rewire, seed=seed, directed=directed, device=device)
-
-    @classmethod
-    def stochastic_block_model(cls, block_sizes, edge_probs, *, seed: int, directed: bool = True, device=None) -> "Graph":
-        """See :func:`lpm.generators.stochastic_block_model`."""
-        from lpm.generators import stochastic_block_model
-
-        return stochastic_block_model(block_sizes, edge_probs, seed=seed, directed=directed, device=device)
-
-    @classmethod
-    def sbm_homophily(
-        cls, num_nodes: int, num_blocks: int, mean_degree: float, homophily: float, *, seed: int,
-        directed: bool = True, device=None,
-    ) -> "tuple[Graph, Tensor]":
-        """See :func:`lpm.generators.sbm_homophily` (returns ``(graph, block)``)."""
-        from lpm.generators import sbm_homophily
-
-        return sbm_homophily(num_nodes, num_blocks, mean_degree, homophily, seed=seed, directed=directed, device=device)
-
-    @classmethod
-    def configuration_model(cls, degrees, *, seed: int, device=None) -> "Graph":
-        """See :func:`lpm.generators.configuration_model`."""
-        from lpm.generators import configuration_model
-
-        return configuration_model(degrees, seed=seed, device=device)
-
-    @classmethod
-    def directed_configuration_model(cls, in_degrees, out_degrees, *, seed: int, device=None) -> "Graph":
-        """See :func:`lpm.generators.directed_configuration_model`."""
-        from lpm.generators import directed_configuration_model
-
-        return directed_configuration_model(in_degrees, out_degrees, seed=seed, device=device)
-
-    # ------------------------------------------------------------------ loaders (lpm.io)
-    @classmethod
-    def from_csv(cls, path, **kwargs) -> "Graph":
-        """See :func:`lpm.io.from_csv` (keyword arguments passed through)."""
-        from lpm.io import from_csv
-
-        return from_csv(path, **kwargs)
-
-    @classmethod
-    def from_parquet(cls, path, **kwargs) -> "Graph":
-        """See :func:`lpm.io.from_parquet` (keyword arguments passed through)."""
-        from lpm.io import from_parquet
-
-        return from_parquet(path, **kwargs)
-
-    @classmethod
-    def from_gml(cls, path, **kwargs) -> "Graph":
-        """See :func:`lpm.io.from_gml` (keyword arguments passed through)."""
-        from lpm.io import from_gml
-
-        return from_gml(path, **kwargs)
-
-    @classmethod
-    def from_networkx(cls, G, *, weight: Optional[str] = None) -> "Graph":
-        """See :func:`lpm.io.from_networkx`."""
-        from lpm.io import from_networkx
-
-        return from_networkx(G, weight=weight)
-
-    @classmethod
-    def from_pyg(cls, data) -> "Graph":
-        """See :func:`lpm.io.from_pyg`."""
-        from lpm.io import from_pyg
-
-        return from_pyg(data)
-
-    def to_pyg(self):
-        """See :func:`lpm.io.to_pyg` (a ``torch_geometric.data.Data``)."""
-        from lpm.io import to_pyg
-
-        return to_pyg(self)
-
-    def to_networkx(self):
-        """See :func:`lpm.io.to_networkx` (a ``networkx.DiGraph``)."""
-        from lpm.io import to_networkx
-
-        return to_networkx(self)
