@@ -16,7 +16,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -33,8 +33,7 @@ from lpm.simulate import Trajectory, simulate
 from lpm.state import PopulationState
 from lpm.variance import martingale_controls
 
-if TYPE_CHECKING:
-    from lpm.uncertainty import ParameterDraws
+from lpm.uncertainty import ParameterDraws, run_with_draws
 
 __all__ = ["counterfactual", "CounterfactualResult", "arm_batches", "CPU_BATCH_AGENTS", "OUTCOMES", "ADJUSTED"]
 
@@ -269,7 +268,7 @@ def counterfactual(
     record: Optional[Mapping[str, Observable]] = None,
     chunk: Optional[int] = None,
     progress: bool = False,
-    posterior: Optional["ParameterDraws"] = None,
+    posterior: Optional[ParameterDraws] = None,
     posterior_seed: int = 0,
 ) -> CounterfactualResult:
     """Run every arm under every seed, arms x seeds as the batch, and tabulate the outcomes for ``item``.
@@ -341,9 +340,7 @@ def counterfactual(
     result = dataclasses.replace(parts[0], baseline=baseline) if len(parts) == 1 else _merge(parts, baseline)
     if posterior is None:
         return result
-    from lpm.uncertainty import run_with_draws
-
-    drawn = run_with_draws(run_batch, model, names, seed_list, posterior, posterior_seed,
+    drawn = run_with_draws(run_batch, _merge, model, names, seed_list, posterior, posterior_seed,
                            lambda num_seeds: arm_batches(len(names), num_seeds, population.num_agents, device, chunk))
     return dataclasses.replace(drawn, baseline=baseline, fixed_parameters=result)
 

@@ -9,7 +9,6 @@ from typing import Mapping, Optional, Sequence
 
 from torch import Tensor, nn
 
-from lpm.archetypes.tables import ExposureDrive
 from lpm.dynamics.activity import Hawkes
 from lpm.dynamics.emotion import EmotionContagion
 from lpm.dynamics.recommender import Feed
@@ -130,7 +129,7 @@ class Model(nn.Module):
         named = [("activity", self.activity), ("opinion", self.opinion), ("emotion", self.emotion),
                  ("cascade", self.cascade)]
         if self.archetype_drive is not None:
-            named.append(("archetype_drive", ExposureDrive(self.archetype_drive)))
+            named.append(("archetype_drive", self.archetype_drive.step_component()))
         return [(name, c) for name, c in named if c is not None] + list(self.extra.items())
 
     def with_interventions(self, interventions: InterventionPlan | Sequence[Intervention]) -> "Model":

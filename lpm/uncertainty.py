@@ -15,6 +15,8 @@ from typing import Mapping, Optional, Protocol, Sequence, runtime_checkable
 import torch
 
 from lpm.errors import ConfigError
+from lpm.simulate import Trajectory
+from lpm.state import PopulationState
 
 __all__ = ["ParameterDraws", "run_with_draws", "interval_widening"]
 
@@ -30,30 +32,27 @@ class ParameterDraws(Protocol):
         """Set ``model``'s parameters to ``values`` in place; returns the names applied."""
 
 
-def run_with_draws(run_batch, model, names: tuple[str, ...], seed_list: tuple[int, ...], posterior: ParameterDraws,
-                   posterior_seed: int, groups_of):
+def run_with_draws(run_batch, merge, model, names: tuple[str, ...], seed_list: tuple[int, ...],
+                   posterior: ParameterDraws, posterior_seed: int, groups_of):
     """The counterfactual with seed ``s`` under posterior draw ``s`` (see the module docstring).
 
     ``run_batch(model, group, seeds)`` runs arms ``names[group]`` under ``seeds`` (one
-    :class:`~lpm.counterfactual.CounterfactualResult`); ``groups_of(num_seeds)`` cuts the arms into
-    batches. Returns one result over all arms and seeds, scenario ``a * S + s`` as without a posterior.
+    :class:`~lpm.counterfactual.CounterfactualResult`), ``merge(parts, baseline)`` joins results over
+    disjoint arms, ``groups_of(num_seeds)`` cuts the arms into batches. Returns one result over all
+    arms and seeds, scenario ``a * S + s`` as without a posterior.
     """
     import pandas as pd
-
-    from lpm.counterfactual import CounterfactualResult, _merge
-    from lpm.simulate import Trajectory
-    from lpm.state import PopulationState
 
     if not isinstance(posterior, ParameterDraws):
         raise ConfigError(f"Expected a posterior with draw(count, seed) and apply(model, values) "
                           f"(got {type(posterior).__name__})")
     draws = posterior.draw(len(seed_list), posterior_seed)
-    per_seed: list[CounterfactualResult] = []
+    per_seed = []
     for seed, values in zip(seed_list, draws):
         drawn = copy.deepcopy(model)
         posterior.apply(drawn, values)
         parts = [run_batch(drawn, group, (seed,)) for group in groups_of(1)]
-        per_seed.append(parts[0] if len(parts) == 1 else _merge(parts, names[0]))
+        per_seed.append(parts[0] if len(parts) == 1 else merge(parts, names[0]))
     first = per_seed[0]
 
     def arms_major(tensors: Sequence[torch.Tensor], dim: int) -> torch.Tensor:

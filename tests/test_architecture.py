@@ -1,7 +1,7 @@
 """Architecture rules checked on the source: edge aggregations only in kernels/, layers one way.
 
 What ``test_edge_aggregations_only_in_kernels`` forbids, in lpm/, calibration/ and scenarios/ (kernels/
-is where they belong; lpm/graph.py owns and builds the CSR arrays):
+is where they belong; lpm/graph/core.py owns and builds the CSR arrays):
 
 * any use of ``expand_segments`` (a CSR walk): call ``lpm.kernels.expand_segments`` ... through the
   ``kernels`` module object, e.g. ``kernels.expand_segments``, is the allowed spelling;
@@ -33,7 +33,7 @@ INDEX_OPS = {"index_add_", "index_add", "index_select", "index_put_", "index_put
              "scatter_reduce_", "scatter_reduce", "scatter_add_", "scatter_add", "scatter_", "scatter", "gather",
              "take", "take_along_dim", "bincount", "segment_reduce", "repeat_interleave"}
 EXEMPT = {
-    "lpm/graph.py": "owns the CSR arrays: builds them, their degrees and the follower order",
+    "lpm/graph/core.py": "owns the CSR arrays: builds them, their degrees and the follower order",
     "lpm/testing.py": "dense_adjacency, the independent dense oracle the kernels are tested against",
 }
 

@@ -320,6 +320,11 @@ class ArchetypeDrive(nn.Module):
         offset = self.head(self.reaction_embeddings.to(self.head.linear.weight.dtype))[..., 0]
         return self.share_logit + offset
 
+    def step_component(self) -> "ExposureDrive":
+        """This drive as a step component (:class:`ExposureDrive`), for :class:`lpm.Model` to run
+        after the cascade without importing the archetype layer."""
+        return ExposureDrive(self)
+
     def apply(self, opinion: Tensor, emotion: Tensor, new_exposures: Tensor) -> tuple[Tensor, Tensor]:
         """Opinions and emotions after this step's new exposures (pure; gathers, no loops).
 
