@@ -203,7 +203,7 @@ def test_breadth_chunks_levels(monkeypatch):
     parent, time = random_forest(2, 80, 3, seed=5)
     times = [1.0, 3.0, 10.0, 1000.0]
     expected = metrics.max_breadth_curve(parent, time, times)
-    monkeypatch.setattr(metrics, "_CHUNK_ELEMENTS", 7)
+    monkeypatch.setattr(metrics.trees, "_CHUNK_ELEMENTS", 7)
     assert torch.equal(metrics.max_breadth_curve(parent, time, times), expected)
     assert expected.tolist() == brute_curves(parent, time, times)["max_breadth"].astype(int).tolist()
 
@@ -387,7 +387,7 @@ def test_hurwitz_zeta_vs_scipy():
 
     s = np.array([1.05, 1.5, 2.5, 4.0, 10.0, 20.0])[:, None]
     a = np.array([1.0, 2.0, 6.5, 30.0, 1e3, 1e6])[None, :]
-    np.testing.assert_allclose(metrics._hurwitz_zeta(s, a), zeta(s, a), rtol=1e-11)
+    np.testing.assert_allclose(metrics.tails._hurwitz_zeta(s, a), zeta(s, a), rtol=1e-11)
 
 
 def test_power_law_selects_x_min():

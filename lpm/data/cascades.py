@@ -6,7 +6,6 @@ by the same code.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
@@ -14,6 +13,7 @@ import torch
 from torch import Tensor
 
 from lpm.errors import DataFormatError
+from lpm.metrics.trees import forest_depths
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -21,33 +21,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from lpm.state import PopulationState
 
 __all__ = ["CascadeTable"]
-
-
-def _depths(parent: Tensor) -> tuple[Tensor, Tensor]:
-    """Hops to the root for every row of a forest given by parent pointers, by pointer jumping.
-
-    Each round doubles the distance every pointer spans, so ``ceil(log2(R)) + 1`` rounds reach the
-    roots from any row of an acyclic forest; rows still not pointing at a root after that lie on
-    or below a cycle.
-
-    Args:
-        parent: ``(R,)`` int64 parent row, ``-1`` for roots.
-
-    Returns:
-        ``(depth, on_cycle)``: ``(R,)`` int64 hops (meaningless where ``on_cycle``) and ``(R,)``
-        bool rows whose pointers never reach a root.
-    """
-    rows = torch.arange(parent.numel(), device=parent.device)
-    is_root = parent < 0
-    jump = torch.where(is_root, rows, parent)
-    depth = (~is_root).to(torch.int64)
-    for _ in range(max(1, math.ceil(math.log2(max(parent.numel(), 2)))) + 1):
-        if bool((jump[jump] == jump).all()):
-            break
-        depth = depth + depth[jump]
-        jump = jump[jump]
-    on_cycle = ~is_root[jump]
-    return depth, on_cycle
 
 
 @dataclass(frozen=True, eq=False)
@@ -182,7 +155,7 @@ class CascadeTable:
         # secondary sources and nodes whose parent is not in the table hang off the root
         parent = torch.where(is_root, torch.full_like(parent, -1),
                              torch.where(parent < 0, root_row[cascade], parent))
-        depth, on_cycle = _depths(parent)
+        depth, on_cycle = forest_depths(parent)
         if bool(on_cycle.any()):
             bad = int(cascade[on_cycle][0])
             raise DataFormatError(f"Expected acyclic parent pointers (got a cycle in cascade {bad}, scenario "

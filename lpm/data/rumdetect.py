@@ -51,7 +51,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lpm.data.cascades import CascadeTable, _depths
+from lpm.data.cascades import CascadeTable
+from lpm.metrics.trees import forest_depths
 from lpm.data.report import MalformedLog, check_errors
 from lpm.errors import ConfigError, DataFormatError
 
@@ -385,11 +386,11 @@ def load_rumdetect(
     else:
         cascade, time_h, parent = (torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.float64),
                                    torch.zeros(0, dtype=torch.int64))
-    depth, on_cycle = _depths(parent)
+    depth, on_cycle = forest_depths(parent)
     if bool(on_cycle.any()):
         root_of = torch.nonzero(parent < 0).squeeze(1)[cascade]
         report.cycles += _break_cycles(parent, time_h, on_cycle, root_of)
-        depth, on_cycle = _depths(parent)
+        depth, on_cycle = forest_depths(parent)
     report.cascades = len(ids)
     report.nodes = int(cascade.numel())
     table = CascadeTable(cascade, time_h, parent, depth, ids, [label_of[i] for i in ids] if labels else None)

@@ -11,7 +11,7 @@ import torch
 import lpm
 from lpm import relax
 from lpm.data import CascadeTable
-from lpm.data.cascades import _depths
+from lpm.metrics import forest_depths
 from lpm.dynamics import Cascade, Item, init_cascade_state
 from lpm.errors import DataFormatError
 from tests.helpers import make_state
@@ -174,13 +174,13 @@ def test_from_state_matches_loop_reference_on_a_simulation():
 
 def test_depths_by_pointer_jumping():
     parent = torch.tensor([-1, 0, 1, 2, 3, 0, -1, 6, 9, 8])  # a chain, a second root, a 2-cycle (8, 9)
-    depth, on_cycle = _depths(parent)
+    depth, on_cycle = forest_depths(parent)
     assert depth[:8].tolist() == [0, 1, 2, 3, 4, 1, 0, 1]
     assert on_cycle.tolist() == [False] * 8 + [True, True]
     chain = torch.arange(-1, 999)  # one path of 1000 nodes: log2 rounds suffice
-    depth, on_cycle = _depths(chain)
+    depth, on_cycle = forest_depths(chain)
     assert torch.equal(depth, torch.arange(1000)) and not on_cycle.any()
-    depth, on_cycle = _depths(torch.zeros(0, dtype=torch.int64))
+    depth, on_cycle = forest_depths(torch.zeros(0, dtype=torch.int64))
     assert depth.numel() == 0
 
 
