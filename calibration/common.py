@@ -130,8 +130,8 @@ def load_params(path: str | os.PathLike, kind: Optional[str] = None,
     """
     path = Path(path)
     try:
-        payload = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: invalid JSON, and bytes that are not UTF-8 (a binary file)
         raise DataFormatError(f"Expected a fitted-parameter JSON file at {path} ({exc})") from None
     if not isinstance(payload, dict) or payload.get("format") != _PARAMS_FORMAT or "params" not in payload:
         raise DataFormatError(f"Expected a fitted-parameter file (format {_PARAMS_FORMAT}) at {path} "

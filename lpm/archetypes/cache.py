@@ -374,15 +374,23 @@ class DecisionCache:
         The whole file is checked before anything is written, so a bad file changes nothing.
 
         Raises:
-            DataFormatError: a line is not JSON, lacks a field, or its decision fails the schema
-                (the message names the line).
+            DataFormatError: an unreadable file, or a line that is not UTF-8 JSON, lacks a field, or
+                whose decision fails the schema (the message names the line).
         """
         path = Path(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise DataFormatError(f"Expected a readable JSON Lines file at {path} (got {exc.strerror or exc})") from exc
         rows = []
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    rows.append(_parse_line(line, number, path))
+        for number, line in enumerate(raw.splitlines(), start=1):
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataFormatError(f"Expected UTF-8 text on line {number} of {path} (got byte 0x{line[exc.start]:02x} "
+                                      f"at byte {exc.start} of the line: {exc.reason})") from None
+            if text.strip():
+                rows.append(_parse_line(text, number, path))
         return self._insert(rows)
 
 
