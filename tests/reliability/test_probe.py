@@ -84,6 +84,7 @@ PENDING_IO = "lpm/io.py"
 PENDING_GEN = "lpm/generators.py"
 PENDING_SCENARIO = "lpm/scenario.py"
 PENDING_CLI = "lpm/cli.py"
+PENDING_CLI_CALIBRATE = "lpm/cli_calibrate.py"
 
 # -- graphs: files ------------------------------------------------------------------------------------------
 
@@ -446,7 +447,7 @@ case("calibrate-sentiment-wrong-header", with_file(make("d.csv", "a,b\n1,2\n"),
      E.DataFormatError, "d.csv", "line 1")
 case("calibrate-out-under-file", lambda t: (t / "f").write_text("x") and CLI(
     "calibrate", "stance", "--data", str(t), "--out", str(t / "f" / "fit.json"), "--logger", "none")(t),
-     E.ConfigError, "fit.json", pending=PENDING_CLI)
+     E.ConfigError, "fit.json", pending=PENDING_CLI_CALIBRATE)
 
 GOOD_CASCADES = {"transmissibility": 0.01, "audience": 100.0, "audience_spread": 1.0, "attention": 0.5,
                  "attention_spread": 1.0, "feed_half_life_h": 1.0, "feed_tail": 2.0}
@@ -481,7 +482,7 @@ case("forecast-observe-negative", fc("--observe-h", "-1"), E.ConfigError, "obser
 case("forecast-horizon-before-observe", fc("--observe-h", "5", "--horizon-h", "2"), E.ConfigError, "horizon")
 case("forecast-stance", CLI("forecast", "stance", "--data", "{tmp}", "--params", "{tmp}/f.json"), Usage, "stance")
 case("evaluate-json-under-file", lambda t: (t / "f").write_text("x") and fc("--json", str(t / "f" / "m.json"))(t),
-     E.ConfigError, "m.json", pending=PENDING_CLI)
+     E.ConfigError, "m.json", pending=PENDING_CLI_CALIBRATE)
 
 # -- fitted-parameter files (library) ---------------------------------------------------------------------------
 
