@@ -26,7 +26,7 @@ from torch.utils.data import IterableDataset
 
 from lpm.errors import ConfigError, DataFormatError
 
-__all__ = ["KINDS", "PARAM_SCHEMAS", "OPTIONAL_PARAMS", "split_index", "save_params", "load_params", "check_params", "CalibrationModule", "fit", "FitResult", "atomic_write_json"]
+__all__ = ["KINDS", "PARAM_SCHEMAS", "OPTIONAL_PARAMS", "split_index", "save_params", "load_params", "check_params", "check_checkpoint", "CalibrationModule", "fit", "FitResult", "atomic_write_json"]
 
 #: ``lpm calibrate KIND`` -> the module implementing it.
 KINDS = {
@@ -130,8 +130,8 @@ def load_params(path: str | os.PathLike, kind: Optional[str] = None,
     """
     path = Path(path)
     try:
-        payload = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: invalid JSON, and bytes that are not UTF-8 (a binary file)
         raise DataFormatError(f"Expected a fitted-parameter JSON file at {path} ({exc})") from None
     if not isinstance(payload, dict) or payload.get("format") != _PARAMS_FORMAT or "params" not in payload:
         raise DataFormatError(f"Expected a fitted-parameter file (format {_PARAMS_FORMAT}) at {path} "
@@ -270,7 +270,7 @@ def fit(module, *, kind: str, max_steps: int, budget_s: Optional[float] = None, 
             ``out`` whenever it runs out.
         out: fitted-parameter JSON, rewritten at every improvement.
         work_dir: checkpoints (``last.ckpt``, every step) and logs; ``resume=True`` continues from
-            ``work_dir/checkpoints/last.ckpt`` when it exists.
+            ``work_dir/checkpoints/last.ckpt`` when it exists (checked first: :func:`check_checkpoint`).
         logger: ``"wandb"`` (offline unless ``WANDB_MODE`` says otherwise), ``"csv"`` or ``"none"``.
         device: ``"cpu"`` or ``"cuda"``.
         gradient_clip: clip the gradient's norm to this (``None``: no clipping). Backpropagation
@@ -278,6 +278,9 @@ def fit(module, *, kind: str, max_steps: int, budget_s: Optional[float] = None, 
             gradient can explode by orders of magnitude where the spread is strong; the default only
             cuts such explosions (near a fit's optimum the norms are a few units: clipping there
             would move where the noisy updates balance).
+
+    Raises:
+        DataFormatError: ``resume`` and the checkpoint is unreadable or from another calibration.
     """
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -309,6 +312,8 @@ def fit(module, *, kind: str, max_steps: int, budget_s: Optional[float] = None, 
                          gradient_clip_val=gradient_clip, gradient_clip_algorithm="norm",
                          default_root_dir=str(work_dir))
     last = work_dir / "checkpoints" / "last.ckpt"
+    if resume and last.exists():
+        check_checkpoint(last, module)
     loader = torch.utils.data.DataLoader(_Steps(), batch_size=None)
     trainer.fit(module, train_dataloaders=loader, ckpt_path=str(last) if resume and last.exists() else None)
     if run_logger and hasattr(run_logger, "experiment") and logger == "wandb":
@@ -317,6 +322,41 @@ def fit(module, *, kind: str, max_steps: int, budget_s: Optional[float] = None, 
     averaged = {name: sum(it[name] for it in tail) / len(tail) for name in tail[0]}
     return FitResult(params=budget.best_params or module.fitted_params(), loss=budget.best,
                      history=budget.history, steps=trainer.global_step, averaged=averaged)
+
+
+_RESUME_HINT = "delete it, or run without --resume to start the fit over"
+
+
+def check_checkpoint(path: Path, module) -> None:
+    """Refuse a checkpoint a resumed fit cannot continue from, naming the file and what to do.
+
+    Only the last checkpoint is kept (Lightning writes it atomically, so a killed fit leaves the
+    previous one whole): a truncated or corrupted one comes from outside the fit (a full disk, a
+    copy cut short), and there is no earlier one to fall back to. Resuming silently from scratch
+    would hide the loss of the steps already paid for, so this raises instead.
+
+    Raises:
+        DataFormatError: the file is not a readable checkpoint, lacks the training state, or holds
+            parameters of another module (another kind, or another configuration of it).
+    """
+    try:
+        # weights_only=False as Lightning itself loads it: the file is this fit's own work.
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - truncation surfaces as RuntimeError, EOFError, UnpicklingError...
+        raise DataFormatError(f"Expected a readable Lightning checkpoint at {path} to resume from (got "
+                              f"{type(exc).__name__}: {str(exc)[:160]}); {_RESUME_HINT}") from exc
+    needed = ("state_dict", "optimizer_states", "loops", "global_step")
+    if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in needed):
+        found = sorted(checkpoint)[:8] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise DataFormatError(f"Expected a Lightning checkpoint with {list(needed)} at {path} (got {found}); "
+                              f"{_RESUME_HINT}")
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    stored = checkpoint["state_dict"]
+    found = {k: tuple(v.shape) for k, v in stored.items() if isinstance(v, torch.Tensor)} if isinstance(stored, dict) else {}
+    if found != expected:
+        diff = sorted(set(expected) ^ set(found)) or sorted(k for k in expected if expected[k] != found[k])
+        raise DataFormatError(f"Expected a checkpoint of this fit's parameters at {path} (got another model's: "
+                              f"differs in {diff[:5]}); {_RESUME_HINT}")
 
 
 def split_index(ids: "list[str] | tuple[str, ...]", part: str, *, holdout: float = 0.2, seed: int = 0) -> list[int]:

@@ -24,6 +24,8 @@ bool mask), which is how :func:`lpm.counterfactual` runs several arms in one bat
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Optional, Sequence
 
 import torch
@@ -78,7 +80,13 @@ class Intervention(nn.Module):
         super().__init__()
         if not width > 0:
             raise ConfigError(f"Expected a positive smooth-step width in hours (got {width})")
-        self.at = nn.Parameter(torch.tensor(float(at)))
+        try:
+            start = float(at) if not isinstance(at, bool) else math.nan
+        except (TypeError, ValueError):
+            start = math.nan
+        if not math.isfinite(start):  # a NaN start never switches on: the intervention would be a silent no-op
+            raise ConfigError(f"Expected a finite start time 'at' in hours for {type(self).__name__} (got {at!r})")
+        self.at = nn.Parameter(torch.tensor(start))
         self.width = float(width)
         self.register_buffer("scenarios", None if scenarios is None else scenarios.to(torch.bool))
 
@@ -99,6 +107,20 @@ class Intervention(nn.Module):
         raise NotImplementedError
 
 
+def _item_index(item: int, name: str) -> int:
+    """An item index checked where it is given (its upper bound is known only when the model runs)."""
+    if isinstance(item, bool) or not isinstance(item, numbers.Integral) or item < 0:
+        raise ConfigError(f"Expected an item index >= 0 for {name} (got {item!r})")
+    return int(item)
+
+
+def _check_agents(target: Tensor, shape: Shape, name: str) -> None:
+    """A per-agent mask built for ``num_agents`` must match the simulated population."""
+    if target.numel() != shape.agents:
+        raise ConfigError(f"Expected {name} built for the {shape.agents} agents simulated (got num_agents="
+                          f"{target.numel()})")
+
+
 def _item_onehot(item: int, shape: Shape) -> Tensor:
     if not 0 <= item < shape.items:
         raise ConfigError(f"Expected an item index in [0, {shape.items}) (got {item})")
@@ -117,7 +139,7 @@ class FactCheckLabel(Intervention):
 
     def __init__(self, item: int, at: float, strength: float = 0.5, width: float = 0.25, scenarios=None) -> None:
         super().__init__(at, width, scenarios)
-        self.item = int(item)
+        self.item = _item_index(item, "FactCheckLabel")
         self.raw_strength = positive("strength", strength)
 
     def apply(self, effects: Effects, time_h: float, shape: Shape) -> None:
@@ -158,7 +180,7 @@ class Downranking(Intervention):
 
     def __init__(self, item: int, at: float, factor: float = 0.5, width: float = 0.25, scenarios=None) -> None:
         super().__init__(at, width, scenarios)
-        self.item = int(item)
+        self.item = _item_index(item, type(self).__name__)
         self.raw_factor = unit_interval("factor", factor)
 
     def apply(self, effects: Effects, time_h: float, shape: Shape) -> None:
@@ -174,6 +196,7 @@ class Suspension(Intervention):
         self.register_buffer("target", _agent_mask(agents, num_agents, "Suspension"))
 
     def apply(self, effects: Effects, time_h: float, shape: Shape) -> None:
+        _check_agents(self.target, shape, "Suspension")
         on = self.on(time_h, shape.batch, shape.like)  # (B, 1)
         effects.scale("source_gate", 1 - on * self.target.to(shape.like.dtype)[None])
 
@@ -212,12 +235,13 @@ class Prebunking(Intervention):
         super().__init__(at, width, scenarios)
         if not 0 < share <= 1:
             raise ConfigError(f"Expected a prebunked share in (0, 1] (got {share})")
-        self.items = tuple(int(i) for i in items)
+        self.items = tuple(_item_index(i, "Prebunking") for i in items)
         self.raw_strength = positive("strength", strength)
         rank = (torch.arange(num_agents) * 2654435761 % 1_000_003).float() / 1_000_003
         self.register_buffer("target", (rank < share).float())
 
     def apply(self, effects: Effects, time_h: float, shape: Shape) -> None:
+        _check_agents(self.target, shape, "Prebunking")
         items = sum(_item_onehot(i, shape) for i in self.items)
         on = self.on(time_h, shape.batch, shape.like)  # (B, 1)
         offset = -softplus(self.raw_strength) * on[..., None] * self.target.to(shape.like.dtype)[None, :, None]

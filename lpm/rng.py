@@ -97,8 +97,12 @@ class CounterRNG:
         ``[SEED_MIN, SEED_MAX]`` (int64): a larger seed would silently give another seed's draws.
 
         Raises:
-            ConfigError: a seed that is not an integer, or outside the int64 range.
+            ConfigError: a seed that is not an integer, or outside the int64 range; ``batch`` < 1.
         """
+        if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
+            raise ConfigError(f"Expected batch to be an int >= 1 (got {batch!r})")
+        if isinstance(seed, float):  # named as given: as a tensor it would read as "torch.float32, shape ()"
+            raise ConfigError(f"Expected an int seed or a sequence of {batch} seeds (got float {seed!r})")
         if isinstance(seed, (bool, numbers.Integral)) or (isinstance(seed, Tensor) and seed.dim() == 0):
             if isinstance(seed, bool) or (isinstance(seed, Tensor) and (seed.dtype == torch.bool or seed.dtype.is_floating_point or seed.is_complex())):
                 raise ConfigError(f"Expected an int seed or a sequence of {batch} seeds (got {seed!r})")

@@ -17,9 +17,12 @@ are cached (:mod:`lpm.archetypes.cache`). Every answer goes through
 from __future__ import annotations
 
 import copy
+import json
 import os
 import random
+import sys
 import threading
+import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, Literal, Sequence
 
@@ -33,6 +36,93 @@ __all__ = ["OpenAICompatibleBackend", "TransformersBackend", "make_backend", "ch
 _RETRY_STATUSES = frozenset({408, 409, 429})
 #: Never wait longer than this on a server's Retry-After header (a misconfigured server could ask for hours).
 _MAX_RETRY_AFTER_S = 60.0
+
+
+#: The deadline of the request the current thread is sending (``time.monotonic()`` seconds), or absent.
+_DEADLINE = threading.local()
+
+
+class _DeadlineStream:
+    """A network stream whose reads and writes never wait past the thread's request deadline.
+
+    The HTTP client's own timeouts bound each read, not the request: a server that drips one byte
+    per read keeps a request alive forever. Bounding every read by the time left to the deadline
+    makes the whole request (headers and body) end by the deadline."""
+
+    def __init__(self, stream: Any, timeout_error: type[Exception]) -> None:
+        self._stream, self._timeout_error = stream, timeout_error
+
+    def _bound(self, timeout: float | None) -> float | None:
+        deadline = getattr(_DEADLINE, "at", None)
+        if deadline is None:
+            return timeout
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise self._timeout_error("request deadline passed")
+        return left if timeout is None else min(timeout, left)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, self._bound(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, self._bound(timeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None) -> Any:
+        tls = self._stream.start_tls(ssl_context, server_hostname, self._bound(timeout))
+        return _DeadlineStream(tls, self._timeout_error)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineNetwork:
+    """The network backend of an HTTP connection pool, with :class:`_DeadlineStream` streams."""
+
+    def __init__(self, backend: Any, timeout_error: type[Exception]) -> None:
+        self._backend, self._timeout_error = backend, timeout_error
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> _DeadlineStream:
+        stream = self._backend.connect_tcp(host, port, _DeadlineStream(None, self._timeout_error)._bound(timeout),
+                                           local_address, socket_options)
+        return _DeadlineStream(stream, self._timeout_error)
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> _DeadlineStream:
+        stream = self._backend.connect_unix_socket(path, _DeadlineStream(None, self._timeout_error)._bound(timeout),
+                                                   socket_options)
+        return _DeadlineStream(stream, self._timeout_error)
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def _install_deadline(http_client: Any) -> bool:
+    """Route every connection pool of an httpx(-like) client through :class:`_DeadlineNetwork`.
+
+    The pools' network backend is the one place every byte passes; httpx offers no public hook
+    there, so this reaches into ``transport._pool._network_backend`` (stable across httpx and
+    httpcore releases) and reports ``False`` where the layout differs, rather than failing."""
+    transports = [getattr(http_client, "_transport", None), *getattr(http_client, "_mounts", {}).values()]
+    pools = [getattr(t, "_pool", None) for t in transports if t is not None]
+    pools = [pool for pool in pools if pool is not None and hasattr(pool, "_network_backend")]
+    for pool in pools:
+        if not isinstance(pool._network_backend, _DeadlineNetwork):
+            errors = sys.modules[type(pool).__module__.split(".")[0]]  # httpcore, or a fork of it
+            pool._network_backend = _DeadlineNetwork(pool._network_backend, errors.ReadTimeout)
+    return bool(pools)
+
+
+def _body_start(response: Any, limit: int = 160) -> str:
+    """The content type and the first characters of an HTTP response body, for messages."""
+    try:
+        text = response.text
+    except Exception as exc:  # noqa: BLE001 - a body we cannot even decode is described, not raised
+        text = f"<undecodable body: {exc}>"
+    kind = response.headers.get("content-type", "no content-type")
+    return f"{kind}, {len(response.content)} bytes: {text[:limit]!r}"
 
 
 def check_requests(requests: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -58,7 +148,10 @@ class OpenAICompatibleBackend:
             defaults to ``OPENAI_BASE_URL`` (read by the ``openai`` package), else the OpenAI API.
         api_key: defaults to ``OPENAI_API_KEY``; with a custom endpoint and no key, a placeholder is
             sent because local servers ignore it.
-        timeout_s: per-request timeout in seconds.
+        timeout_s: deadline of each HTTP request (attempt) in seconds, from sending it to the last
+            byte of the answer: a server that hangs or drips its answer byte by byte is cut off then
+            (and the attempt retried). A call's wall time is thus at most about
+            ``(max_retries + 1) * timeout_s`` plus the backoffs.
         max_retries: retries after the first attempt, for transient failures (429, 408, 409, 5xx,
             timeouts, connection errors) and for answers that are not a valid decision.
         backoff_s: first backoff delay; it doubles after each transient failure, plus up to 10% jitter.
@@ -73,6 +166,9 @@ class OpenAICompatibleBackend:
     Raises:
         ConfigError: no model, no API key for the default endpoint, an argument out of its domain, or
             the ``openai`` package missing.
+
+    The deadline is enforced inside the HTTP client's connection pool; a ``client=`` whose HTTP
+    layer has no such pool keeps only its own per-read timeouts (``deadline_enforced`` says which).
     """
 
     name = "openai"
@@ -110,6 +206,7 @@ class OpenAICompatibleBackend:
         # Jitter only spreads retries apart; its own generator keeps the global RNG untouched.
         self._jitter = random.Random()
         self._client = self._make_client(base_url, api_key, client)
+        self.deadline_enforced: bool = _install_deadline(getattr(self._client, "_client", None))
 
     def _make_client(self, base_url: str | None, api_key: str | None, client: Any) -> Any:
         try:
@@ -127,8 +224,37 @@ class OpenAICompatibleBackend:
             api_key = "EMPTY"  # vLLM, Ollama and llama.cpp accept any key; the client insists on one
         return openai.OpenAI(base_url=base_url, api_key=api_key, timeout=self.timeout_s, max_retries=0)
 
+    @property
+    def endpoint(self) -> str:
+        return str(getattr(self._client, "base_url", ""))
+
     def __repr__(self) -> str:
-        return f"OpenAICompatibleBackend(model={self.model!r}, base_url={str(getattr(self._client, 'base_url', ''))!r})"
+        return f"OpenAICompatibleBackend(model={self.model!r}, base_url={self.endpoint!r})"
+
+    def _complete(self, messages: list[dict[str, str]], kwargs: dict[str, Any], persona: str, context: str) -> Any:
+        """One HTTP request under the deadline; the parsed completion, checked to be one.
+
+        Raises:
+            BackendError: the body is not a JSON chat completion (an HTML page from a wrong
+                ``base_url``, a proxy's error page): asking again would get the same page.
+        """
+        _DEADLINE.at = time.monotonic() + self.timeout_s
+        try:
+            raw = self._client.chat.completions.with_raw_response.create(messages=messages, **kwargs)
+            http = raw.http_response
+            http.read()  # the body under the deadline too
+        finally:
+            _DEADLINE.at = None
+        try:
+            payload = json.loads(http.content)
+        except ValueError:
+            payload = None
+        if not (isinstance(payload, dict) and isinstance(payload.get("choices"), list)):
+            found = (f"JSON with keys {sorted(payload)[:10]}" if isinstance(payload, dict)
+                     else _body_start(http))
+            raise BackendError(f"Expected a JSON chat completion with 'choices' from {self.endpoint} for "
+                               f"{describe_request(persona, context)} (got HTTP {http.status_code}, {found})")
+        return raw.parse()
 
     def _response_format(self) -> dict[str, Any] | None:
         if self.json_mode == "schema":
@@ -171,7 +297,14 @@ class OpenAICompatibleBackend:
                                    "because another request of the batch failed)")
             spent.calls += 1
             try:
-                response = self._client.chat.completions.create(messages=messages, **kwargs)
+                response = self._complete(messages, kwargs, persona, context)
+            except openai.APITimeoutError as exc:
+                problem = (f"{type(exc).__name__}: no complete answer from {self.endpoint} within the "
+                           f"{self.timeout_s:g} s deadline per request")
+                backoffs += 1
+                if attempt < attempts:
+                    stop.wait(self._delay(backoffs, None))
+                continue
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 if status not in _RETRY_STATUSES and status < 500:  # 400, 401, 404...: asking again cannot help
@@ -182,7 +315,7 @@ class OpenAICompatibleBackend:
                 if attempt < attempts:
                     stop.wait(self._delay(backoffs, self._retry_after(exc)))
                 continue
-            except (openai.APIConnectionError, openai.APIResponseValidationError) as exc:  # includes timeouts
+            except (openai.APIConnectionError, openai.APIResponseValidationError) as exc:
                 problem = f"{type(exc).__name__}: {str(exc)[:200]}"
                 backoffs += 1
                 if attempt < attempts:

@@ -20,6 +20,7 @@ import os
 import sqlite3
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any, Iterator, Sequence
 from lpm.archetypes.backends import check_requests
 from lpm.archetypes.decision import Backend, Decision, Usage, parse_decision
 from lpm.archetypes.prompts import describe_request
-from lpm.errors import BackendError, CacheMissError, ConfigError, DataFormatError
+from lpm.errors import BackendError, CacheMissError, ConfigError, DataFormatError, LPMError
 
 __all__ = ["DecisionCache", "CachedBackend", "cache_key"]
 
@@ -72,6 +73,20 @@ def _decision_json(decision: Decision) -> str:
     return json.dumps(decision.to_dict(), ensure_ascii=False, sort_keys=True)
 
 
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """``(device, inode)`` of the file, ``None`` when it does not exist."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _writable(path: Path) -> bool:
+    """Whether SQLite can write the file: the file itself, and its folder (journal and WAL side files)."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
+
+
 def _switch_to_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
     """Put the database file in WAL mode, waiting up to ``timeout_s`` for other processes.
 
@@ -96,10 +111,23 @@ class DecisionCache:
     """Decisions on disk, in one SQLite file shared by processes and threads.
 
     Args:
-        path: the SQLite file (created with its folder unless ``offline``).
+        path: the SQLite file (created with its folder unless read-only).
         offline: the cache must answer everything: :class:`CachedBackend` raises
-            :class:`~lpm.errors.CacheMissError` on a miss instead of calling its backend.
+            :class:`~lpm.errors.CacheMissError` on a miss instead of calling its backend. An offline
+            cache is opened read-only: it never writes, not even its schema row.
+        read_only: the same as ``offline`` (a cache that cannot store new answers must not ask
+            for them: they would be paid for and lost).
         timeout_s: how long a writer waits for another process's transaction before failing.
+
+    A cache whose file or folder is not writable opens read-only (and so offline) by itself, and
+    serves every decision it holds.
+
+    If the file is deleted while the cache is open, the next write or :meth:`close` notices,
+    recreates it and copies in every decision this connection still reads from the deleted file
+    (SQLite keeps it open), with a warning: a run never silently loses its answers. Decisions other
+    processes wrote into the deleted file after this one last wrote are recovered only by those
+    processes. (Replacing the file under an open cache is not supported: SQLite would read the old
+    file's WAL as the new file's.)
 
     Raises:
         CacheMissError: ``offline`` and the file does not exist.
@@ -109,43 +137,122 @@ class DecisionCache:
     threads share it.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, offline: bool = False, timeout_s: float = 60.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, offline: bool = False, read_only: bool = False,
+                 timeout_s: float = 60.0) -> None:
         self.path = Path(path)
-        self.offline = bool(offline)
+        self.timeout_s = float(timeout_s)
+        self._lock = threading.RLock()  # one connection, serialised: sqlite3 objects are not thread-safe
+        self._conn: sqlite3.Connection | None = None
+        self.offline = self.read_only = bool(offline or read_only)
+        self.reason = "opened offline" if self.offline else ""
         if self.offline and not self.path.exists():
             raise CacheMissError(f"Expected an existing decision cache at {self.path} in offline mode (got no such file)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()  # one connection, serialised: sqlite3 objects are not thread-safe
+        if not self.offline and self.path.exists() and not _writable(self.path):
+            self.offline = self.read_only = True
+            self.reason = "its file or folder is not writable"
+        if self.read_only:
+            self._conn = self._open_read_only()
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = self._open_writable(self.path)
+        self._identity = _file_identity(self.path)
+
+    def _open_writable(self, path: Path) -> sqlite3.Connection:
+        conn = None
         try:
-            self._conn: sqlite3.Connection | None = sqlite3.connect(
-                str(self.path), timeout=timeout_s, isolation_level=None, check_same_thread=False)
-            conn = self._conn
-            conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+            conn = sqlite3.connect(str(path), timeout=self.timeout_s, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
             # WAL: readers never block the writer and vice versa; NORMAL sync is durable across
             # process crashes in WAL mode and much faster than FULL.
-            _switch_to_wal(conn, timeout_s)
+            _switch_to_wal(conn, self.timeout_s)
             conn.execute("PRAGMA synchronous = NORMAL")
-            with self._write() as cur:
+            cur = conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
                 for statement in filter(str.strip, _CREATE.split(";")):
                     cur.execute(statement)
                 cur.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', ?)", (_SCHEMA_VERSION,))
-                version = cur.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()[0]
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+            self._check_version(conn)
         except sqlite3.OperationalError:  # locked past the timeout, unreadable folder: not a format problem
-            self.close()
+            if conn is not None:
+                conn.close()
             raise
         except sqlite3.DatabaseError as exc:  # "file is not a database"
-            self.close()
-            raise DataFormatError(f"Expected a decision cache (SQLite) at {self.path} (got {exc})") from exc
+            conn.close()
+            raise DataFormatError(f"Expected a decision cache (SQLite) at {path} (got {exc})") from exc
+        except DataFormatError:
+            conn.close()
+            raise
+        return conn
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """``mode=ro`` reads the file and its WAL; where SQLite cannot create the WAL index next to
+        it (a read-only folder), the file is opened as immutable, which needs no side files."""
+        uri = self.path.resolve().as_uri()
+        problem: Exception | None = None
+        for query in ("?mode=ro", "?mode=ro&immutable=1"):
+            conn = sqlite3.connect(uri + query, uri=True, timeout=self.timeout_s, isolation_level=None,
+                                   check_same_thread=False)
+            try:
+                self._check_version(conn)
+                return conn
+            except sqlite3.OperationalError as exc:  # no WAL index possible; "no such table" is caught below
+                conn.close()
+                problem = exc
+            except (sqlite3.DatabaseError, DataFormatError) as exc:
+                conn.close()
+                if isinstance(exc, DataFormatError):
+                    raise
+                raise DataFormatError(f"Expected a decision cache (SQLite) at {self.path} (got {exc})") from exc
+        raise ConfigError(f"Expected a decision cache at {self.path} that can be opened read-only (got {problem})")
+
+    def _check_version(self, conn: sqlite3.Connection) -> None:
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            raise DataFormatError(f"Expected a decision cache at {self.path} (got a SQLite file without its "
+                                  f"'meta' table)") from None
+        version = row[0] if row else None
         if version != _SCHEMA_VERSION:
-            self.close()
             raise DataFormatError(f"Expected a decision cache of schema version {_SCHEMA_VERSION} at {self.path} "
                                   f"(got version {version})")
+
+    def _recover_if_deleted(self) -> None:
+        """Recreate the file from this connection's rows when it was deleted or replaced (see the class)."""
+        if self.read_only or self._conn is None or _file_identity(self.path) == self._identity:
+            return
+        rows = self._conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM decisions").fetchall()
+        # Closed before the new file is opened: SQLite finds the WAL by name, and the old
+        # connection's WAL would otherwise be read as the new file's.
+        self._conn.close()
+        self._conn = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = self._open_writable(self.path)
+            cur = fresh.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            cur.executemany(_INSERT, rows)
+            cur.execute("COMMIT")
+        except (OSError, sqlite3.Error, LPMError) as exc:
+            raise ConfigError(f"Expected to recreate the decision cache {self.path}, deleted or replaced while open "
+                              f"(got {exc}); the {len(rows)} decisions it held are lost") from exc
+        self._conn, self._identity = fresh, _file_identity(self.path)
+        warnings.warn(f"The decision cache {self.path} was deleted or replaced while open; recreated it with the "
+                      f"{len(rows)} decisions this process still held", RuntimeWarning, stacklevel=2)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Cursor]:
         """A short write transaction; BEGIN IMMEDIATE takes the write lock up front, so a concurrent
         writer waits for ``busy_timeout`` instead of failing with 'database is locked' on an upgrade."""
         with self._lock:
+            if self.read_only:
+                raise ConfigError(f"Expected a writable decision cache (got {self.path} read-only: {self.reason})")
             conn = self._connection()
             cur = conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
@@ -155,6 +262,7 @@ class DecisionCache:
                 cur.execute("ROLLBACK")
                 raise
             cur.execute("COMMIT")
+            self._recover_if_deleted()  # after the commit: the rows just written are copied too
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -175,11 +283,15 @@ class DecisionCache:
         self.close()
 
     def close(self) -> None:
-        """Close the connection (idempotent)."""
+        """Close the connection (idempotent), recreating the file first if it was deleted."""
         with self._lock:
             if getattr(self, "_conn", None) is not None:
-                self._conn.close()
-                self._conn = None
+                try:
+                    self._recover_if_deleted()
+                finally:
+                    if self._conn is not None:
+                        self._conn.close()
+                        self._conn = None
 
     def get_many(self, backend: Backend, requests: Sequence[tuple[str, str]]) -> list[Decision | None]:
         """The cached decision of each ``(persona, context)`` for this backend, ``None`` where absent.
@@ -262,15 +374,23 @@ class DecisionCache:
         The whole file is checked before anything is written, so a bad file changes nothing.
 
         Raises:
-            DataFormatError: a line is not JSON, lacks a field, or its decision fails the schema
-                (the message names the line).
+            DataFormatError: an unreadable file, or a line that is not UTF-8 JSON, lacks a field, or
+                whose decision fails the schema (the message names the line).
         """
         path = Path(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise DataFormatError(f"Expected a readable JSON Lines file at {path} (got {exc.strerror or exc})") from exc
         rows = []
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    rows.append(_parse_line(line, number, path))
+        for number, line in enumerate(raw.splitlines(), start=1):
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataFormatError(f"Expected UTF-8 text on line {number} of {path} (got byte 0x{line[exc.start]:02x} "
+                                      f"at byte {exc.start} of the line: {exc.reason})") from None
+            if text.strip():
+                rows.append(_parse_line(text, number, path))
         return self._insert(rows)
 
 
@@ -368,7 +488,8 @@ class CachedBackend:
         if unique and self.cache.offline:
             self._count(requests=len(requests), cache_hits=hits)
             raise CacheMissError(
-                f"Expected all {len(requests)} requests in the offline cache {self.cache.path} for backend "
+                f"Expected all {len(requests)} requests in the offline cache {self.cache.path} ({self.cache.reason}) "
+                f"for backend "
                 f"{self.name!r}, model {self.model!r}, prompt {self.prompt_version!r} (got {len(unique)} missing; "
                 f"first: {describe_request(*unique[0])})")
         self._count(requests=len(requests), cache_hits=hits, deduplicated=len(missing) - len(unique))

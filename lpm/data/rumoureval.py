@@ -14,9 +14,11 @@ kept with stance code ``-1``; :meth:`StancePosts.shares` leaves them out.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence, Union
 
 import torch
@@ -120,6 +122,27 @@ def _tweet_id(text: str) -> int:
     return int(text)
 
 
+def _read_text(path: PathLike, name: str) -> str:
+    """The file's text; binary content and invalid UTF-8 are refused naming the line and byte offset,
+    so a user can find the bad byte (a replacement character would silently change a post id)."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as err:
+        raise DataFormatError(f"Expected a readable CSV file at {name!r} (got {err})") from err
+    nul = raw.find(b"\x00")
+    if nul >= 0:  # no text file has NUL bytes; csv would fail later with a bare "line contains NUL"
+        line = raw.count(b"\n", 0, nul) + 1
+        raise DataFormatError(f"{name}, line {line}: Expected a UTF-8 CSV text file (got a binary or UTF-16 file: "
+                              f"NUL byte at byte offset {nul}, starting {raw[:16]!r})")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        start = err.start + (3 if raw.startswith(b"\xef\xbb\xbf") else 0)  # offsets after the BOM -> in the file
+        line = raw.count(b"\n", 0, start) + 1
+        raise DataFormatError(f"{name}, line {line}: Expected UTF-8 text (got byte 0x{raw[start]:02x} at byte offset "
+                              f"{start}: {err.reason})") from None
+
+
 def load_rumoureval(path: PathLike, *, errors: str = "raise") -> StancePosts:
     """Load RumourEval 2017 ``posts.csv`` (see the module docstring).
 
@@ -137,16 +160,13 @@ def load_rumoureval(path: PathLike, *, errors: str = "raise") -> StancePosts:
     """
     check_errors(errors)
     name = os.fspath(path)
-    try:
-        handle = open(path, newline="", encoding="utf-8-sig")
-    except OSError as err:
-        raise DataFormatError(f"Expected a readable CSV file at {name!r} (got {err})") from err
+    content = _read_text(path, name)
     report = RowReport(files=1)
     rows: list[tuple[int, int, int, int, float, float, int]] = []
     thread_of_row: list[str] = []
     veracity_of: dict[str, int] = {}
-    with handle:
-        reader = csv.reader(handle)
+    reader = csv.reader(io.StringIO(content, newline=""))
+    try:
         header = next(reader, None)
         if header is None or any(c not in header for c in _COLUMNS):
             raise DataFormatError(f"{name}, line 1: Expected the columns {list(_COLUMNS)} (got {header})")
@@ -183,6 +203,8 @@ def load_rumoureval(path: PathLike, *, errors: str = "raise") -> StancePosts:
                 continue
             rows.append((*values, STANCES.index(stance) if stance else -1))
             thread_of_row.append(thread_id)
+    except csv.Error as err:  # an unterminated quote at the end, a field over csv's size limit
+        raise DataFormatError(f"{name}, line {reader.line_num}: Expected a well-formed CSV record (got {err})") from None
 
     thread_ids = sorted(veracity_of, key=int)
     index_of = {t: i for i, t in enumerate(thread_ids)}
