@@ -4,7 +4,7 @@ Millions of users' opinions, emotions and posting activity as tensors, updated b
 over a sparse follower graph, differentiable end to end.
 """
 
-from lpm import dynamics, engine, interventions, kernels, metrics, observables, relax
+from lpm import dynamics, engine, generators, interventions, io, kernels, metrics, observables, relax
 from lpm import archetypes  # after dynamics and interventions, which it builds on; no optional imports
 from lpm import data, targets
 from lpm.counterfactual import CounterfactualResult, counterfactual

@@ -10,7 +10,8 @@ each is imported by the backend that uses it, when it is constructed.
 """
 
 from lpm.archetypes.backends import OpenAICompatibleBackend, TransformersBackend, check_requests, make_backend
-from lpm.archetypes.cache import CachedBackend, DecisionCache, cache_key
+from lpm.archetypes.cache import DecisionCache, cache_key
+from lpm.archetypes.cached_backend import CachedBackend
 from lpm.archetypes.clustering import DEFAULT_WEIGHTS, Archetypes, KMeansResult, build_archetypes, kmeans, persona_features
 from lpm.archetypes.decision import EMOTIONS, PROMPT_VERSION, Backend, Decision, Usage, decision_schema, parse_decision
 from lpm.archetypes.embedding_backend import ANCHORS, EmbeddingBackend

@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 
 from lpm import kernels
-from lpm.dynamics.cascade import Item, _CascadeBase, _exposure_count
+from lpm.dynamics.cascade_base import Item, _CascadeBase, _exposure_count
 from lpm.engine import StepContext, Updates
 from lpm.errors import ConfigError
 from lpm.graph import Graph

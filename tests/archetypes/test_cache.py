@@ -14,7 +14,8 @@ from typing import Sequence
 import pytest
 
 from lpm.archetypes.backends import OpenAICompatibleBackend
-from lpm.archetypes.cache import CachedBackend, DecisionCache, cache_key
+from lpm.archetypes.cache import DecisionCache, cache_key
+from lpm.archetypes.cached_backend import CachedBackend
 from lpm.archetypes.decision import PROMPT_VERSION, Backend, Decision, Usage
 from lpm.errors import BackendError, CacheMissError, DataFormatError
 from tests.archetypes.fake_openai import FakeOpenAI
@@ -133,7 +134,8 @@ def test_per_request_tokens_are_stored_from_a_real_endpoint(tmp_path: Path) -> N
 
 _WRITER = """
 import json, sys
-from lpm.archetypes.cache import CachedBackend, DecisionCache
+from lpm.archetypes.cache import DecisionCache
+from lpm.archetypes.cached_backend import CachedBackend
 from tests.archetypes.test_cache import CountingBackend, requests_range
 backend = CountingBackend()
 with DecisionCache(sys.argv[1]) as cache:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lpm.archetypes.cache import CachedBackend, DecisionCache
+from lpm.archetypes.cache import DecisionCache
+from lpm.archetypes.cached_backend import CachedBackend
 from lpm.errors import CacheMissError, ConfigError, DataFormatError
 from tests.archetypes.test_cache import CountingBackend, decision_for, requests_range
 

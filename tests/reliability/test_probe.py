@@ -577,7 +577,8 @@ case("disaster-binary", write("d.csv", gzip.compress(b"num,datetime,label\n"), l
 # -- archetype backends and the decision cache ------------------------------------------------------------------------
 
 from lpm.archetypes.backends import OpenAICompatibleBackend, make_backend  # noqa: E402
-from lpm.archetypes.cache import CachedBackend, DecisionCache  # noqa: E402
+from lpm.archetypes.cache import DecisionCache  # noqa: E402
+from lpm.archetypes.cached_backend import CachedBackend  # noqa: E402
 from lpm.archetypes.decision import parse_decision  # noqa: E402
 
 oa = lambda **kw: OpenAICompatibleBackend(**{"model": "m", "base_url": "http://127.0.0.1:9/v1", "api_key": "k",  # noqa: E731
