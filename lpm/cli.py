@@ -90,13 +90,16 @@ def _archetypes_for_run(args: argparse.Namespace, scenario):
     from lpm.embed import TextEmbedder
     from lpm.errors import ConfigError
 
+    if isinstance(args.archetypes, bool) or args.archetypes < 1:
+        raise ConfigError(f"Expected --archetypes K with K >= 1 (got {args.archetypes})")
     if not scenario.contexts:  # before any model is loaded
         raise ConfigError(f"Expected a scenario with contexts to run with --archetypes (got none in {scenario.name!r})")
     start = time.perf_counter()
     embedding = args.backend == "embedding"
     embedder = TextEmbedder(args.llm_model) if embedding and args.llm_model else TextEmbedder()
     kind = make_backend(args.backend, model=args.llm_model, **({"embedder": embedder} if embedding else {}))
-    cache = DecisionCache(args.cache if args.cache is not None else Path(args.out) / "decision_cache.sqlite")
+    cache = DecisionCache(args.cache if args.cache is not None else Path(args.out) / "decision_cache.sqlite",
+                          offline=args.offline)
     backend = CachedBackend(kind, cache)
     setup = ArchetypeSetup.build(scenario.agents, args.archetypes, scenario.contexts, backend, seed=scenario.seed,
                                  embedder=embedder)
@@ -185,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "OpenAI-compatible endpoint: OPENAI_BASE_URL, OPENAI_API_KEY) or transformers (local model)")
     run.add_argument("--llm-model", default=None, help="model name or path for the backend")
     run.add_argument("--cache", default=None, help="decision cache file (default: <out>/decision_cache.sqlite)")
+    run.add_argument("--offline", action="store_true",
+                     help="take every archetype decision from --cache (opened read-only) and never call the backend; "
+                          "a missing decision is an error")
     run.set_defaults(func=_cmd_run)
 
     archetypes = sub.add_parser("archetypes", help="personas and archetypes")

@@ -39,6 +39,18 @@ def _check_fit_options(args: argparse.Namespace) -> None:
     budget = getattr(args, "budget_s", None)
     if budget is not None and not budget > 0:
         raise ConfigError(f"Expected --budget-s > 0 seconds (got {budget})")
+    _check_output_file("--out", getattr(args, "out", None))
+    _check_output_file("--json", getattr(args, "json", None))
+
+
+def _check_output_file(flag: str, path: str | None) -> None:
+    """An output file's folder must exist or be creatable: checked before any fitting or simulation,
+    so a typo does not cost a whole run."""
+    if path is None:
+        return
+    blocker = next((p for p in Path(path).parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ConfigError(f"Expected {flag} {path!r} under a folder (got {str(blocker)!r}, a file)")
 
 
 def _data(paths: list[str]) -> list[Path]:
@@ -60,14 +72,24 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     world = {k: v for k, v in dict(agents=args.agents, items=args.items).items() if v is not None}
     if args.debias:
         world["debias"] = args.debias
+    if args.posterior:
+        world["posterior"] = True
     if world and args.kind != "cascades":
-        raise ConfigError(f"Expected --agents / --items / --debias only with 'cascades' (got {args.kind!r})")
+        raise ConfigError(f"Expected --agents / --items / --debias / --posterior only with 'cascades' "
+                          f"(got {args.kind!r})")
     start = time.perf_counter()
     result = module.calibrate(_data(args.data), out, budget_s=args.budget_s, device=args.device, seed=args.seed,
                               work_dir=work_dir, resume=args.resume, progress=not args.quiet,
                               max_steps=args.max_steps, split=args.split, logger=args.logger, **world)
     wall = time.perf_counter() - start
     print(f"best loss {result['loss']:.4g} after {result['steps']} steps in {wall:.0f} s; wrote {out}")
+    if args.posterior:
+        from lpm.calibration.posterior import load_posterior, posterior_path
+
+        posterior = load_posterior(posterior_path(out))
+        print(f"posterior (80% credible intervals) in {posterior_path(out)}:")
+        for name, (low, high) in posterior.interval(0.8).items():
+            print(f"  {name:>18} in [{low:.6g}, {high:.6g}]")
     for name, value in sorted(result["params"].items()):
         print(f"  {name:>18} = {value:.6g}")
     return 0
@@ -125,9 +147,14 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
 
     print(f"lpm forecast cascades: params {args.params}, observe {args.observe_h} h, horizon {args.horizon_h} h, "
           f"split {args.split}")
+    posterior = None
+    if args.posterior:
+        from lpm.calibration.posterior import load_posterior, posterior_path
+
+        posterior = load_posterior(posterior_path(args.params), kind="cascades")
     metrics = forecast(Path(args.params), _data(args.data), observe_h=args.observe_h, horizon_h=args.horizon_h,
                        split=args.split, batch=args.ensemble, device=args.device, seed=args.seed,
-                       postprocess=args.postprocess)
+                       postprocess=args.postprocess, posterior=posterior)
     _write_metrics(metrics, args.json)
     return 0
 
@@ -167,6 +194,8 @@ def add_parsers(sub) -> None:
     calibrate.add_argument("--items", type=int, default=None, help="cascades: cascades per simulated scenario")
     calibrate.add_argument("--debias", type=int, default=0, metavar="ROUNDS",
                            help="cascades: correct the mean-field fit's bias by simulation, this many rounds")
+    calibrate.add_argument("--posterior", action="store_true",
+                           help="cascades: also write the parameters' posterior beside --out (FITTED.posterior.json)")
     calibrate.add_argument("--quiet", action="store_true", help="no progress bar")
     calibrate.set_defaults(func=_cmd_calibrate)
 
@@ -202,6 +231,8 @@ def add_parsers(sub) -> None:
                           help="scenarios in the ensemble (each with C items; more is a finer conditioning)")
     forecast.add_argument("--postprocess", default="emos", choices=["emos", "none"],
                           help="calibrate the ensemble on the training cascades (emos) or report it raw")
+    forecast.add_argument("--posterior", action="store_true",
+                          help="draw the ensemble's parameters from the fit's posterior (FITTED.posterior.json)")
     forecast.add_argument("--json", default=None, metavar="METRICS.json")
     forecast.add_argument("--split", default="test", choices=["train", "test", "all"])
     forecast.add_argument("--device", default="cpu")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
-import json
 import math
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence
@@ -88,6 +88,8 @@ class Scenario:
             raise ConfigError(f"Expected positive days and dt (got days={self.days}, dt={self.dt})")
         if not (isinstance(self.batch, int) and self.batch >= 1):
             raise ConfigError(f"Expected batch >= 1 (got {self.batch!r})")
+        if isinstance(self.seeds, bool) or not (isinstance(self.seeds, int) and self.seeds >= 1):
+            raise ConfigError(f"Expected seeds >= 1 per arm (got {self.seeds!r})")
 
     @property
     def steps(self) -> int:
@@ -119,7 +121,16 @@ def load_scenario(name_or_path: str) -> Scenario:
             raise ConfigError(f"Expected a scenario file at {path} (not found)")
         spec = importlib.util.spec_from_file_location(f"lpm_user_scenario_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except SyntaxError as exc:
+            raise ConfigError(f"Expected a scenario file of valid Python at {path} (got a syntax error at line "
+                              f"{exc.lineno}: {exc.msg})") from None
+        except Exception as exc:  # noqa: BLE001 - user code: any failure is reported as the file's
+            line = next((f.lineno for f in reversed(traceback.extract_tb(exc.__traceback__))
+                         if Path(f.filename) == path), None)
+            where = f"{path}, line {line}" if line is not None else str(path)
+            raise ConfigError(f"Expected the scenario file {where} to run (got {type(exc).__name__}: {exc})") from None
     else:
         if not name_or_path.isidentifier():
             raise ConfigError(f"Expected a scenario name (a Python identifier) or a .py path (got {name_or_path!r})")
@@ -284,4 +295,8 @@ def format_arms(result: CounterfactualResult, columns: int = 3) -> str:
 def with_overrides(scenario: Scenario, **overrides) -> Scenario:
     """``scenario`` with the non-``None`` overrides applied."""
     changes = {k: v for k, v in overrides.items() if v is not None}
+    known = {f.name for f in dataclasses.fields(Scenario)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ConfigError(f"Expected overrides among the scenario's fields {sorted(known)} (got {unknown})")
     return dataclasses.replace(scenario, **changes) if changes else scenario

@@ -110,6 +110,12 @@ def _check_inputs(model: Model, state: PopulationState, graph: Graph, steps: int
             raise ConfigError(f"Expected '{name}' to be a positive int or None (got {value!r})")
     if save_every is not None and save_path is None:
         raise ConfigError("Expected 'save_path' when 'save_every' is given (got save_path=None)")
+    if save_path is not None:
+        # checked before any step: a path whose folder cannot exist would fail only at the first snapshot
+        blocker = next((p for p in Path(save_path).parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise ConfigError(f"Expected a writable location for save_path {str(save_path)!r} "
+                              f"(got {str(blocker)!r}, a file, where a folder is needed)")
     for name, param in model.named_parameters():
         if param.dtype != state.opinion.dtype:
             raise ConfigError(
@@ -321,6 +327,10 @@ def simulate(
         each recorded observable ``(steps + 1, B, ...)``.
     """
     record = DEFAULT if record is None else record
+    if not isinstance(record, Mapping) or not all(isinstance(k, str) and callable(f) for k, f in record.items()):
+        bad = record if not isinstance(record, Mapping) else {k: f for k, f in record.items()
+                                                               if not (isinstance(k, str) and callable(f))}
+        raise ConfigError(f"Expected record as {{name: fn(state, events)}} with callables (got {bad!r})")
     if isinstance(model, Model) and isinstance(state, PopulationState):
         state = model.init_state(state)  # the components' own state (the cascade's), where missing
     rng = _check_inputs(model, state, graph, steps, generator, seed, checkpoint_every, save_path, save_every)

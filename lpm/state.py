@@ -8,13 +8,14 @@ and is called at boundaries: ``simulate`` entry and save points.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import Tensor
 
-from lpm.errors import StateError
+from lpm.errors import ConfigError, StateError
 
 __all__ = ["Traits", "PopulationState", "NestedState"]
 
@@ -49,6 +50,20 @@ def _check_range(name: str, value: Tensor, low: float, high: float) -> None:
         raise StateError(f"Expected '{name}' in [{low}, {high}] (got values in [{lo:.4g}, {hi:.4g}])")
 
 
+
+
+def _check_count(name: str, value: object) -> None:
+    """A size given by the user: a positive int (a float or a bool would be truncated or misread)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise StateError(f"Expected {name} to be a positive integer (got {value!r})")
+
+
+def _local_generator(seed: object) -> torch.Generator:
+    """A generator seeded with ``seed``, which must be an int torch accepts (no silent wrap-around)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not -(2**63) <= seed < 2**64:
+        raise ConfigError(f"Expected an integer seed in [-2**63, 2**64) (got {seed!r})")
+    return torch.Generator().manual_seed(int(seed))
+
 @dataclass(frozen=True, eq=False)
 class Traits:
     """Per-agent traits that modulate the dynamics (fixed during a run, learnable scales live in modules).
@@ -81,7 +96,9 @@ class Traits:
         heavy-tailed activity seen on real platforms (most users rarely post, a few post a lot).
         Traits are the same across the batch (scenarios share a population).
         """
-        gen = torch.Generator().manual_seed(seed)
+        _check_count("num_agents", num_agents)
+        _check_count("batch", batch)
+        gen = _local_generator(seed)
         # Susceptibility and stubbornness ~ Kumaraswamy(2, 2) (a Beta(2, 2) look-alike with a closed-
         # form inverse CDF, so it can be drawn from a local generator).
         u = torch.rand(3, num_agents, generator=gen, dtype=torch.float64)
@@ -310,6 +327,8 @@ class PopulationState:
             opinion: ``"uniform"`` on [-1, 1], or ``"bimodal"`` (two camps around -0.5 and 0.5).
             traits: per-agent traits; :meth:`Traits.sample` with the same seed by default.
         """
+        for name, count in (("num_agents", num_agents), ("batch", batch), ("topics", topics), ("emotions", emotions)):
+            _check_count(name, count)
         if num_agents <= 0 or batch <= 0 or topics <= 0 or emotions <= 0:
             raise StateError(
                 f"Expected positive num_agents, batch, topics and emotions "
@@ -322,7 +341,7 @@ class PopulationState:
         itemsize = torch.empty(0, dtype=dtype).element_size()
         per_agent = 8 * (topics + emotions + 6) + 2 * batch * itemsize * (2 * topics + 2 * emotions + 5)
         check_memory(f"a population of {num_agents:,} agents x {batch} scenarios", num_agents * per_agent, device)
-        gen = torch.Generator().manual_seed(seed)
+        gen = _local_generator(seed)
         if opinion == "uniform":
             x = torch.rand(num_agents, topics, generator=gen, dtype=torch.float64) * 2 - 1
         elif opinion == "bimodal":

@@ -323,3 +323,16 @@ def test_calibrate_writes_a_posterior_beside_the_fit(tmp_path, dataset):
     assert drawn["parameter_draws"] == 2 and point["parameter_draws"] == 0
     assert 0 <= drawn["model_coverage80"] <= 1 and math.isfinite(drawn["model_rmsle_size"])
     assert drawn["baseline_rmsle_size"] == point["baseline_rmsle_size"]  # the regression sees no simulation
+
+
+def test_cli_posterior_flags(tmp_path, dataset, capsys):
+    fitted = tmp_path / "fitted.json"
+    assert main(["calibrate", "cascades", "--data", str(dataset), "--out", str(fitted), "--max-steps", "1",
+                 "--agents", "400", "--items", "4", "--logger", "none", "--quiet", "--split", "all",
+                 "--posterior"]) == 0
+    out = capsys.readouterr().out
+    assert "80% credible intervals" in out and (tmp_path / "fitted.posterior.json").exists()
+    assert main(["forecast", "cascades", "--params", str(fitted), "--data", str(dataset), "--ensemble", "2",
+                 "--split", "all", "--posterior", "--json", str(tmp_path / "f.json")]) == 0
+    assert json.loads((tmp_path / "f.json").read_text())["parameter_draws"] == 2
+    assert main(["calibrate", "stance", "--data", str(dataset), "--out", str(fitted), "--posterior"]) == 2
