@@ -14,11 +14,20 @@ def test_readme_examples_run(capsys):
     text = README.read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert len(blocks) >= 2, "README has lost its examples"
-    for block in blocks[1:]:  # the counterfactual example
+    for block in blocks[1:]:
         scope: dict = {}
         exec(compile(block, str(README), "exec"), scope)  # noqa: S102 - our own README
-        summary = scope["result"].summary().set_index("arm")
-        assert summary.loc["label@1h", "final_reach"] <= summary.loc["none", "final_reach"]
+        if "result" in scope:  # the counterfactual example
+            summary = scope["result"].summary().set_index("arm")
+            assert summary.loc["label@1h", "final_reach"] <= summary.loc["none", "final_reach"]
+        if "Fatigue" in scope:  # the architecture section's new dynamics module
+            import lpm
+
+            graph = lpm.Graph.holme_kim(200, 3, 0.3, seed=0)
+            tired = lpm.simulate(scope["model"], lpm.PopulationState.sample(200, seed=1), graph, steps=6, seed=0)
+            rested = lpm.simulate(lpm.Model(activity=scope["model"].activity), lpm.PopulationState.sample(200, seed=1),
+                                  graph, steps=6, seed=0)
+            assert float(tired.final.activity.sum()) < float(rested.final.activity.sum())
     namespace: dict = {}
     exec(compile(blocks[0], str(README), "exec"), namespace)  # noqa: S102 - our own README
     model = namespace["model"]
