@@ -54,7 +54,7 @@ from lpm.calibration.cascade_world import (_RAW, DEFAULT_FIXED, DEFAULTS, PARAMS
                                            apply_params, load_cascades, model_params, set_params, simulate_cascades,
                                            world_from_meta)
 from lpm.calibration.cascade_posterior import cascade_posterior
-from lpm.calibration.common import CalibrationModule, FitResult, fit, save_params
+from lpm.calibration.common import CalibrationModule, FitResult, fit, load_params, save_params
 from lpm.calibration.posterior import posterior_path
 from lpm.errors import ConfigError
 from lpm.graph import Graph
@@ -236,9 +236,10 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
     ``1 + debias`` times as long); ``out`` then holds the corrected parameters and its meta the
     plain fit and every iterate. Checkpoints and ``resume`` apply to the plain fit only.
 
-    ``posterior``: also write the parameters' posterior beside ``out`` (``FIT.posterior.json``,
-    :func:`lpm.calibration.cascade_posterior.cascade_posterior`, centred by its own bias-corrected
-    Gauss-Newton steps from the fitted values)."""
+    ``posterior``: also compute the parameters' posterior (``FIT.posterior.json`` beside ``out``,
+    :func:`lpm.calibration.cascade_posterior.cascade_posterior`: bias-corrected Gauss-Newton steps from
+    the fitted values) and write its mode, the exact model's estimate, as the fitted parameters (the
+    mean-field fit stays in the file's meta as ``mean_field_fit``)."""
     table = load_cascades(data, split=split)
     # read only up to the fit horizon, so the root share the loss matches covers the simulated window
     observed = cascade_targets(table, [h for h in GROWTH_HOURS if h <= fit_horizon_h + 1e-9])
@@ -252,7 +253,8 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
     plain = fit(module, out=None if debias else out, work_dir=work_dir, resume=resume, meta=meta, **options)
     if not debias:
         if posterior:
-            _write_posterior(out, observed, world, plain["params"], fixed, batch, fit_horizon_h, seed)
+            return _with_posterior(out, plain, observed, world, plain["params"], fixed, batch, fit_horizon_h, seed,
+                                   dict(meta, loss=plain["loss"]))
         return plain
     free = [name for name in world.params if name not in fixed]
     fits = [plain]
@@ -267,14 +269,25 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
     path = correct_bias(estimate, observed, world, free=free, iterations=debias, seed=seed + 1, device=device)
     corrected = path[-1]
     history = [row for result in fits for row in result["history"]]
-    save_params(out, "cascades", corrected, dict(meta, loss=plain["loss"], debias={"iterations": debias, "path": path}))
+    meta = dict(meta, loss=plain["loss"], debias={"iterations": debias, "path": path})
+    save_params(out, "cascades", corrected, meta)
+    result = FitResult(params=corrected, loss=plain["loss"], history=history, steps=sum(r["steps"] for r in fits),
+                       averaged=corrected)
     if posterior:
-        _write_posterior(out, observed, world, corrected, fixed, batch, fit_horizon_h, seed)
-    return FitResult(params=corrected, loss=plain["loss"], history=history, steps=sum(r["steps"] for r in fits),
-                     averaged=corrected)
+        return _with_posterior(out, result, observed, world, corrected, fixed, batch, fit_horizon_h, seed, meta)
+    return result
 
 
-def _write_posterior(out: Path, observed: CascadeTargets, world: CascadeWorld, values: Mapping[str, float],
-                     fixed: Sequence[str], batch: int, fit_horizon_h: float, seed: int) -> Path:
+def _with_posterior(out: Path, result: FitResult, observed: CascadeTargets, world: CascadeWorld,
+                    values: Mapping[str, float], fixed: Sequence[str], batch: int, fit_horizon_h: float, seed: int,
+                    meta: Mapping) -> FitResult:
+    """Write the posterior beside ``out`` and its mode into ``out``: the mode is the exact model's
+    estimate (the mean field's bias corrected by simulation), the mean-field fit stays in the meta."""
     module = CascadeCalibration(observed, world, values, fixed, batch=batch, fit_horizon_h=fit_horizon_h, seed=seed)
-    return cascade_posterior(module, observed, seed=seed).save(posterior_path(out))
+    posterior = cascade_posterior(module, observed, seed=seed)
+    posterior.save(posterior_path(out))
+    mode = posterior.point()
+    written = load_params(out, kind="cascades")[1] if out.exists() else {}  # the fit's own record (steps, time)
+    save_params(out, "cascades", mode, {**written, **meta, "mean_field_fit": dict(values),
+                                        "posterior": str(posterior_path(out))})
+    return FitResult(params=mode, loss=result["loss"], history=result["history"], steps=result["steps"], averaged=mode)

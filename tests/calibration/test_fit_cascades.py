@@ -309,7 +309,9 @@ def test_calibrate_writes_a_posterior_beside_the_fit(tmp_path, dataset):
     calibrate([dataset], fitted, max_steps=2, split="all", logger="none", progress=False,
               world=CascadeWorld(agents=400, items=4, resharer_audience=False), posterior=True)
     posterior = load_posterior(posterior_path(fitted), kind="cascades")
-    params, _ = load_params(fitted, kind="cascades")
+    params, meta = load_params(fitted, kind="cascades")
+    assert params == pytest.approx(posterior.point())  # the fit file holds the posterior mode
+    assert set(meta["mean_field_fit"]) == set(params) and "step" in meta  # the mean-field fit and its record kept
     assert set(posterior.names) == set(params) - {"attention"}  # the free parameters; attention held fixed
     assert posterior.fixed == pytest.approx({"attention": params["attention"]})
     assert bool((posterior.sd > 0).all()) and bool((posterior.sd < 3.0).all())  # the data narrowed the prior
