@@ -17,6 +17,7 @@ from torch import Tensor
 
 from lpm import kernels
 from lpm.data.cascades import CascadeTable
+from lpm.metrics.trees import tree_curves
 from lpm.errors import ConfigError
 
 __all__ = ["GROWTH_HOURS", "CascadeTargets", "cascade_targets", "cascade_metrics", "ks_statistic", "nrmse"]
@@ -97,19 +98,14 @@ def cascade_targets(table: CascadeTable, hours: Sequence[float] = GROWTH_HOURS) 
         raise ConfigError(f"Expected increasing positive reading hours (got {list(hours)})")
     m = table.num_cascades
     cascade, time_h, depth = table.cascade, table.time_h.double(), table.depth
-    max_depth = int(depth.max()) + 1 if depth.numel() else 1
-    size = torch.zeros(m, hours_t.numel(), dtype=torch.float64)
-    deepest = torch.zeros_like(size)
-    breadth = torch.zeros_like(size)
     # simulated times are float32 multiples of dt: read "by h" with a tolerance far below a step
     tolerance = 1e-5
-    for j, h in enumerate(hours_t.tolist()):  # T reading times, each one vectorised over all rows
-        joined = time_h <= h + tolerance
-        size[:, j] = torch.bincount(cascade[joined], minlength=m).double()
-        deepest[:, j] = torch.zeros(m, dtype=torch.float64).scatter_reduce(
-            0, cascade[joined], depth[joined].double(), "amax", include_self=True)
-        per_level = torch.bincount(cascade[joined] * max_depth + depth[joined], minlength=m * max_depth)
-        breadth[:, j] = per_level.view(m, max_depth)[:, 1:].amax(1).double() if max_depth > 1 else 0.0
+    curves = tree_curves(cascade, time_h, depth, m, hours_t + tolerance)
+    size = curves["size"].double()
+    deepest = curves["depth"].clamp_min(0).double()
+    # breadth of the reshares (levels >= 1): the root level is one node, so the curve over all levels
+    # is that breadth wherever a cascade has a reshare, and 0 where it has none yet
+    breadth = torch.where(curves["size"] > 1, curves["max_breadth"], 0).double()
     window = time_h <= hours_t[-1] + tolerance
     child = (table.parent >= 0) & window
     on_root = child & (table.depth == 1)

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from lpm.errors import ConfigError
 
-__all__ = ["cascade_depth", "cascade_size", "cascade_depth_curve", "max_breadth_curve", "structural_virality", "cascade_summary", "forest_depths"]
+__all__ = ["tree_curves", "cascade_depth", "cascade_size", "cascade_depth_curve", "max_breadth_curve", "structural_virality", "cascade_summary", "forest_depths"]
 
 TimesLike = Union[Tensor, Sequence[float]]
 
@@ -436,6 +436,28 @@ def cascade_summary(parent: Tensor, reshare_time: Tensor, times: TimesLike) -> d
         parent, reshare_time: ``(B, N, C)``; times: ``(S,)``; every value ``(B, C, S)``.
     """
     return _curves(parent, reshare_time, times, ("size", "depth", "max_breadth", "structural_virality"))
+
+
+def tree_curves(cascade: Tensor, time: Tensor, depth: Tensor, num_cascades: int, times: Tensor) -> dict[str, Tensor]:
+    """Size, depth and maximum breadth curves of cascades given as flat node tables, the same code
+    the simulated forests' curves use (observed tables read their curves here, :mod:`lpm.targets`).
+
+    Args:
+        cascade: ``(R,)`` int64 cascade of each node, in ``[0, num_cascades)``.
+        time: ``(R,)`` when each node joined.
+        depth: ``(R,)`` int64 hops from its root (:func:`forest_depths`).
+        num_cascades: M.
+        times: ``(T,)`` increasing reading times; a node counts at the times ``>= time``.
+
+    Returns:
+        ``size``, ``depth`` (-1 before a cascade's first node) and ``max_breadth`` (over all levels,
+        the root's included), each ``(M, T)`` int64.
+    """
+    members = _Members(cascade, cascade, time, None, num_cascades, depth)
+    steps = times.numel()
+    q = _first_step(members, times.to(time.dtype).contiguous())
+    return {"size": _size_curve(members, q, steps), "depth": _depth_curve(members, q, steps),
+            "max_breadth": _breadth_curve(members, q, steps)}
 
 
 def _curves(parent: Tensor, reshare_time: Tensor, times: TimesLike, which: tuple[str, ...]) -> dict[str, Tensor]:
