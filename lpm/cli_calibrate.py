@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from lpm.errors import ConfigError
+from lpm.io_atomic import atomic_savefig
 
 __all__ = ["add_parsers"]
 
@@ -134,7 +135,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         folder = Path(args.plots)
         folder.mkdir(parents=True, exist_ok=True)
         for name, figure in report.figures.items():
-            figure.savefig(folder / f"check_{args.kind}_{name}.png", dpi=110, bbox_inches="tight")
+            atomic_savefig(figure, folder / f"check_{args.kind}_{name}.png", dpi=110, bbox_inches="tight")
         print(f"wrote {len(report.figures)} plots to {folder}")
     return 0
 

@@ -25,6 +25,7 @@ from lpm.dynamics.cascade import Cascade
 from lpm.errors import ConfigError
 from lpm.graph import Graph
 from lpm.interventions import Intervention, InterventionPlan
+from lpm.io_atomic import atomic_savefig
 from lpm.model import Model
 from lpm.observables import Observable, negative_share, posts, reshares
 from lpm.relax import Estimator, Hard
@@ -247,7 +248,7 @@ class CounterfactualResult:
         fig.tight_layout()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        atomic_savefig(fig, path)
         plt.close(fig)
         return path
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 __all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "atomic_write_json", "current_umask",
+           "marked_incomplete", "file_sha256", "atomic_savefig",
            "json_safe"]
 
 
@@ -117,3 +118,52 @@ def atomic_write_json(path: str | os.PathLike, payload: Any, *, indent: Optional
     """Write ``payload`` as strict JSON (non-finite floats become ``null``) atomically, with a final newline."""
     text = json.dumps(json_safe(payload), indent=indent, sort_keys=sort_keys, default=default, allow_nan=False)
     return atomic_write_text(path, text + "\n")
+
+
+@contextmanager
+def marked_incomplete(folder: str | os.PathLike, what: str) -> Iterator[Path]:
+    """Mark ``folder`` as holding an unfinished ``what`` (e.g. a run) while its outputs are written.
+
+    Outputs that belong together (a run's tables, plots and summary) are written one file at a time,
+    each atomically; a crash between two of them would leave old and new files side by side. The
+    marker ``INCOMPLETE-<what>`` (written atomically before the first output, naming the process and
+    the start time) says so, and is removed only after the last output is in place; on an error it
+    stays, with the error appended. Yields the folder (created if needed).
+    """
+    import datetime
+    import traceback
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / f"INCOMPLETE-{what}"
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    atomic_write_text(marker, f"{what} outputs being written by process {os.getpid()} since {started}; "
+                              f"files here may mix this {what} with an earlier one until this marker is gone\n")
+    try:
+        yield folder
+    except BaseException as exc:
+        atomic_write_text(marker, marker.read_text() + "stopped by: " +
+                          "".join(traceback.format_exception_only(type(exc), exc)))
+        raise
+    marker.unlink()
+    _fsync_dir(folder)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes (read in chunks)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_savefig(figure: Any, path: str | os.PathLike, **options: Any) -> Path:
+    """``figure.savefig(path, **options)`` through :func:`atomic_path`: a reader never sees half an
+    image (the format comes from the suffix, since the temporary name has none)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format=path.suffix.lstrip(".") or "png", **options)
+    return path

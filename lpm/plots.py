@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lpm.io_atomic import atomic_savefig
 from lpm.simulate import Trajectory
 
 __all__ = ["plot_trajectory"]
@@ -41,7 +42,7 @@ def plot_trajectory(trajectory: Trajectory, out_dir: str | Path, *, title: str =
             ax.legend(fontsize=7, ncol=min(4, batch * comps))
         fig.tight_layout()
         path = out_dir / f"{name}.png"
-        fig.savefig(path)
+        atomic_savefig(fig, path)
         plt.close(fig)
         paths.append(path)
     return paths

@@ -205,38 +205,46 @@ def run_scenario(scenario: Scenario, *, device: str | torch.device = "cpu", step
 
 
 def write_outputs(result: ScenarioResult, out_dir: str | Path) -> dict[str, Path]:
-    """``observables.parquet``, PNG plots and ``summary.json`` under ``out_dir/<name>/``."""
+    """``observables.parquet``, PNG plots and ``summary.json`` under ``out_dir/<name>/``.
+
+    Each file is written atomically; while they are being written the folder holds an
+    ``INCOMPLETE-run`` marker (:func:`lpm.io_atomic.marked_incomplete`), and ``summary.json``, written
+    last, lists every output of this run with its SHA-256, so files of an earlier run left beside
+    them can be told apart.
+    """
+    from lpm.io_atomic import file_sha256, marked_incomplete
     from lpm.plots import plot_trajectory
 
-    folder = Path(out_dir) / result.scenario.name
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {"observables": result.trajectory.to_parquet(folder / "observables.parquet")}
-    if result.counterfactual is not None:
-        paths["arms"] = result.counterfactual.to_parquet(folder / "arms.parquet")
-        paths["arms_plot"] = result.counterfactual.plot(folder / "arms.png")
-    else:
-        for path in plot_trajectory(result.trajectory, folder, title=result.scenario.name):
-            paths[path.stem] = path
-    summary = {
-        "scenario": result.scenario.name,
-        "agents": result.scenario.agents,
-        "edges": result.graph.num_edges,
-        "steps": int(result.trajectory.times_h.numel() - 1),
-        "dt_h": result.scenario.dt,
-        "device": result.device,
-        "timings_s": result.timings_s,
-        "summary": summary_rows(result.trajectory),
-    }
-    if result.counterfactual is not None:
-        summary["arms"] = result.counterfactual.summary().to_dict(orient="records")
-        summary["differences"] = result.counterfactual.differences().to_dict(orient="records")
-        if len(result.counterfactual.seeds) >= 3:  # what pairing bought, and the most it could (see pairing())
-            pairing = result.counterfactual.pairing().to_dict(orient="records")
-            # strict JSON has no infinity: an arm identical to the baseline on every seed has no spread
-            summary["pairing"] = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                                   for k, v in row.items()} for row in pairing]
-    atomic_write_json(folder / "summary.json", summary)
-    paths["summary"] = folder / "summary.json"
+    with marked_incomplete(Path(out_dir) / result.scenario.name, "run") as folder:
+        paths = {"observables": result.trajectory.to_parquet(folder / "observables.parquet")}
+        if result.counterfactual is not None:
+            paths["arms"] = result.counterfactual.to_parquet(folder / "arms.parquet")
+            paths["arms_plot"] = result.counterfactual.plot(folder / "arms.png")
+        else:
+            for path in plot_trajectory(result.trajectory, folder, title=result.scenario.name):
+                paths[path.stem] = path
+        summary = {
+            "scenario": result.scenario.name,
+            "agents": result.scenario.agents,
+            "edges": result.graph.num_edges,
+            "steps": int(result.trajectory.times_h.numel() - 1),
+            "dt_h": result.scenario.dt,
+            "device": result.device,
+            "timings_s": result.timings_s,
+            "summary": summary_rows(result.trajectory),
+        }
+        if result.counterfactual is not None:
+            summary["arms"] = result.counterfactual.summary().to_dict(orient="records")
+            summary["differences"] = result.counterfactual.differences().to_dict(orient="records")
+            if len(result.counterfactual.seeds) >= 3:  # what pairing bought, and the most it could (see pairing())
+                pairing = result.counterfactual.pairing().to_dict(orient="records")
+                # strict JSON has no infinity: an arm identical to the baseline on every seed has no spread
+                summary["pairing"] = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                                       for k, v in row.items()} for row in pairing]
+        summary["outputs"] = {name: {"file": Path(path).name, "sha256": file_sha256(path)}
+                              for name, path in paths.items()}
+        atomic_write_json(folder / "summary.json", summary)
+        paths["summary"] = folder / "summary.json"
     return paths
 
 

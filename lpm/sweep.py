@@ -29,7 +29,7 @@ from lpm.counterfactual import OUTCOMES, CounterfactualResult, arm_batches, chec
 from lpm.errors import ConfigError
 from lpm.graph import Graph
 from lpm.interventions import Intervention
-from lpm.io_atomic import atomic_path
+from lpm.io_atomic import atomic_path, atomic_savefig, marked_incomplete
 
 __all__ = ["parse_grid", "grid_points", "grid_arms", "arm_name", "sweep_keywords", "run_sweep", "outcomes_of",
            "format_sweep", "plot_sweep", "write_sweep"]
@@ -384,17 +384,17 @@ def plot_sweep(result: CounterfactualResult, grid: Mapping[str, Sequence[Any]] |
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    atomic_savefig(fig, path)
     plt.close(fig)
     return path
 
 
 def write_sweep(table, result: CounterfactualResult, grid: Mapping[str, Sequence[Any]] | Sequence[str],
                 folder: str | os.PathLike, title: Optional[str] = None) -> dict[str, Path]:
-    """``sweep.parquet`` (the table, written atomically) and ``sweep.png`` under ``folder``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "sweep.parquet"
-    with atomic_path(path) as tmp:
-        table.to_parquet(tmp, index=False)
-    return {"table": path, "plot": plot_sweep(result, grid, folder / "sweep.png", title=title)}
+    """``sweep.parquet`` (the table, written atomically) and ``sweep.png`` under ``folder``, with an
+    ``INCOMPLETE-sweep`` marker there until both are in place."""
+    with marked_incomplete(folder, "sweep") as folder:  # the table and its plot appear together
+        path = folder / "sweep.parquet"
+        with atomic_path(path) as tmp:
+            table.to_parquet(tmp, index=False)
+        return {"table": path, "plot": plot_sweep(result, grid, folder / "sweep.png", title=title)}

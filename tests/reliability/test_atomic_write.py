@@ -98,3 +98,34 @@ def test_no_private_atomic_writers_left():
     offenders = [str(p) for p in root.rglob("*.py") if p.name != "io_atomic.py"
                  and any(s in p.read_text() for s in ("mkstemp(", "NamedTemporaryFile(", '.json.tmp"', '.parquet.tmp"'))]
     assert offenders == []
+
+
+def test_run_outputs_are_marked_incomplete_until_all_are_written(tmp_path, monkeypatch):
+    """A crash between a run's outputs leaves an INCOMPLETE-run marker naming the error and the earlier
+    summary.json untouched; a finished run removes the marker and lists its outputs with their hashes."""
+    import json
+
+    import lpm.plots
+    from lpm.io_atomic import file_sha256
+    from lpm.scenario import load_scenario, run_scenario, with_overrides, write_outputs
+
+    scenario = with_overrides(load_scenario("default"), agents=200)
+    result = run_scenario(scenario, steps=2, progress=False)
+    paths = write_outputs(result, tmp_path)
+    folder = tmp_path / "default"
+    assert not list(folder.glob("INCOMPLETE-*"))
+    summary = json.loads((folder / "summary.json").read_text())
+    for name, entry in summary["outputs"].items():
+        assert file_sha256(folder / entry["file"]) == entry["sha256"], name
+    assert set(summary["outputs"]) == set(paths) - {"summary"}
+    before = (folder / "summary.json").read_bytes()
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full while plotting")
+
+    monkeypatch.setattr(lpm.plots, "plot_trajectory", crash)
+    with pytest.raises(OSError, match="disk full"):
+        write_outputs(result, tmp_path)
+    marker = (folder / "INCOMPLETE-run").read_text()
+    assert "disk full while plotting" in marker and "process" in marker
+    assert (folder / "summary.json").read_bytes() == before  # the last complete run's record is intact
