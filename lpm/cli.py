@@ -54,8 +54,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
           f"({steps * scenario.dt / 24:.2f} days), device {args.device}, seed {scenario.seed}")
     setup, backend = _archetypes_for_run(args, scenario) if args.archetypes is not None else (None, None)
     apply_params = _fit_applier(args.params) if args.params is not None else None
+    posterior = None
+    if args.posterior:
+        if args.params is None:
+            raise ConfigError("Expected --params FITTED.json with --posterior (its posterior lies beside it)")
+        from lpm.calibration.posterior import load_posterior, posterior_path
+
+        posterior = load_posterior(posterior_path(args.params), kind="cascades")
     result = run_scenario(scenario, device=args.device, steps=steps, progress=not args.quiet, archetypes=setup,
-                          apply_params=apply_params)
+                          apply_params=apply_params, posterior=posterior)
     if args.params is not None:
         print(f"fitted parameters from {args.params}: {', '.join(result.fitted)}")
     paths = write_outputs(result, args.out)
@@ -66,6 +73,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cf = result.counterfactual
         print(f"{len(cf.arms)} arms x {len(cf.seeds)} seeds, common random numbers; mean [5%, 95%] over seeds:")
         print(format_arms(cf))
+        if cf.fixed_parameters is not None:
+            from lpm.uncertainty import interval_widening
+
+            print("with parameter uncertainty (one posterior draw per seed) against the point estimate, "
+                  f"paired differences of {cf.headline}:")
+            print(interval_widening(cf).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         print(f"wrote {paths['arms']}, {paths['arms_plot']} and {paths['observables']}")
     else:
         print(format_summary(summary_rows(result.trajectory)))
@@ -180,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="runs", help="output folder (default: runs)")
     run.add_argument("--params", default=None, metavar="FITTED.json",
                      help="fitted cascade parameters (lpm calibrate cascades) for the scenario's cascade")
+    run.add_argument("--posterior", action="store_true",
+                     help="draw each seed's cascade parameters from the posterior beside --params (FITTED.posterior.json)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--archetypes", type=int, default=None, metavar="K",
                      help="group the agents into K archetypes whose decisions about the scenario's texts drive it")

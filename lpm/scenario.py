@@ -29,6 +29,7 @@ from lpm.model import Model
 from lpm.observables import DEFAULT, Observable
 from lpm.simulate import Trajectory, simulate
 from lpm.state import PopulationState
+from lpm.uncertainty import ParameterDraws, interval_widening
 
 if TYPE_CHECKING:
     from lpm.archetypes import ArchetypeSetup
@@ -149,7 +150,8 @@ def load_scenario(name_or_path: str) -> Scenario:
 
 def run_scenario(scenario: Scenario, *, device: str | torch.device = "cpu", steps: Optional[int] = None,
                  progress: bool = True, archetypes: Optional["ArchetypeSetup"] = None,
-                 apply_params: Optional[Callable[[Model], Sequence[str]]] = None) -> ScenarioResult:
+                 apply_params: Optional[Callable[[Model], Sequence[str]]] = None,
+                 posterior: Optional[ParameterDraws] = None) -> ScenarioResult:
     """Build the graph, population and model of ``scenario`` and simulate it without gradients.
 
     ``archetypes``: an :class:`lpm.archetypes.ArchetypeSetup` for the scenario's agents and
@@ -157,8 +159,12 @@ def run_scenario(scenario: Scenario, *, device: str | torch.device = "cpu", step
     built model (on the run's device and dtype) before the run to set fitted parameters, returning
     the names it set, which ``ScenarioResult.fitted`` keeps; ``lpm run --params FILE`` passes one
     applying a ``lpm calibrate cascades`` fit. A hook rather than a file name, because reading fits
-    belongs to calibration, which builds on this module.
+    belongs to calibration, which builds on this module. ``posterior``: for scenarios with arms, each
+    seed runs under its own draw of the fitted parameters (:func:`lpm.counterfactual`), beside the
+    same seeds at the point estimate.
     """
+    if posterior is not None and scenario.arms is None:
+        raise ConfigError(f"Expected a scenario with arms to run with a posterior (got none in {scenario.name!r})")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("Expected a CUDA device to be available for --device cuda (none found)")
@@ -195,7 +201,8 @@ def run_scenario(scenario: Scenario, *, device: str | torch.device = "cpu", step
             arms = scenario.arms(graph, **extra)
             result = counterfactual(model, state.select(0), graph, arms, steps=steps, seeds=seeds,
                                     device=device, progress=progress,
-                                    record=record if scenario.build_record is not None else None)
+                                    record=record if scenario.build_record is not None else None,
+                                    posterior=posterior)
             trajectory = result.trajectory
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -236,6 +243,8 @@ def write_outputs(result: ScenarioResult, out_dir: str | Path) -> dict[str, Path
         if result.counterfactual is not None:
             summary["arms"] = result.counterfactual.summary().to_dict(orient="records")
             summary["differences"] = result.counterfactual.differences().to_dict(orient="records")
+            if result.counterfactual.fixed_parameters is not None:  # run with parameter draws
+                summary["parameter_uncertainty"] = interval_widening(result.counterfactual).to_dict(orient="records")
             if len(result.counterfactual.seeds) >= 3:  # what pairing bought, and the most it could (see pairing())
                 pairing = result.counterfactual.pairing().to_dict(orient="records")
                 # strict JSON has no infinity: an arm identical to the baseline on every seed has no spread

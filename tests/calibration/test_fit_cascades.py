@@ -338,3 +338,11 @@ def test_cli_posterior_flags(tmp_path, dataset, capsys):
                  "--split", "all", "--posterior", "--json", str(tmp_path / "f.json")]) == 0
     assert json.loads((tmp_path / "f.json").read_text())["parameter_draws"] == 2
     assert main(["calibrate", "stance", "--data", str(dataset), "--out", str(fitted), "--posterior"]) == 2
+    # a scenario with arms draws each seed's cascade parameters from that posterior
+    assert main(["run", "misinformation", "--agents", "1500", "--steps", "2", "--seeds", "2", "--quiet",
+                 "--out", str(tmp_path / "runs"), "--params", str(fitted), "--posterior"]) == 0
+    assert "with parameter uncertainty" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "runs" / "misinformation" / "summary.json").read_text())
+    assert {row["arm"] for row in summary["parameter_uncertainty"]} == {row["arm"] for row in summary["arms"]}
+    assert main(["run", "misinformation", "--agents", "1500", "--steps", "2", "--quiet", "--out",
+                 str(tmp_path / "runs"), "--posterior"]) == 2  # a posterior needs its fit
