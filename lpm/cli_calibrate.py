@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from lpm.errors import ConfigError
-from lpm.io_atomic import atomic_savefig
+from lpm.io_atomic import atomic_savefig, file_in_the_way
 
 __all__ = ["add_parsers"]
 
@@ -49,7 +49,7 @@ def _check_output_file(flag: str, path: str | None) -> None:
     so a typo does not cost a whole run."""
     if path is None:
         return
-    blocker = next((p for p in Path(path).parents if p.exists() and not p.is_dir()), None)
+    blocker = file_in_the_way(path)
     if blocker is not None:
         raise ConfigError(f"Expected {flag} {path!r} under a folder (got {str(blocker)!r}, a file)")
 

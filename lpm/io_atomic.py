@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 __all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "atomic_write_json", "current_umask",
-           "marked_incomplete", "file_sha256", "atomic_savefig",
+           "marked_incomplete", "file_sha256", "atomic_savefig", "file_in_the_way",
            "json_safe"]
 
 
@@ -167,3 +167,9 @@ def atomic_savefig(figure: Any, path: str | os.PathLike, **options: Any) -> Path
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format=path.suffix.lstrip(".") or "png", **options)
     return path
+
+
+def file_in_the_way(path: str | os.PathLike) -> Optional[Path]:
+    """The first existing ancestor of ``path`` that is a file, not a folder (so ``path`` can never be
+    written), or ``None``: lets a long run check an output location before it starts."""
+    return next((p for p in Path(path).parents if p.exists() and not p.is_dir()), None)

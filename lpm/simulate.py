@@ -16,7 +16,7 @@ from torch.utils.checkpoint import checkpoint as _grad_checkpoint
 
 from lpm.errors import ConfigError, NumericalError, StateError
 from lpm.graph import Graph
-from lpm.io_atomic import atomic_path
+from lpm.io_atomic import atomic_path, file_in_the_way
 from lpm.model import Model, StepEvents
 from lpm.observables import DEFAULT, Observable
 from lpm.relax import Estimator, ScoreFunction, StraightThrough, magic_box
@@ -112,7 +112,7 @@ def _check_inputs(model: Model, state: PopulationState, graph: Graph, steps: int
         raise ConfigError("Expected 'save_path' when 'save_every' is given (got save_path=None)")
     if save_path is not None:
         # checked before any step: a path whose folder cannot exist would fail only at the first snapshot
-        blocker = next((p for p in Path(save_path).parents if p.exists() and not p.is_dir()), None)
+        blocker = file_in_the_way(save_path)
         if blocker is not None:
             raise ConfigError(f"Expected a writable location for save_path {str(save_path)!r} "
                               f"(got {str(blocker)!r}, a file, where a folder is needed)")

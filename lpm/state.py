@@ -329,11 +329,6 @@ class PopulationState:
         """
         for name, count in (("num_agents", num_agents), ("batch", batch), ("topics", topics), ("emotions", emotions)):
             _check_count(name, count)
-        if num_agents <= 0 or batch <= 0 or topics <= 0 or emotions <= 0:
-            raise StateError(
-                f"Expected positive num_agents, batch, topics and emotions "
-                f"(got {num_agents}, {batch}, {topics}, {emotions})"
-            )
         from lpm.resources import check_memory
 
         # float64 draws per agent, then per scenario: opinion and anchor (T each), emotion and velocity
