@@ -239,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_calibration_parsers(sub)
 
+    from lpm.cli_optimize import add_parser as add_optimize_parser
+
+    add_optimize_parser(sub)
+
     bench_parser = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench_parser.add_subparsers(dest="bench", required=True)
     from lpm import bench

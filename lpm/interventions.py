@@ -228,17 +228,28 @@ class EdgeBlocking(Intervention):
 class Prebunking(Intervention):
     """A share of agents is inoculated at ``at`` (Roozenbeek & van der Linden 2019): their reshare
     logit for the ``items`` drops by ``strength``. Targeted agents are the first ``share`` by a fixed
-    hash of their index (reproducible, independent of the graph)."""
+    hash of their index (reproducible, independent of the graph), or those of ``target``.
+
+    Args:
+        target: ``(num_agents,)`` how much each agent is prebunked, in [0, 1] (a chosen set as 0/1,
+            or a soft selection from :func:`lpm.levers.soft_top_k` whose gradient reaches the
+            scores that chose it); replaces ``share``.
+    """
 
     def __init__(self, items: Sequence[int], num_agents: int, at: float, share: float = 0.1,
-                 strength: float = 1.0, width: float = 0.25, scenarios=None) -> None:
+                 strength: float = 1.0, width: float = 0.25, scenarios=None, target: Optional[Tensor] = None) -> None:
         super().__init__(at, width, scenarios)
         if not 0 < share <= 1:
             raise ConfigError(f"Expected a prebunked share in (0, 1] (got {share})")
         self.items = tuple(_item_index(i, "Prebunking") for i in items)
         self.raw_strength = positive("strength", strength)
-        rank = (torch.arange(num_agents) * 2654435761 % 1_000_003).float() / 1_000_003
-        self.register_buffer("target", (rank < share).float())
+        if target is None:
+            rank = (torch.arange(num_agents) * 2654435761 % 1_000_003).float() / 1_000_003
+            target = (rank < share).float()
+        elif target.shape != (num_agents,) or not bool(((target >= 0) & (target <= 1)).all()):
+            raise ConfigError(f"Expected a prebunking target of shape ({num_agents},) in [0, 1] (got shape "
+                              f"{tuple(target.shape)}, range [{float(target.min()):.3g}, {float(target.max()):.3g}])")
+        self.register_buffer("target", target)
 
     def apply(self, effects: Effects, time_h: float, shape: Shape) -> None:
         _check_agents(self.target, shape, "Prebunking")

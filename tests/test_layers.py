@@ -51,13 +51,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("kernels", ("lpm.kernels",)),
     # the Dynamics protocol and its StepContext: what every dynamics module implements
     ("interface", ("lpm.engine",)),
-    ("dynamics", ("lpm.dynamics", "lpm.interventions")),
+    ("dynamics", ("lpm.dynamics", "lpm.interventions", "lpm.levers")),
     ("engine", ("lpm.model", "lpm.simulate", "lpm.observables")),
     ("analysis", ("lpm.metrics", "lpm.targets", "lpm.targets_series", "lpm.counterfactual", "lpm.variance",
-                  "lpm.uncertainty", "lpm.data", "lpm.plots", "lpm.archetypes", "lpm.testing")),
+                  "lpm.uncertainty", "lpm.data", "lpm.plots", "lpm.plots_optimize", "lpm.archetypes", "lpm.testing")),
     # the package root re-exports the public API of every layer, so it sits on top
     ("applications", ("lpm", "lpm.__main__", "lpm.calibration", "lpm.scenarios", "lpm.scenario", "lpm.sweep", "lpm.bench", "lpm.cli",
-                      "lpm.cli_calibrate")),
+                      "lpm.cli_calibrate", "lpm.optimize", "lpm.cli_optimize")),
 ]
 
 
