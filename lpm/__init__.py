@@ -8,6 +8,8 @@ from lpm import dynamics, engine, generators, interventions, io, kernels, metric
 from lpm import archetypes  # after dynamics and interventions, which it builds on; no optional imports
 from lpm import data, targets
 from lpm.counterfactual import CounterfactualResult, counterfactual
+from lpm import levers
+from lpm.optimize import OptimizedPlan, optimize  # after counterfactual, which it validates with
 from lpm.errors import (
     BackendError,
     CacheMissError,
@@ -36,6 +38,9 @@ __all__ = [
     "Trajectory",
     "counterfactual",
     "CounterfactualResult",
+    "optimize",
+    "OptimizedPlan",
+    "levers",
     "interventions",
     "metrics",
     "dynamics",

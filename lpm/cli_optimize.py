@@ -79,8 +79,9 @@ def build_levers(names: list[str], graph, population, model, budget: Mapping[str
 
 
 def _objective(name: str):
-    from lpm import optimize as opt
+    import importlib
 
+    opt = importlib.import_module("lpm.optimize")  # the module: lpm.optimize names the function at the top level
     if name not in OBJECTIVES:
         raise ConfigError(f"Expected --objective among {list(OBJECTIVES)} (got {name!r})")
     return getattr(opt, name)()
@@ -121,11 +122,22 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     graph = scenario.build_graph(agents, scenario.seed, device)
     population = scenario.build_population(graph, 1, scenario.seed)
     model = scenario.build_model(graph, scenario.dt, scenario.seed).to(device=device, dtype=population.opinion.dtype)
+    posterior = None
+    if args.params is not None:
+        from lpm.calibration.common import apply_fitted
+
+        print(f"fitted parameters from {args.params}: {', '.join(apply_fitted(model, args.params)[1])}")
+        if args.posterior:
+            from lpm.calibration.posterior import load_posterior, posterior_path
+
+            posterior = load_posterior(posterior_path(args.params), kind="cascades")
+    elif args.posterior:
+        raise ConfigError("Expected --params FITTED.json with --posterior (its posterior lies beside it)")
     module = _scenario_module(args.scenario)
     levers = build_levers(args.levers.split(","), graph, population, model, budget, steps * scenario.dt, module)
     plan = optimize(model, population, graph, levers, objective, steps=steps, iterations=args.iterations,
                     budget_s=args.budget_s, validation_seeds=args.validation_seeds, lr=args.lr, seed=args.seed,
-                    checkpoint_every=args.checkpoint_every)
+                    checkpoint_every=args.checkpoint_every, posterior=posterior, draws=args.draws)
     total_s = time.perf_counter() - start
     out = Path(args.out) / scenario.name / "optimize"
     out.mkdir(parents=True, exist_ok=True)
@@ -138,6 +150,8 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
         "comparison": plan.comparison.to_dict(orient="records"),
         "targeting": targeting_summary(prebunk[0]) if prebunk else None,
     }
+    if plan.comparison_point_estimate is not None:
+        report["comparison_point_estimate"] = plan.comparison_point_estimate.to_dict(orient="records")
     with atomic_path(out / "plan.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2, default=float))
     plan.validation.to_parquet(out / "validation.parquet")
@@ -155,6 +169,9 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     for name, figure in figures.items():
         atomic_savefig(figure, out / name)
     print(plan.comparison.to_string(index=False))
+    if plan.comparison_point_estimate is not None:
+        print("at the point estimate (no parameter uncertainty), same seeds:")
+        print(plan.comparison_point_estimate.to_string(index=False))
     print(f"wrote {out} ({total_s:.0f} s)")
     return 0
 
@@ -183,6 +200,11 @@ def add_parser(sub) -> None:
     p.add_argument("--lr", type=float, default=0.1, help="Adam learning rate (default 0.1)")
     p.add_argument("--validation-seeds", type=int, default=16, help="fresh seeds of the exact validation (default 16)")
     p.add_argument("--checkpoint-every", type=int, default=None, help="gradient checkpointing through time")
+    p.add_argument("--params", default=None, metavar="FITTED.json", help="a cascade fit to set the model's parameters")
+    p.add_argument("--posterior", action="store_true",
+                   help="optimise the mean over posterior draws (FITTED.posterior.json beside --params) and "
+                        "validate with one draw per seed, beside the point estimate")
+    p.add_argument("--draws", type=int, default=4, help="posterior draws the search averages over (default 4)")
     p.add_argument("--agents", type=int, default=None)
     p.add_argument("--days", type=float, default=None)
     p.add_argument("--device", default="cpu")

@@ -18,6 +18,7 @@ across iterations, and Adam steps within a time budget. Then, unless told not to
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import itertools
 import time
@@ -39,6 +40,7 @@ from lpm.relax import Estimator, Expected, Hard
 from lpm.observables import Observable, negative_share, polarization
 from lpm.simulate import Trajectory, simulate
 from lpm.state import PopulationState
+from lpm.uncertainty import ParameterDraws
 
 __all__ = ["Objective", "final_reach", "final_reshares", "peak_negative_share", "final_polarization", "OptimizedPlan", "optimize", "evaluate_plans",
            "grid_plans", "VALIDATION_SEED_OFFSET"]
@@ -166,15 +168,19 @@ def grid_plans(levers: Sequence[Lever]) -> list[dict[str, float]]:
     return [dict(itertools.chain.from_iterable(d.items() for d in combo)) for combo in itertools.product(*options)]
 
 
-def _score(model, population, graph, levers, objective, candidates, *, steps, seeds, estimator) -> list[dict[str, float]]:
-    """Each candidate's values with its smooth score (hard plans), as rows."""
-    plans, costs = [], []
-    for values in candidates:
-        _set_all(levers, values)
-        plans.append(_plan_interventions(levers, hard=True))
-        costs.append(_cost_of(levers))
-    scores = evaluate_plans(model, population, graph, plans, objective, steps=steps, seeds=seeds,
-                            estimator=estimator, costs=costs)
+def _score(models, population, graph, levers, objective, candidates, *, steps, seeds, estimator) -> list[dict[str, float]]:
+    """Each candidate's values with its smooth score (hard plans) averaged over ``models`` (the
+    point estimate, or one model per posterior draw), as rows."""
+    total = torch.zeros(len(candidates), dtype=torch.float64)
+    for model in models:
+        plans, costs = [], []
+        for values in candidates:
+            _set_all(levers, values)
+            plans.append(_plan_interventions(levers, hard=True))
+            costs.append(_cost_of(levers))
+        total += evaluate_plans(model, population, graph, plans, objective, steps=steps, seeds=seeds,
+                                estimator=estimator, costs=costs)
+    scores = total / len(models)
     return [{**values, "score": float(score)} for values, score in zip(candidates, scores.tolist())]
 
 
@@ -213,17 +219,20 @@ class OptimizedPlan:
     tpe: list[dict[str, float]] = field(default_factory=list)
     validation: Optional[CounterfactualResult] = None
     comparison: Optional[object] = None
+    #: with a posterior: the same comparison at the fit's point estimate (same fresh seeds)
+    comparison_point_estimate: Optional[object] = None
     meta: dict[str, object] = field(default_factory=dict)
 
 
-def _gradient_search(model, population, graph, levers, objective, *, steps, seeds, estimator, iterations, budget_s,
+def _gradient_search(models, population, graph, levers, objective, *, steps, seeds, estimator, iterations, budget_s,
                      lr, checkpoint_every, anneal) -> tuple[list[dict[str, float]], float]:
+    """Adam on the levers; iteration ``i`` runs under ``models[i % len(models)]`` (one model per
+    posterior draw: a stochastic gradient of the objective's expectation over the draws)."""
     parameters = [p for lever in levers for p in lever.parameters() if p.requires_grad]
     if not parameters:
         raise ConfigError("Expected levers with learnable parameters (got none)")
     optimiser = torch.optim.Adam(parameters, lr=lr)
     state = population.expand_batch(len(seeds))
-    base = list(model.interventions.interventions) if model.interventions is not None else []
     trace: list[dict[str, float]] = []
     start = time.perf_counter()
     temperatures = [getattr(lever, "temperature", None) for lever in levers]
@@ -232,6 +241,8 @@ def _gradient_search(model, population, graph, levers, objective, *, steps, seed
             if t0 is not None:
                 lever.temperature = t0 * (anneal ** (iteration / max(1, iterations - 1)))
         optimiser.zero_grad()
+        model = models[iteration % len(models)]
+        base = list(model.interventions.interventions) if model.interventions is not None else []
         run_model = model.with_interventions(InterventionPlan(base + _plan_interventions(levers, hard=False)))
         with _quiet_late_starts():
             trajectory = simulate(run_model.to(dtype=population.opinion.dtype), state, graph, steps=steps,
@@ -248,7 +259,7 @@ def _gradient_search(model, population, graph, levers, objective, *, steps, seed
     return trace, time.perf_counter() - start
 
 
-def _tpe_search(model, population, graph, levers, objective, *, steps, seeds, estimator, budget_s, batch, seed,
+def _tpe_search(models, population, graph, levers, objective, *, steps, seeds, estimator, budget_s, batch, seed,
                 known: Sequence[Mapping[str, float]] = ()) -> list[dict[str, float]]:
     """optuna's TPE over the levers' search space for ``budget_s`` seconds, ``batch`` trials per
     batched evaluation, told the ``known`` scored plans (the grid) first."""
@@ -267,7 +278,7 @@ def _tpe_search(model, population, graph, levers, objective, *, steps, seeds, es
     start = time.perf_counter()
     while not trials or time.perf_counter() - start < budget_s:
         asked = [study.ask(distributions) for _ in range(batch)]
-        rows = _score(model, population, graph, levers, objective, [t.params for t in asked], steps=steps,
+        rows = _score(models, population, graph, levers, objective, [t.params for t in asked], steps=steps,
                       seeds=seeds, estimator=estimator)
         for trial, row in zip(asked, rows):
             study.tell(trial, row["score"])
@@ -292,7 +303,7 @@ def optimize(model: Model, population: PopulationState, graph: Graph, levers: Se
              iterations: int = 30, budget_s: Optional[float] = None, lr: float = 0.1,
              checkpoint_every: Optional[int] = None, anneal: float = 0.25, warm_start: bool = True, validate: bool = True,
              validation_seeds: int = 16, tpe: bool = True, tpe_batch: int = 8, level: float = 0.9,
-             seed: int = 0) -> OptimizedPlan:
+             seed: int = 0, posterior: Optional[ParameterDraws] = None, draws: int = 4) -> OptimizedPlan:
     """Choose the levers' parameters that minimise ``objective`` (plus the levers' costs).
 
     Args:
@@ -313,7 +324,11 @@ def optimize(model: Model, population: PopulationState, graph: Graph, levers: Se
         warm_start: start the gradient from the best grid plan (else from the levers' values).
         validate: run the grid, TPE (``tpe``) and the exact validation on ``validation_seeds`` fresh seeds.
         level: interval level of the paired comparisons.
-        seed: seeds TPE and the bootstrap.
+        seed: seeds TPE, the bootstrap and the posterior draws.
+        posterior: a fit's parameter uncertainty (:class:`lpm.uncertainty.ParameterDraws`): the search
+            minimises the objective's mean over ``draws`` posterior draws (grid and TPE too), and the
+            validation runs every fresh seed under its own draw, beside the point estimate
+            (``comparison_point_estimate`` and ``meta["widening"]``).
 
     Returns:
         An :class:`OptimizedPlan`.
@@ -325,15 +340,25 @@ def optimize(model: Model, population: PopulationState, graph: Graph, levers: Se
     if population.batch_size != 1:
         raise ConfigError(f"Expected a population of one scenario (got batch size {population.batch_size})")
     run = dict(steps=steps, seeds=seeds, estimator=estimator)
+    models = [model]
+    if posterior is not None:
+        if not isinstance(posterior, ParameterDraws) or draws < 1:
+            raise ConfigError(f"Expected a posterior with draw() and apply() and draws >= 1 (got "
+                              f"{type(posterior).__name__}, draws={draws})")
+        models = []
+        for values in posterior.draw(draws, seed):
+            drawn = copy.deepcopy(model)
+            posterior.apply(drawn, values)
+            models.append(drawn)
     grid_rows: list[dict[str, float]] = []
     if validate or warm_start:
         # the grid: every lever's hand-designed options, scored like the gradient's plans
         start = time.perf_counter()
-        grid_rows = _score(model, population, graph, levers, objective, grid_plans(levers), **run)
+        grid_rows = _score(models, population, graph, levers, objective, grid_plans(levers), **run)
         grid_seconds = time.perf_counter() - start
         if warm_start:  # the gradient refines the best hand-designed plan
             _set_all(levers, _best(grid_rows))
-    trace, spent = _gradient_search(model, population, graph, levers, objective, iterations=iterations,
+    trace, spent = _gradient_search(models, population, graph, levers, objective, iterations=iterations,
                                     budget_s=budget_s, lr=lr, checkpoint_every=checkpoint_every, anneal=anneal, **run)
     chosen = _values(levers)
     plan = OptimizedPlan(objective=objective.name, values=chosen, levers=list(levers), trace=trace,
@@ -347,7 +372,7 @@ def optimize(model: Model, population: PopulationState, graph: Graph, levers: Se
     plan.arms["grid_best"] = _plan_interventions(levers, hard=True)
     if tpe:
         # the same wall time as the gradient, starting from the same grid
-        plan.tpe = _tpe_search(model, population, graph, levers, objective, budget_s=spent, batch=tpe_batch,
+        plan.tpe = _tpe_search(models, population, graph, levers, objective, budget_s=spent, batch=tpe_batch,
                                seed=seed, known=grid_rows, **run)
         _set_all(levers, _best(plan.tpe))
         plan.arms["tpe_best"] = _plan_interventions(levers, hard=True)
@@ -356,14 +381,27 @@ def optimize(model: Model, population: PopulationState, graph: Graph, levers: Se
     # exact dynamics, hard plans, fresh seeds
     fresh = [VALIDATION_SEED_OFFSET + s for s in range(validation_seeds)]
     result = counterfactual(model, population, graph, plan.arms, steps=steps, seeds=fresh, estimator=Hard(),
-                            record=dict(objective.record) or None)
+                            record=dict(objective.record) or None, posterior=posterior, posterior_seed=seed + 1)
+    result = _with_objective(result, objective)
+    plan.validation = result
+    plan.comparison = _comparison(result, objective.name, level, seed)
+    if result.fixed_parameters is not None:
+        fixed = _with_objective(result.fixed_parameters, objective)
+        plan.validation = dataclasses.replace(result, fixed_parameters=fixed)
+        plan.comparison_point_estimate = _comparison(fixed, objective.name, level, seed)
+        width = (plan.comparison["hi"] - plan.comparison["lo"]).to_numpy()
+        width_point = (plan.comparison_point_estimate["hi"] - plan.comparison_point_estimate["lo"]).to_numpy()
+        plan.meta["widening"] = {f"{r['arm']}-{r['against']}": float(w / wp) if wp > 0 else float("nan")
+                                 for r, w, wp in zip(plan.comparison.to_dict(orient="records"), width, width_point)}
+    return plan
+
+
+def _with_objective(result: CounterfactualResult, objective: Objective) -> CounterfactualResult:
+    """The result with an ``objective`` outcome: the exact objective of each run."""
     exact = objective.exact(result.trajectory).detach().cpu().numpy().astype(float)
     table = result.table.copy()
     table["objective"] = exact  # rows in batch order: arm a, seed s at a * S + s, as the table
-    result = dataclasses.replace(result, table=table, outcomes=tuple(result.outcomes) + ("objective",))
-    plan.validation = result
-    plan.comparison = _comparison(result, objective.name, level, seed)
-    return plan
+    return dataclasses.replace(result, table=table, outcomes=tuple(result.outcomes) + ("objective",))
 
 
 def _comparison(result: CounterfactualResult, objective: str, level: float, seed: int):

@@ -239,3 +239,37 @@ def test_lpm_optimize_cli_writes_plan_and_figures(tmp_path):
         assert (out / name).stat().st_size > 0
     assert main(["optimize", "misinformation", "--levers", "teleport", "--agents", "300"]) == 2
     assert main(["optimize", "misinformation", "--levers", "prebunk", "--budget", "prebunk_share=lots"]) == 2
+
+
+class _TransmissibilityDraws:
+    """A posterior over the cascade's transmissibility: evenly spread draws in [lo, hi]."""
+
+    def __init__(self, lo: float, hi: float) -> None:
+        self.lo, self.hi = lo, hi
+
+    def draw(self, count: int, seed: int = 0) -> list[dict[str, float]]:
+        order = torch.randperm(count, generator=torch.Generator().manual_seed(seed)).tolist()
+        return [{"transmissibility": self.lo + (self.hi - self.lo) * (k + 0.5) / count} for k in order]
+
+    def apply(self, model, values) -> list[str]:
+        with torch.no_grad():
+            model.cascade.raw_transmissibility.fill_(math.log(values["transmissibility"] / (1 - values["transmissibility"])))
+        return ["transmissibility"]
+
+
+def test_optimize_under_a_posterior_reports_both_intervals():
+    """With a posterior the search scores plans over its draws and the validation runs each fresh seed
+    under its own draw, beside the point estimate: both comparisons and their width ratio come back,
+    and the draws' spread of transmissibility makes the effects vary more between seeds."""
+    graph, population, model = _small_world(80, seed=2)
+    features = agent_features(graph, population)
+    lever = TargetedPrebunking(features, 0.1)
+    plan = optimize(model, population, graph, [lever], final_reshares(), steps=6, iterations=3, validation_seeds=6,
+                    tpe=False, posterior=_TransmissibilityDraws(0.05, 0.4), draws=3)
+    assert plan.comparison_point_estimate is not None
+    assert set(plan.meta["widening"]) == {"optimized-none", "grid_best-none", "optimized-grid_best"}
+    fixed = plan.validation.fixed_parameters.table
+    drawn = plan.validation.table
+    assert (fixed["seed"].to_numpy() == drawn["seed"].to_numpy()).all()
+    # the same seeds under different parameters give different runs
+    assert not (fixed["objective"].to_numpy() == drawn["objective"].to_numpy()).all()
