@@ -21,6 +21,7 @@ import contextlib
 import copy
 import dataclasses
 import itertools
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ from lpm.simulate import Trajectory, simulate
 from lpm.state import PopulationState
 from lpm.uncertainty import ParameterDraws
 
-__all__ = ["Objective", "final_reach", "final_reshares", "peak_negative_share", "final_polarization", "OptimizedPlan", "optimize", "evaluate_plans",
+__all__ = ["Objective", "final_reach", "final_reshares", "peak_negative_share", "final_polarization", "weighted", "OptimizedPlan", "optimize", "evaluate_plans",
            "grid_plans", "VALIDATION_SEED_OFFSET"]
 
 #: Validation seeds start here; optimisation seeds are below it, so the plan is judged on draws it
@@ -114,6 +115,22 @@ def final_polarization() -> Objective:
     """Polarization (:func:`lpm.observables.polarization`) at the end of the run."""
     return Objective("final_polarization", lambda trajectory: trajectory["polarization"][-1],
                      lambda trajectory: trajectory["polarization"][-1].detach(), record={"polarization": polarization})
+
+
+def weighted(*terms: tuple[float, Objective]) -> Objective:
+    """``sum_k w_k objective_k``: e.g. ``weighted((1.0, final_reach()), (500.0, peak_negative_share()))``
+    trades agents reached against points of negative share at 500 agents per unit share."""
+    if not terms:
+        raise ConfigError("Expected at least one (weight, objective) term (got none)")
+    for weight, objective in terms:
+        if not isinstance(objective, Objective) or not math.isfinite(float(weight)):
+            raise ConfigError(f"Expected (finite weight, Objective) terms (got ({weight!r}, {type(objective).__name__}))")
+    record: dict[str, Observable] = {}
+    for _, objective in terms:
+        record.update(objective.record)
+    name = " + ".join(f"{float(w):g}*{o.name}" for w, o in terms)
+    return Objective(name, lambda trajectory: sum(float(w) * o.smooth(trajectory) for w, o in terms),
+                     lambda trajectory: sum(float(w) * o.exact(trajectory) for w, o in terms), record)
 
 
 @contextlib.contextmanager

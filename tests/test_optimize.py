@@ -273,3 +273,18 @@ def test_optimize_under_a_posterior_reports_both_intervals():
     assert (fixed["seed"].to_numpy() == drawn["seed"].to_numpy()).all()
     # the same seeds under different parameters give different runs
     assert not (fixed["objective"].to_numpy() == drawn["objective"].to_numpy()).all()
+
+
+def test_weighted_objective_is_the_weighted_sum_of_its_terms():
+    from lpm.optimize import weighted
+    from lpm.simulate import simulate
+
+    graph, population, model = _small_world(50, seed=5)
+    reach, reshares = final_reach(), final_reshares()
+    combined = weighted((1.0, reach), (-2.5, reshares))
+    trajectory = simulate(model, population.expand_batch(2), graph, steps=5, seed=[0, 1], record={})
+    for kind in ("smooth", "exact"):
+        expected = getattr(reach, kind)(trajectory) - 2.5 * getattr(reshares, kind)(trajectory)
+        assert torch.allclose(getattr(combined, kind)(trajectory), expected)
+    with pytest.raises(ConfigError, match="at least one"):
+        weighted()
