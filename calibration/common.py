@@ -179,9 +179,10 @@ class CalibrationModule:
         fit replays the same draws. Modules with several loss terms override this."""
         self.params_before_step = self.fitted_params()
         loss = self.loss(seed=self.seed * 1_000_003 + self.global_step)
-        self.log("loss", loss, prog_bar=True)
+        # the names every fit logs: train/<loss term>, param/<name>
+        self.log("train/loss", loss, prog_bar=True)
         for name, value in self.params_before_step.items():
-            self.log(f"params/{name}", value)
+            self.log(f"param/{name}", value)
         return loss
 
 
@@ -201,14 +202,19 @@ class SeriesModel:
 
 
 class _Budget:
-    """Lightning callback: stop when the wall-time budget is spent; write the best parameters so far."""
+    """Lightning callback: keep and write the best parameters so far, and the fit's history.
+
+    The budget itself is Lightning's ``Trainer(max_time=...)`` (its ``Timer`` also travels in the
+    checkpoint). Not ``ModelCheckpoint(monitor=...)`` for the best parameters: the loss of a step is
+    measured at the parameters *before* its optimiser step, and a checkpoint taken then holds those
+    after it, one step off."""
 
     def __new__(cls, *args, **kwargs):
         from lightning.pytorch.callbacks import Callback
 
         class Budget(Callback):
-            def __init__(self, budget_s: Optional[float], out: Optional[Path], kind: str, meta: dict) -> None:
-                self.budget_s, self.out, self.kind, self.meta = budget_s, out, kind, meta
+            def __init__(self, out: Optional[Path], kind: str, meta: dict) -> None:
+                self.out, self.kind, self.meta = out, kind, meta
                 self.start = time.perf_counter()
                 self.best = math.inf
                 self.best_params: dict[str, float] = {}
@@ -227,8 +233,6 @@ class _Budget:
                     if self.out is not None:
                         save_params(self.out, self.kind, self.best_params,
                                     {**self.meta, "loss": value, "step": trainer.global_step, "wall_s": elapsed})
-                if self.budget_s is not None and elapsed >= self.budget_s:
-                    trainer.should_stop = True
 
             # Stored in every checkpoint, so a resumed fit keeps its best-so-far parameters, its
             # history and the budget already spent (without them it restarted at loss = inf and
@@ -282,12 +286,14 @@ def fit(module, *, kind: str, max_steps: int, budget_s: Optional[float] = None, 
     Raises:
         DataFormatError: ``resume`` and the checkpoint is unreadable or from another calibration.
     """
+    from datetime import timedelta
+
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix=f"lpm-{kind}-"))
     work_dir.mkdir(parents=True, exist_ok=True)
-    budget = _Budget(budget_s, Path(out) if out is not None else None, kind, dict(meta or {}))
+    budget = _Budget(Path(out) if out is not None else None, kind, dict(meta or {}))
     checkpoints = ModelCheckpoint(dirpath=work_dir / "checkpoints", save_last=True, every_n_train_steps=1,
                                   save_top_k=0)
     if logger == "wandb":
@@ -305,8 +311,17 @@ def fit(module, *, kind: str, max_steps: int, budget_s: Optional[float] = None, 
         run_logger = False
     else:
         raise ConfigError(f"Expected logger 'wandb', 'csv' or 'none' (got {logger!r})")
+    if run_logger:  # the run's configuration, so that a logged fit says how it was made
+        run_logger.log_hyperparams({"kind": kind, "max_steps": max_steps, "budget_s": budget_s, "device": device,
+                                    "gradient_clip": gradient_clip, "module": type(module).__name__,
+                                    "learning_rate": getattr(module, "learning_rate", None), **dict(meta or {})})
     accelerator = "gpu" if str(device).startswith("cuda") else "cpu"
-    trainer = pl.Trainer(max_steps=max_steps, max_epochs=-1, accelerator=accelerator, devices=1,
+    # max_time: stop after the step in which the budget runs out; min_steps=1: at least one step,
+    # so that there are parameters to write even when the budget is spent before the first;
+    # min_epochs=0, else min_steps implies one epoch, which the endless step stream never ends
+    max_time = timedelta(seconds=budget_s) if budget_s is not None else None
+    trainer = pl.Trainer(max_steps=max_steps, max_epochs=-1, max_time=max_time, min_steps=1, min_epochs=0,
+                         accelerator=accelerator, devices=1,
                          logger=run_logger, callbacks=[budget, checkpoints], enable_progress_bar=progress,
                          enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
                          gradient_clip_val=gradient_clip, gradient_clip_algorithm="norm",

@@ -58,7 +58,8 @@ def _segment_sum(values: Tensor, row: Tensor, num_nodes: int) -> Tensor:
     """Sum ``(B, E, d)`` edge values into their followers: ``(B, N, d)``.
 
     ``scatter_add_`` with a broadcast (view-only) int64 index; on the CPU it is ~30x faster than
-    ``index_add_`` along a middle dimension.
+    ``index_add_`` along a middle dimension. The same calls as ``torch_geometric.utils.scatter(...,
+    "sum")``, without importing torch_geometric (see :mod:`lpm.graph.core`).
     """
     batch, _, dim = values.shape
     index = row.view(1, -1, 1).expand(batch, -1, dim)
@@ -172,6 +173,7 @@ def sample_followee(rowptr: Tensor, col: Tensor, uniform: Tensor) -> Tensor:
 
 def neighbor_min(col: Tensor, row: Tensor, x: Tensor) -> Tensor:
     """See :func:`lpm.kernels.neighbor_min`."""
+    # Not torch_geometric's scatter(..., "min"): it leaves 0, not inf, for an agent who follows nobody.
     col, row = col.long(), row.long()
     out = torch.full_like(x, math.inf)
     chunk = max(1, _CHUNK_ELEMENTS // max(col.numel() * x.size(2), 1))
@@ -183,8 +185,9 @@ def neighbor_min(col: Tensor, row: Tensor, x: Tensor) -> Tensor:
 
 def sum_over_followers(col: Tensor, values: Tensor, num_nodes: int) -> Tensor:
     """See :func:`lpm.kernels.sum_over_followers`."""
-    batch, _, dim = values.shape
-    return values.new_zeros(batch, num_nodes, dim).index_add_(1, col.long(), values)
+    # scatter_add_ with a broadcast index, as torch_geometric's scatter does: 4-8x faster on the CPU
+    # than index_add_ along dimension 1, with the same sums (each output adds its terms in edge order)
+    return _segment_sum(values, col.long(), num_nodes)
 
 
 def take_along_agents(x: Tensor, index: Tensor) -> Tensor:

@@ -34,7 +34,7 @@ from lpm.simulate import Trajectory, simulate
 from lpm.state import PopulationState
 from lpm.variance import martingale_controls
 
-from lpm.uncertainty import ParameterDraws, run_with_draws
+from lpm.uncertainty import ParameterDraws, difference_interval, run_with_draws
 
 __all__ = ["counterfactual", "CounterfactualResult", "arm_batches", "CPU_BATCH_AGENTS", "OUTCOMES", "ADJUSTED"]
 
@@ -129,7 +129,8 @@ class CounterfactualResult:
         """Mean difference of ``outcome`` between each arm and the baseline, with a bootstrap interval.
 
         Paired (per-seed differences resampled together) under common random numbers; otherwise
-        the two arms' seeds are resampled independently. ``outcome`` defaults to :attr:`headline`.
+        the two arms' seeds are resampled independently. The interval is BCa
+        (:func:`lpm.uncertainty.difference_interval`). ``outcome`` defaults to :attr:`headline`.
         """
         import pandas as pd
 
@@ -138,17 +139,11 @@ class CounterfactualResult:
             raise ConfigError(f"Expected an outcome in {self.outcomes} (got {outcome!r})")
         rng = np.random.default_rng(seed)
         base = self._values(self.baseline, outcome)
-        n = base.size
-        lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
         rows = []
         for arm in self.arms:
             values = self._values(arm, outcome)
-            if self.common_random_numbers:
-                index = rng.integers(0, n, size=(resamples, n))
-                boot = (values[index] - base[index]).mean(1)
-            else:
-                boot = values[rng.integers(0, n, size=(resamples, n))].mean(1) - base[rng.integers(0, n, size=(resamples, n))].mean(1)
-            low, high = np.quantile(boot, [lo, hi])
+            low, high = difference_interval(values, base, paired=self.common_random_numbers, level=level,
+                                            resamples=resamples, rng=rng)
             rows.append({"arm": arm, "outcome": outcome, "difference": float(values.mean() - base.mean()),
                          "lo": float(low), "hi": float(high), "width": float(high - low)})
         return pd.DataFrame(rows)

@@ -25,8 +25,10 @@ def test_cascade_sizes_are_heavy_tailed_near_the_critical_point():
     critical = float(degree.mean() / ((degree**2).mean() - degree.mean()))  # 1 / (kappa - 1), mean field
     sources = torch.randint(0, 3000, (1000,), generator=torch.Generator().manual_seed(0)).tolist()
     near = cascade_sizes(graph, 1.6 * critical, sources)  # finite-size critical point sits above mean field
-    fit = metrics.fit_power_law(near.numpy())
+    # no goodness-of-fit bootstrap: a 3000-agent graph cuts the tail off, so the p-value is small
+    fit = metrics.fit_power_law(near.numpy(), resamples=0)
     assert 1.5 <= fit.alpha <= 3.5, fit
+    assert fit.vs_exponential.favours() == "power_law", fit  # heavier than any exponential tail
     assert fit.n_tail >= 100 and float(near.max()) >= 30 * fit.x_min, fit  # over more than 1.5 decades
     below = cascade_sizes(graph, 0.3 * critical, sources)
     assert float(below.max()) < 0.1 * float(near.max())  # subcritical: no heavy tail

@@ -29,6 +29,11 @@ MAX_NODES = 3_037_000_499  # floor(sqrt(2**63 - 1))
 # edge (key, unique/sort buffers, src/dst, row, col), rounded up.
 _BYTES_PER_NODE = 48
 _BYTES_PER_EDGE = 72
+# torch_geometric's index2ptr/ptr2index, coalesce and scatter cover the index work below, but
+# importing torch_geometric costs 1.6-1.9x `import torch` (it loads torch._dynamo and its datasets),
+# seconds at every start for gains of tens of ms per build; per op (1e6-1e7 edges, CPU): ptr2index
+# and scatter run the same torch calls as here, coalesce is 1.25-2x slower than one torch.unique,
+# index2ptr saves ~50 ms of a ~2 s build. So the graph stays plain torch; PyG is for conversion.
 
 
 def check_graph_size(num_nodes: int, num_edges: int, what: str = "a graph", detail: str = "") -> None:

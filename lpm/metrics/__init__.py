@@ -20,14 +20,16 @@ Cascade trees
 
 Heavy tails
     :func:`fit_power_law` follows Clauset, Shalizi & Newman (2009), "Power-law distributions in
-    empirical data", SIAM Review 51(4):661: the (approximate discrete) maximum-likelihood exponent
-    for a given ``x_min``, and ``x_min`` chosen to minimise the Kolmogorov-Smirnov distance.
+    empirical data", SIAM Review 51(4):661: the maximum-likelihood exponent for a given ``x_min``,
+    ``x_min`` chosen to minimise the Kolmogorov-Smirnov distance, the goodness-of-fit p-value of the
+    semi-parametric bootstrap, and likelihood-ratio tests against the lognormal and the exponential
+    (fitted by the ``powerlaw`` package).
 """
 
 from lpm.metrics.opinions import (between_group_distance, bimodality_coefficient, echo_chamber_index,
                                   friendship_paradox, polarization_variance, sentiment_shares)
-from lpm.metrics.tails import PowerLawFit, ccdf, fit_power_law
+from lpm.metrics.tails import LikelihoodRatio, PowerLawFit, ccdf, fit_power_law
 from lpm.metrics.trees import (cascade_depth, cascade_depth_curve, cascade_size, cascade_summary, forest_depths,
                                max_breadth_curve, structural_virality)
 
-__all__ = ["cascade_depth", "cascade_size", "cascade_depth_curve", "max_breadth_curve", "structural_virality", "cascade_summary", "ccdf", "PowerLawFit", "fit_power_law", "polarization_variance", "bimodality_coefficient", "between_group_distance", "echo_chamber_index", "friendship_paradox", "sentiment_shares", "forest_depths"]
+__all__ = ["cascade_depth", "cascade_size", "cascade_depth_curve", "max_breadth_curve", "structural_virality", "cascade_summary", "ccdf", "PowerLawFit", "LikelihoodRatio", "fit_power_law", "polarization_variance", "bimodality_coefficient", "between_group_distance", "echo_chamber_index", "friendship_paradox", "sentiment_shares", "forest_depths"]
