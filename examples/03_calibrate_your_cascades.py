@@ -22,9 +22,12 @@ The steps:
    sizes over the first hours, the shape of their growth and the share of reshares straight from the
    source. The mean field treats repeated exposures on a clustered graph as independent, so its
    answer is biased; ``debias=1`` adds one round of indirect inference: simulate exact cascades at
-   the estimate, fit them the same way, and correct by what that fit got wrong. Here only
-   ``transmissibility`` is free; the other parameters are held at the platform's values (with
-   real data leave them free: see ``DEFAULT_FIXED`` and the calibration page of the docs).
+   the estimate, fit them the same way, and correct by what that fit got wrong. On the planted data
+   only ``transmissibility`` is free, the other parameters held at the values the data were made
+   with; on your data every parameter but ``attention`` is free (``attention`` and
+   ``transmissibility`` act only through their product: ``DEFAULT_FIXED``), fitted on the
+   training part of a deterministic 80/20 split so that ``evaluate`` and ``check`` can score the
+   held-out part.
 4. The fit is a JSON file (``lpm.calibration.common.load_params`` reads and validates it); its meta
    keeps the plain fit and every correction round.
 5. ``apply_params`` sets the fitted values on a scenario's cascade (here the misinformation
@@ -87,20 +90,27 @@ def main() -> None:
     print(f"\nloaded {table.num_cascades} cascades ({report.nodes} nodes): median size {sizes.median():.0f}, "
           f"largest {sizes.max():.0f}")
 
-    # 3. The fit: transmissibility free from START, one round of bias correction.
-    free = ["transmissibility"]
+    # 3. The fit, with one round of bias correction. On the planted data only transmissibility is
+    #    free (from START); on yours, everything but attention, on the training part of the split.
+    planted = args.data is None
+    free = ["transmissibility"] if planted else [name for name in world.params if name != "attention"]
     fit_file = out / "fit.json"
-    calibrate([data], fit_file, split="all", world=world, init=dict(truth, transmissibility=START),
-              fixed=[name for name in world.params if name not in free], fit_horizon_h=4.0,
-              max_steps=40 if args.small else 80, debias=1, logger="none", progress=False)
+    calibrate([data], fit_file, split="all" if planted else "train", world=world,
+              init=dict(truth, transmissibility=START), fixed=[name for name in world.params if name not in free],
+              fit_horizon_h=4.0, max_steps=40 if args.small else 80, debias=1, logger="none", progress=False)
 
     # 4. The fit file: the corrected estimate, and the plain mean-field fit in its meta.
     params, meta = load_params(fit_file, kind="cascades")
-    plain = meta["debias"]["path"][0]["transmissibility"]
-    fitted = params["transmissibility"]
-    print(f"\ntransmissibility: planted {PLANTED:.5f}, started at {START:.5f}")
-    print(f"mean-field fit:        {plain:.5f} ({plain / PLANTED - 1:+.1%})")
-    print(f"after bias correction: {fitted:.5f} ({fitted / PLANTED - 1:+.1%})")
+    plain = meta["debias"]["path"][0]
+    if planted:
+        print(f"\ntransmissibility: planted {PLANTED:.5f}, started at {START:.5f}")
+        for label, value in (("mean-field fit:", plain["transmissibility"]),
+                             ("after bias correction:", params["transmissibility"])):
+            print(f"{label:<23}{value:.5f} ({value / PLANTED - 1:+.1%})")
+    else:
+        print(f"\n{'parameter':<18}{'mean-field fit':>16}{'after bias correction':>24}")
+        for name in free:
+            print(f"{name:<18}{plain[name]:>16.5g}{params[name]:>24.5g}")
 
     # 5. The fitted values on a scenario's model.
     graph = misinformation.build_graph(2_000, seed=0, device=torch.device("cpu"))
