@@ -8,11 +8,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lpm-installed
-EXTRAS := test,bench,embed,llm,calibrate
+EXTRAS := test,bench,embed,llm,calibrate,docs
 CONSTRAINTS ?= constraints.txt
 PYTEST_ARGS ?= -q -n 2 --dist loadfile
 
-.PHONY: demo test test-latest lock bench env clean
+.PHONY: demo test test-latest lock bench docs env clean
 
 # $(1): venv folder; $(2): pip constraint options ("" = newest allowed versions)
 define make_venv
@@ -55,5 +55,9 @@ lock:
 bench: $(STAMP)
 	$(VENV)/bin/lpm bench ndlib --sizes 1e4,1e5 --json runs/bench_ndlib.json
 
+# The documentation site into site/ (offline; any warning fails the build).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) .venv-latest .venv-lock runs .pytest_cache
+	rm -rf $(VENV) .venv-latest .venv-lock runs .pytest_cache site
