@@ -54,7 +54,7 @@ def test_run_misinformation_arms_small(tmp_path, capsys):
                  "--quiet"])
     assert code == 0
     table = pd.read_parquet(tmp_path / "misinformation" / "arms.parquet")
-    assert {"arm", "seed", "final_reach", "peak_time", "max_depth"} <= set(table.columns)
+    assert {"arm", "seed", "final_reach", "half_time_h", "max_depth"} <= set(table.columns)
     assert len(table) == 11 * 2 and table.arm.nunique() == 11
     assert (table.final_reach >= 3).all()  # at least the three sources' own posts
     summary = json.loads((tmp_path / "misinformation" / "summary.json").read_text())
