@@ -94,8 +94,7 @@ def record_wandb(folder: str | os.PathLike, *, kind: str, name: str, config: Map
 
     mode = os.environ.get("WANDB_MODE", "offline")
     run = wandb.init(project="lpm", name=f"{kind}-{name}", job_type=kind, dir=str(folder), mode=mode,
-                     config=dict(config), reinit="create_new",
-                     settings=wandb.Settings(console="off", silent=True, x_disable_stats=True))
+                     config=dict(config), settings=wandb.Settings(console="off", silent=True))
     try:
         run.summary.update({key: float(value) for key, value in metrics.items()})
         run.log({key: wandb.Table(dataframe=frame) for key, frame in tables.items()})
