@@ -1,8 +1,8 @@
 """Command line: ``lpm run | sweep | scenarios | archetypes | calibrate | evaluate | forecast | bench``.
 
-Results (tables, what was written where) go to stdout; what the library logs (``logging``, INFO and
-up, with its warnings) goes to stderr through one handler set up here, with Lightning's and wandb's
-chatter turned down to warnings.
+Results (tables, what was written where) go to stdout; what the library logs (``logging``: warnings,
+with ``-v`` progress too) and warns goes to stderr through one handler set up here, with Lightning's
+and wandb's chatter turned down to warnings.
 """
 
 from __future__ import annotations
@@ -58,9 +58,10 @@ def _console(stderr: bool = False):
 
 
 @contextlib.contextmanager
-def _logging(verbose: bool) -> Iterator[None]:
-    """lpm's log records and Python warnings to stderr, one line each, for the length of one command,
-    then as before (``main`` may run many times in one process, as in the tests)."""
+def _logging(verbose: int) -> Iterator[None]:
+    """lpm's log records (warnings; with ``-v`` progress too, ``-vv`` debug) and Python warnings to
+    stderr, one line each, for the length of one command, then as before (``main`` may run many times
+    in one process, as in the tests). Without ``-v`` a failing command's stderr is its error alone."""
     from rich.logging import RichHandler
 
     handler = RichHandler(console=_console(stderr=True), show_time=False, show_path=False, markup=False,
@@ -71,7 +72,7 @@ def _logging(verbose: bool) -> Iterator[None]:
     noisy = [(logging.getLogger(name), logging.getLogger(name).level) for name in NOISY]
     for target in targets:
         target.addHandler(handler)
-        target.setLevel(logging.DEBUG if verbose else logging.INFO)
+        target.setLevel({0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG))
         target.propagate = False
     for logger, _ in noisy:
         logger.setLevel(logging.WARNING)
@@ -358,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog="Environment: LPM_DATA (data folder when --data-dir is not given), "
                                             "WANDB_MODE (online to upload wandb records; default offline).")
     parser.add_argument("--version", action="version", version=f"lpm {__version__}")
-    parser.add_argument("--verbose", "-v", action="store_true", help="log debug messages too")
+    parser.add_argument("--verbose", "-v", action="count", default=0,
+                        help="log progress to stderr (-v: what is built and written; -vv: debug too)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a scenario and write observables, plots and a summary")

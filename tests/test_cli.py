@@ -137,7 +137,7 @@ def test_version_and_scenarios(capsys):
 def test_runs_and_sweeps_are_recorded_in_wandb_offline(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("WANDB_MODE", raising=False)  # offline is the default, no account needed
     monkeypatch.setenv("WANDB_API_KEY", "")
-    assert main(["run", "default", "--agents", "300", "--steps", "3", "--quiet", "--out", str(tmp_path)]) == 0
+    assert main(["-v", "run", "default", "--agents", "300", "--steps", "3", "--quiet", "--out", str(tmp_path)]) == 0
     runs = list((tmp_path / "default" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("run-*.wandb"))
     assert "recorded in wandb (offline)" in capsys.readouterr().err
@@ -147,8 +147,11 @@ def test_runs_and_sweeps_are_recorded_in_wandb_offline(tmp_path, monkeypatch, ca
 
 
 def test_library_messages_reach_the_cli_as_log_lines(tmp_path, capsys):
-    """What the library logs and warns shows on stderr, one line each; the tables stay on stdout."""
-    assert main(["run", "misinformation", *SMALL, "--out", str(tmp_path)]) == 0
+    """What the library warns (and with -v logs) shows on stderr, one line each; the tables stay on stdout."""
+    assert main(["run", "misinformation", *SMALL, "--out", str(tmp_path / "a")]) == 0
+    captured = capsys.readouterr()
+    assert "follow edges among" not in captured.err  # progress only with -v
+    assert main(["-v", "run", "misinformation", *SMALL, "--out", str(tmp_path / "b")]) == 0
     captured = capsys.readouterr()
     assert "graph:" in captured.err and "follow edges among 800 agents" in captured.err
     warned = [line for line in captured.err.splitlines() if "UserWarning" in line]
