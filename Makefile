@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 env: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/lpm run default --out runs
+	$(VENV)/bin/lpm run default --out runs --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

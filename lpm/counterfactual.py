@@ -38,7 +38,11 @@ from lpm.uncertainty import ParameterDraws, difference_interval, run_with_draws
 
 __all__ = ["counterfactual", "CounterfactualResult", "arm_batches", "CPU_BATCH_AGENTS", "OUTCOMES", "ADJUSTED"]
 
-OUTCOMES = ("final_reach", "final_reshares", "peak_time", "max_depth")
+#: Cascade outcomes per (arm, seed). The cascade's timing is ``half_time_h``, the hour at which it
+#: reached half its final size, not the hour of most new reshares: items posted by large accounts
+#: get most of their reshares in the very first step (feeds forget within minutes), so that peak
+#: was the first step in every arm and seed of ``lpm run misinformation`` and told nothing.
+OUTCOMES = ("final_reach", "final_reshares", "half_time_h", "max_depth")
 #: The same expectations as final reach and reshares, less seed-to-seed noise (control variates).
 ADJUSTED = ("final_reach_adjusted", "final_reshares_adjusted")
 SCALAR: Mapping[str, Observable] = {"negative_share": negative_share, "posts": posts}
@@ -74,8 +78,8 @@ class CounterfactualResult:
 
     Attributes:
         table: one row per (arm, seed): ``arm``, ``seed``, ``final_reach`` (agents the item reached),
-            ``final_reshares`` (agents who reshared it), ``peak_time`` (hour of most new reshares),
-            ``max_depth`` (deepest reshare chain).
+            ``final_reshares`` (agents who reshared it), ``half_time_h`` (hour at which the cascade
+            reached half its final size), ``max_depth`` (deepest reshare chain).
         trajectory: the batched run; scenario ``a * S + s`` is arm ``a``, seed ``s``.
         arms: arm names in batch order; ``baseline``: the arm differences are taken against.
         common_random_numbers: whether arms shared their seeds (paired comparisons).
@@ -414,9 +418,8 @@ def _run_batch(model: Model, population: PopulationState, graph: Graph, arms: Ma
     final = trajectory.final
     reach = (final.exposures[..., item].detach() > 0).sum(1).cpu().numpy()
     resh = final.reshared[..., item].detach().sum(1).cpu().numpy()
-    curve = trajectory["reshares"][..., item].detach().cpu()  # (S, B)
-    new = torch.diff(curve, dim=0)
-    peak = trajectory.times_h[1:][new.argmax(0)].numpy()
+    curve = trajectory["reshares"][..., item].detach().cpu()  # (S, B), cumulative
+    half = trajectory.times_h[(curve >= 0.5 * curve[-1]).to(torch.uint8).argmax(0)].numpy()  # first such step
     depth = cascade_depth(final.parent[..., item:item + 1].cpu(), final.reshare_time[..., item:item + 1].detach().cpu())
     max_depth = depth.amax(dim=(1, 2)).clamp_min(0).numpy()
     table = pd.DataFrame({
@@ -424,7 +427,7 @@ def _run_batch(model: Model, population: PopulationState, graph: Graph, arms: Ma
         "seed": np.tile(np.array(seed_list), n_arms),
         "final_reach": reach.astype(float),
         "final_reshares": resh.astype(float),
-        "peak_time": peak.astype(float),
+        "half_time_h": half.astype(float),
         "max_depth": max_depth.astype(float),
     })
     outcomes = OUTCOMES

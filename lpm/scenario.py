@@ -11,12 +11,14 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import logging
 import math
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
 import torch
 
@@ -24,9 +26,10 @@ from lpm.counterfactual import CounterfactualResult, counterfactual
 from lpm.errors import ConfigError
 from lpm.graph import Graph
 from lpm.interventions import Intervention
-from lpm.io_atomic import atomic_write_json
+from lpm.io_atomic import atomic_path, atomic_write_json, atomic_write_text, file_sha256, marked_incomplete
 from lpm.model import Model
 from lpm.observables import DEFAULT, Observable
+from lpm.provenance import check_run_folder, provenance, to_yaml
 from lpm.simulate import Trajectory, simulate
 from lpm.state import PopulationState
 from lpm.uncertainty import ParameterDraws, interval_widening
@@ -34,7 +37,13 @@ from lpm.uncertainty import ParameterDraws, interval_widening
 if TYPE_CHECKING:
     from lpm.archetypes import ArchetypeSetup
 
-__all__ = ["Scenario", "ScenarioResult", "load_scenario", "run_scenario"]
+log = logging.getLogger(__name__)
+
+__all__ = ["Scenario", "ScenarioResult", "load_scenario", "run_scenario", "write_outputs", "summary_rows",
+           "with_overrides", "settings", "SCENARIO_KEYS"]
+
+#: The fields of a :class:`Scenario` that are settings of a run (the rest are its builders).
+SCENARIO_KEYS = ("agents", "days", "dt", "batch", "seed", "seeds")
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,12 @@ class Scenario:
             scenario with contexts can run with archetypes (``lpm run --archetypes K``): its
             ``build_model`` and ``arms`` then also receive ``archetypes=`` an
             :class:`lpm.archetypes.ArchetypeSetup` whose decision table covers these texts.
+        config: the scenario's own settings (model parameters, shocks, data folder), a dataclass
+            instance whose values its builders are bound to; its fields are keys of the run
+            configuration beside ``agents``, ``days`` and the rest (:mod:`lpm.config`:
+            ``lpm run NAME --set model.cascade.transmissibility=0.01``).
+        configure: ``(config) -> Scenario``: the same scenario built with other settings (the
+            scenario module's factory); given together with ``config``.
     """
 
     name: str
@@ -81,8 +96,17 @@ class Scenario:
     build_record: Optional[Callable[[Graph, int], Mapping[str, Observable]]] = None
     sweep: Optional[Callable[..., Sequence[Intervention]]] = None
     contexts: tuple[str, ...] = ()
+    config: Optional[Any] = None
+    configure: Optional[Callable[[Any], "Scenario"]] = None
 
     def __post_init__(self) -> None:
+        if (self.config is None) != (self.configure is None):
+            raise ConfigError(f"Expected a scenario's config and configure together (got config="
+                              f"{type(self.config).__name__}, configure={type(self.configure).__name__})")
+        if self.config is not None and not (dataclasses.is_dataclass(self.config)
+                                            and not isinstance(self.config, type)):
+            raise ConfigError(f"Expected the scenario's config to be a dataclass instance "
+                              f"(got {type(self.config).__name__})")
         if not (isinstance(self.agents, int) and self.agents >= 2):
             raise ConfigError(f"Expected agents >= 2 (got {self.agents!r})")
         if not self.days > 0 or not self.dt > 0:
@@ -108,6 +132,11 @@ class ScenarioResult:
     device: str
     counterfactual: Optional[CounterfactualResult] = None
     fitted: tuple[str, ...] = ()
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The seeds simulated: each arm's (a counterfactual), else the scenario's."""
+        return self.counterfactual.seeds if self.counterfactual is not None else (self.scenario.seed,)
 
 
 def load_scenario(name_or_path: str) -> Scenario:
@@ -172,6 +201,12 @@ def run_scenario(scenario: Scenario, *, device: str | torch.device = "cpu", step
     start = time.perf_counter()
     graph = scenario.build_graph(scenario.agents, scenario.seed, device)
     timings["graph_s"] = time.perf_counter() - start
+    log.info("graph: %s follow edges among %s agents, built in %.1f s", f"{graph.num_edges:,}",
+             f"{graph.num_nodes:,}", timings["graph_s"])
+    if graph.num_nodes != scenario.agents:  # a scenario on a fixed network (data) ignores agents
+        warnings.warn(f"{scenario.name}'s graph has {graph.num_nodes} agents, not the {scenario.agents} asked for; "
+                      f"running with {graph.num_nodes}", stacklevel=2)
+        scenario = dataclasses.replace(scenario, agents=graph.num_nodes)
     extra = {}
     if archetypes is not None:
         if not scenario.contexts:
@@ -211,42 +246,66 @@ def run_scenario(scenario: Scenario, *, device: str | torch.device = "cpu", step
     return ScenarioResult(scenario, trajectory, graph, timings, str(device), result, fitted)
 
 
-def write_outputs(result: ScenarioResult, out_dir: str | Path) -> dict[str, Path]:
-    """``observables.parquet``, PNG plots and ``summary.json`` under ``out_dir/<name>/``.
+def write_outputs(result: ScenarioResult, out_dir: str | Path, *, config: Optional[Mapping[str, Any]] = None,
+                  argv: Optional[Sequence[str]] = None, overwrite: bool = False) -> dict[str, Path]:
+    """``observables.parquet``, PNG plots, ``config.yaml`` and ``summary.json`` under ``out_dir/<name>/``.
 
     Each file is written atomically; while they are being written the folder holds an
     ``INCOMPLETE-run`` marker (:func:`lpm.io_atomic.marked_incomplete`), and ``summary.json``, written
     last, lists every output of this run with its SHA-256, so files of an earlier run left beside
-    them can be told apart.
+    them can be told apart. ``summary.json`` also records how the run was made
+    (:func:`lpm.provenance.provenance`: versions, command line, seeds, the configuration);
+    ``config.yaml`` is that configuration, which ``lpm run --config`` reads back.
+
+    A counterfactual's ``observables.parquet`` has ``arm`` and ``seed`` columns (one row per arm,
+    seed and step); a plain run's, ``scenario`` (the batch index).
+
+    Args:
+        config: the resolved configuration (:class:`lpm.config.Resolved` ``.values``); default:
+            :func:`settings` of the scenario, with the steps and device it ran on.
+        argv: the command line after ``lpm``, when run from it.
+        overwrite: replace a finished run in the folder (otherwise that is an error).
+
+    Raises:
+        ConfigError: the folder holds a finished run and ``overwrite`` is false.
     """
-    from lpm.io_atomic import file_sha256, marked_incomplete
     from lpm.plots import plot_trajectory
 
-    with marked_incomplete(Path(out_dir) / result.scenario.name, "run") as folder:
-        paths = {"observables": result.trajectory.to_parquet(folder / "observables.parquet")}
-        if result.counterfactual is not None:
-            paths["arms"] = result.counterfactual.to_parquet(folder / "arms.parquet")
-            paths["arms_plot"] = result.counterfactual.plot(folder / "arms.png")
+    scenario, cf = result.scenario, result.counterfactual
+    steps = int(result.trajectory.times_h.numel() - 1)
+    config = settings(scenario, steps=steps, device=result.device) if config is None else dict(config)
+    folder = Path(out_dir) / scenario.name
+    check_run_folder(folder, overwrite=overwrite)
+    with marked_incomplete(folder, "run") as folder:
+        paths = {"observables": folder / "observables.parquet"}
+        with atomic_path(paths["observables"]) as tmp:
+            observables_frame(result).to_parquet(tmp, index=False)
+        paths["config"] = atomic_write_text(folder / "config.yaml", to_yaml(config))
+        if cf is not None:
+            paths["arms"] = cf.to_parquet(folder / "arms.parquet")
+            paths["arms_plot"] = cf.plot(folder / "arms.png")
         else:
-            for path in plot_trajectory(result.trajectory, folder, title=result.scenario.name):
+            for path in plot_trajectory(result.trajectory, folder, title=scenario.name):
                 paths[path.stem] = path
         summary = {
-            "scenario": result.scenario.name,
-            "agents": result.scenario.agents,
+            "kind": "run",
+            "scenario": scenario.name,
+            "agents": scenario.agents,
             "edges": result.graph.num_edges,
-            "steps": int(result.trajectory.times_h.numel() - 1),
-            "dt_h": result.scenario.dt,
+            "steps": steps,
+            "dt_h": scenario.dt,
             "device": result.device,
             "timings_s": result.timings_s,
+            "provenance": provenance(config=config, seeds=result.seeds, argv=argv),
             "summary": summary_rows(result.trajectory),
         }
-        if result.counterfactual is not None:
-            summary["arms"] = result.counterfactual.summary().to_dict(orient="records")
-            summary["differences"] = result.counterfactual.differences().to_dict(orient="records")
-            if result.counterfactual.fixed_parameters is not None:  # run with parameter draws
-                summary["parameter_uncertainty"] = interval_widening(result.counterfactual).to_dict(orient="records")
-            if len(result.counterfactual.seeds) >= 3:  # what pairing bought, and the most it could (see pairing())
-                pairing = result.counterfactual.pairing().to_dict(orient="records")
+        if cf is not None:
+            summary["arms"] = cf.summary().to_dict(orient="records")
+            summary["differences"] = cf.differences().to_dict(orient="records")
+            if cf.fixed_parameters is not None:  # run with parameter draws
+                summary["parameter_uncertainty"] = interval_widening(cf).to_dict(orient="records")
+            if len(cf.seeds) >= 3:  # what pairing bought, and the most it could (see pairing())
+                pairing = cf.pairing().to_dict(orient="records")
                 # strict JSON has no infinity: an arm identical to the baseline on every seed has no spread
                 summary["pairing"] = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                                        for k, v in row.items()} for row in pairing]
@@ -254,7 +313,36 @@ def write_outputs(result: ScenarioResult, out_dir: str | Path) -> dict[str, Path
                               for name, path in paths.items()}
         atomic_write_json(folder / "summary.json", summary)
         paths["summary"] = folder / "summary.json"
+    log.info("wrote %d outputs to %s", len(paths), folder)
     return paths
+
+
+def observables_frame(result: ScenarioResult):
+    """The recorded observables as a long table: one row per scenario and step; a counterfactual's
+    scenarios named by ``arm`` and ``seed`` (scenario ``a * S + s`` is arm ``a``, seed ``s``)."""
+    import numpy as np
+
+    frame = result.trajectory.to_pandas()
+    cf = result.counterfactual
+    if cf is None:
+        return frame
+    index = frame.pop("scenario").to_numpy()
+    if index.max(initial=0) >= len(cf.arms) * len(cf.seeds):
+        raise ConfigError(f"Expected {len(cf.arms)} arms x {len(cf.seeds)} seeds of scenarios in the trajectory "
+                          f"(got {result.trajectory.num_scenarios})")
+    frame.insert(0, "arm", np.array(cf.arms, dtype=object)[index // len(cf.seeds)])
+    frame.insert(1, "seed", np.array(cf.seeds, dtype=np.int64)[index % len(cf.seeds)])
+    return frame
+
+
+def settings(scenario: Scenario, **options: Any) -> dict[str, Any]:
+    """The scenario's settings as the plain tree :mod:`lpm.config` resolves: its name, the
+    :data:`SCENARIO_KEYS`, then ``options`` (``steps``, ``device``, ...), then its own ``config``."""
+    values: dict[str, Any] = {"scenario": scenario.name, **{k: getattr(scenario, k) for k in SCENARIO_KEYS}}
+    values.update(options)
+    if scenario.config is not None:
+        values.update(dataclasses.asdict(scenario.config))
+    return values
 
 
 def summary_rows(trajectory: Trajectory) -> list[dict[str, float | str]]:
@@ -275,38 +363,6 @@ def summary_rows(trajectory: Trajectory) -> list[dict[str, float | str]]:
                 "peak_time_h": float(trajectory.times_h[peak]),
             })
     return rows
-
-
-def format_summary(rows: list[dict[str, float | str]]) -> str:
-    header = f"{'observable':<18}{'start':>12}{'end':>12}{'min':>12}{'max':>12}{'peak at (h)':>13}"
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        lines.append(
-            f"{row['observable']:<18}{row['start']:>12.4g}{row['end']:>12.4g}{row['min']:>12.4g}"
-            f"{row['max']:>12.4g}{row['peak_time_h']:>13.1f}"
-        )
-    return "\n".join(lines)
-
-
-def format_arms(result: CounterfactualResult, columns: int = 3) -> str:
-    """Per arm: the first outcomes as mean [5%, 95%] over seeds, and the headline outcome's difference
-    from the baseline with a 90% bootstrap interval (adjusted reach for cascades: see
-    :class:`lpm.counterfactual.CounterfactualResult`)."""
-    summary = result.summary().set_index("arm")
-    headline = result.headline
-    diff = result.differences(headline).set_index("arm")
-    shown = result.outcomes[:columns]
-    header = f"{'arm':<16}" + "".join(f"{name:>32}" for name in shown) + f"{headline + ' vs ' + result.baseline:>44}"
-    lines = [header, "-" * len(header)]
-    for arm in result.arms:
-        row, d = summary.loc[arm], diff.loc[arm]
-        cells = ""
-        for name in shown:
-            band = f"{row[name]:.4g} [{row[name + '_lo']:.3g}, {row[name + '_hi']:.3g}]"
-            cells += f"{band:>32}"
-        difference = f"{d.difference:+.4g} [{d.lo:+.3g}, {d.hi:+.3g}]"
-        lines.append(f"{arm:<16}{cells}{difference:>44}")
-    return "\n".join(lines)
 
 
 def with_overrides(scenario: Scenario, **overrides) -> Scenario:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import logging
 import math
 import os
 import time
@@ -29,10 +30,17 @@ from lpm.counterfactual import OUTCOMES, CounterfactualResult, arm_batches, chec
 from lpm.errors import ConfigError
 from lpm.graph import Graph
 from lpm.interventions import Intervention
-from lpm.io_atomic import atomic_path, atomic_savefig, marked_incomplete
+from lpm.provenance import check_run_folder, provenance, to_yaml
+from lpm.io_atomic import (atomic_path, atomic_savefig, atomic_write_json, atomic_write_text, file_sha256,
+                           marked_incomplete)
 
-__all__ = ["parse_grid", "grid_points", "grid_arms", "arm_name", "sweep_keywords", "run_sweep", "outcomes_of",
-           "format_sweep", "plot_sweep", "write_sweep"]
+__all__ = ["parse_grid", "grid_points", "grid_arms", "arm_name", "format_value", "sweep_keywords", "run_sweep",
+           "outcomes_of", "plot_sweep", "write_sweep", "SUMMARY"]
+
+#: A sweep folder's record, written last (:func:`write_sweep`).
+SUMMARY = "summary.json"
+
+log = logging.getLogger(__name__)
 
 GridValue = Union[int, float, None]
 Grid = dict[str, list[Any]]
@@ -105,7 +113,7 @@ def _checked(grid: Mapping[str, Sequence[Any]] | Sequence[str]) -> Grid:
             raise ConfigError(f"Expected at least one value for grid key {key!r} (got none)")
         for i, value in enumerate(values):
             if any(_same(value, other) for other in values[:i]):
-                raise ConfigError(f"Expected distinct values for grid key {key!r} (got {_format(value)} twice)")
+                raise ConfigError(f"Expected distinct values for grid key {key!r} (got {format_value(value)} twice)")
         checked[key] = values
     return checked
 
@@ -116,7 +124,8 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _format(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A grid value as ``--grid`` and arm names write it (``none``, ``1``, ``0.1``)."""
     if value is None:
         return "none"
     if isinstance(value, float):
@@ -124,9 +133,12 @@ def _format(value: Any) -> str:
     return str(value)
 
 
+_format = format_value
+
+
 def arm_name(point: Mapping[str, Any]) -> str:
     """``{"label_h": 1, "prebunk_share": 0.1}`` -> ``"label_h=1,prebunk_share=0.1"``."""
-    return ",".join(f"{key}={_format(value)}" for key, value in point.items())
+    return ",".join(f"{key}={format_value(value)}" for key, value in point.items())
 
 
 def grid_points(grid: Mapping[str, Sequence[Any]] | Sequence[str]) -> list[dict[str, Any]]:
@@ -300,38 +312,9 @@ def outcomes_of(result: CounterfactualResult) -> tuple[str, ...]:
     return tuple(getattr(result, "outcomes", OUTCOMES))
 
 
-def _num(x: float, sign: bool = False) -> str:
-    plus = "+" if sign else ""
-    return f"{x:{plus}.0f}" if abs(x) >= 1000 else f"{x:{plus}.4g}"
-
-
 def _arm_rows(result: CounterfactualResult, grid: Grid) -> list[tuple[dict, Any]]:
     summary = result.summary().set_index("arm")
     return [(point, summary.loc[arm_name(point)]) for point in grid_points(grid)]
-
-
-def format_sweep(result: CounterfactualResult, grid: Mapping[str, Sequence[Any]] | Sequence[str],
-                 columns: int = 3) -> str:
-    """Per arm: the grid values, the first ``columns`` outcomes as mean [5%, 95%] over seeds, and the
-    headline outcome's difference from the baseline with a 90% bootstrap interval (adjusted reach
-    for cascades)."""
-    grid = _checked(grid)
-    outcomes = outcomes_of(result)
-    headline, shown = result.headline, outcomes[:columns]
-    diff = result.differences(headline).set_index("arm")
-    widths = {key: max(len(key), *(len(_format(v)) for v in values)) + 2 for key, values in grid.items()}
-    header = "".join(f"{key:>{widths[key]}}" for key in grid)
-    header += "".join(f"{name:>24}" for name in shown) + f"{headline + ' vs baseline':>36}"
-    lines = [header, "-" * len(header)]
-    for point, row in _arm_rows(result, grid):
-        d = diff.loc[arm_name(point)]
-        line = "".join(f"{_format(point[key]):>{widths[key]}}" for key in grid)
-        for name in shown:
-            band = f"{_num(row[name])} [{_num(row[name + '_lo'])}, {_num(row[name + '_hi'])}]"
-            line += f"{band:>24}"
-        difference = f"{_num(d.difference, True)} [{_num(d.lo, True)}, {_num(d.hi, True)}]"
-        lines.append(line + f"{difference:>36}")
-    return "\n".join(lines)
 
 
 def plot_sweep(result: CounterfactualResult, grid: Mapping[str, Sequence[Any]] | Sequence[str],
@@ -390,11 +373,39 @@ def plot_sweep(result: CounterfactualResult, grid: Mapping[str, Sequence[Any]] |
 
 
 def write_sweep(table, result: CounterfactualResult, grid: Mapping[str, Sequence[Any]] | Sequence[str],
-                folder: str | os.PathLike, title: Optional[str] = None) -> dict[str, Path]:
-    """``sweep.parquet`` (the table, written atomically) and ``sweep.png`` under ``folder``, with an
-    ``INCOMPLETE-sweep`` marker there until both are in place."""
-    with marked_incomplete(folder, "sweep") as folder:  # the table and its plot appear together
-        path = folder / "sweep.parquet"
-        with atomic_path(path) as tmp:
+                folder: str | os.PathLike, title: Optional[str] = None, *, config: Optional[Mapping[str, Any]] = None,
+                argv: Optional[Sequence[str]] = None, overwrite: bool = False,
+                timings: Optional[Mapping[str, float]] = None) -> dict[str, Path]:
+    """``sweep.parquet`` (the table), ``sweep.png``, ``config.yaml`` and ``summary.json`` under ``folder``,
+    with an ``INCOMPLETE-sweep`` marker there until all are in place.
+
+    ``summary.json`` (written last) holds the grid, the per-arm summary and paired differences, how
+    the sweep was made (:func:`lpm.provenance.provenance`, with ``config`` and ``argv``) and every
+    output's SHA-256; ``config.yaml`` is ``config``, which ``lpm sweep --config`` reads back.
+
+    Raises:
+        ConfigError: ``folder`` holds a finished sweep or run and ``overwrite`` is false.
+    """
+    grid = _checked(grid)
+    check_run_folder(folder, overwrite=overwrite, summary=SUMMARY)
+    config = {"grid": grid} if config is None else dict(config)
+    with marked_incomplete(folder, "sweep") as folder:  # the outputs appear together
+        paths = {"table": folder / "sweep.parquet"}
+        with atomic_path(paths["table"]) as tmp:
             table.to_parquet(tmp, index=False)
-        return {"table": path, "plot": plot_sweep(result, grid, folder / "sweep.png", title=title)}
+        paths["plot"] = plot_sweep(result, grid, folder / "sweep.png", title=title)
+        paths["config"] = atomic_write_text(folder / "config.yaml", to_yaml(config))
+        summary = {
+            "kind": "sweep",
+            "grid": grid,
+            "arms": len(result.arms),
+            "baseline": result.baseline,
+            "timings_s": dict(timings or {}),
+            "provenance": provenance(config=config, seeds=result.seeds, argv=argv),
+            "summary": result.summary().to_dict(orient="records"),
+            "differences": result.differences().to_dict(orient="records"),
+            "outputs": {name: {"file": path.name, "sha256": file_sha256(path)} for name, path in paths.items()},
+        }
+        paths["summary"] = atomic_write_json(folder / SUMMARY, summary)
+    log.info("wrote %d outputs to %s", len(paths), folder)
+    return paths

@@ -24,9 +24,15 @@ the rebuttal and the fact-check label (:data:`CONTEXTS`) replace the uniform res
 each archetype's share probability is its members' per-exposure reshare probability, and each
 exposure to the claim moves their opinion and emotions as their archetype decided. Rebuttals and
 labels act on each user in proportion to how its archetype took their text.
+
+The cascade's parameters are keys of :class:`Config` (``--set model.cascade.transmissibility=0.01``).
 """
 
 from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass, field
 
 import torch
 
@@ -58,6 +64,31 @@ TWITTER15 = dict(transmissibility=0.0055, attention=0.3, attention_spread=1.17, 
 STEP_H = 1.0 / 6.0
 
 
+@dataclass(frozen=True)
+class CascadeConfig:
+    """The claim's :class:`lpm.dynamics.Cascade` arguments; defaults: the Twitter15 fit (:data:`TWITTER15`).
+    With archetypes, ``transmissibility`` is replaced by the archetypes' own share probabilities."""
+
+    transmissibility: float = TWITTER15["transmissibility"]
+    attention: float = TWITTER15["attention"]
+    attention_spread: float = TWITTER15["attention_spread"]
+    feed_half_life_h: float = TWITTER15["feed_half_life_h"]
+    feed_tail: float = TWITTER15["feed_tail"]
+    alignment_weight: float = 0.8
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The settings of the misinformation scenario (keys of ``lpm run misinformation --config / --set``)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
 def accounts_by_followers(graph: Graph) -> list[int]:
     return torch.argsort(graph.out_degree(), descending=True).tolist()
 
@@ -70,16 +101,16 @@ def build_population(graph: Graph, batch: int, seed: int) -> PopulationState:
     return PopulationState.sample(graph.num_nodes, seed=seed, batch=batch, topics=1, opinion="bimodal").to(graph.device)
 
 
-def build_model(graph: Graph, dt: float, seed: int, archetypes: ArchetypeSetup | None = None) -> Model:
+def build_model(graph: Graph, dt: float, seed: int, archetypes: ArchetypeSetup | None = None,
+                config: Config = Config()) -> Model:
     sources = tuple(accounts_by_followers(graph)[:3])
     item = Item(source=sources, text=CLAIM, stance=1.0, topic=0)
+    parameters = dataclasses.asdict(config.model.cascade)
     if archetypes is None:
-        cascade = Cascade([item], alignment_weight=0.8, **TWITTER15)
-        return Model(cascade=cascade, dt=dt)
+        return Model(cascade=Cascade([item], **parameters), dt=dt)
     drive = archetypes.drive([item])
     # transmissibility 0.5 is logit 0: the archetype's share probability is the per-exposure one
-    cascade = Cascade([item], prior=drive, archetype=drive.archetype, alignment_weight=0.8,
-                      **dict(TWITTER15, transmissibility=0.5))
+    cascade = Cascade([item], prior=drive, archetype=drive.archetype, **dict(parameters, transmissibility=0.5))
     return Model(cascade=cascade, dt=dt, archetype_drive=drive)
 
 
@@ -143,17 +174,24 @@ def sweep_arm(graph: Graph, *, label_h: float | None = None, label_strength: flo
     return arm
 
 
-SCENARIO = Scenario(
-    name="misinformation",
-    description=__doc__.strip().splitlines()[0],
-    build_graph=build_graph,
-    build_population=build_population,
-    build_model=build_model,
-    arms=build_arms,
-    sweep=sweep_arm,
-    agents=100_000,
-    days=1.5,
-    dt=STEP_H,
-    seeds=6,
-    contexts=CONTEXTS,
-)
+def scenario(config: Config = Config()) -> Scenario:
+    """The misinformation scenario with ``config``'s settings."""
+    return Scenario(
+        name="misinformation",
+        description=__doc__.strip().splitlines()[0],
+        build_graph=build_graph,
+        build_population=build_population,
+        build_model=functools.partial(build_model, config=config),
+        arms=build_arms,
+        sweep=sweep_arm,
+        agents=100_000,
+        days=1.5,
+        dt=STEP_H,
+        seeds=6,
+        contexts=CONTEXTS,
+        config=config,
+        configure=scenario,
+    )
+
+
+SCENARIO = scenario()

@@ -8,9 +8,15 @@ Arms, on the same seeds: a chronological feed, and an interest-ranked (personali
 ranks posts close to the reader's opinion up (Perra & Rocha 2019). Outcomes over two days:
 polarization (opinion variance), the distance between the communities' mean opinions, and the
 echo-chamber index (correlation of a user's opinion with its followees' mean, Cinelli et al. 2021).
+
+The dynamics' parameters are keys of :class:`Config` (``lpm run polarization --print-config``).
 """
 
 from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 
@@ -25,6 +31,46 @@ from lpm.state import PopulationState, Traits
 COMMUNITIES = 2
 HOMOPHILY = 0.8
 MEAN_DEGREE = 10.0
+
+
+@dataclass(frozen=True)
+class OpinionConfig:
+    """:class:`lpm.dynamics.FriedkinJohnsen` argument: the pull toward each user's initial opinion."""
+
+    anchoring: float = 0.5
+
+
+@dataclass(frozen=True)
+class ActivityConfig:
+    """:class:`lpm.dynamics.Hawkes` arguments (rates per hour; no daily rhythm by default)."""
+
+    mu: float = 0.3
+    alpha: float = 0.3
+    rhythm_amplitude: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    """:class:`lpm.dynamics.Feed`: the share of the feed from followees, and the ranking before any
+    intervention; ``personalization``: how strongly the interest arm's ranker favours close opinions."""
+
+    in_network: float = 0.5
+    ranker: str = "chronological"
+    personalization: float = 10.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    opinion: OpinionConfig = field(default_factory=OpinionConfig)
+    activity: ActivityConfig = field(default_factory=ActivityConfig)
+    feed: FeedConfig = field(default_factory=FeedConfig)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The settings of the polarization scenario (keys of ``lpm run polarization --config / --set``)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
 
 
 def community(agents: int) -> torch.Tensor:
@@ -51,9 +97,11 @@ def build_population(graph: Graph, batch: int, seed: int) -> PopulationState:
     return population_for(community(graph.num_nodes), batch, seed).to(graph.device)
 
 
-def build_model(graph: Graph, dt: float, seed: int) -> Model:
-    return Model(opinion=FriedkinJohnsen(0.5), activity=Hawkes(mu=0.3, alpha=0.3, rhythm_amplitude=None),
-                 feed=Feed(0.5, "chronological"), dt=dt)
+def build_model(graph: Graph, dt: float, seed: int, model: ModelConfig = ModelConfig()) -> Model:
+    a = model.activity
+    return Model(opinion=FriedkinJohnsen(model.opinion.anchoring),
+                 activity=Hawkes(mu=a.mu, alpha=a.alpha, rhythm_amplitude=a.rhythm_amplitude),
+                 feed=Feed(model.feed.in_network, model.feed.ranker), dt=dt)
 
 
 def build_record(graph: Graph, seed: int) -> dict:
@@ -70,20 +118,28 @@ def record_for(graph: Graph, groups: torch.Tensor) -> dict:
     }
 
 
-def build_arms(graph: Graph) -> dict:
-    return {"chronological": [], "interest": [RecommenderChange(at=-1.0, personalization=10.0)]}
+def build_arms(graph: Graph, model: ModelConfig = ModelConfig()) -> dict:
+    return {"chronological": [],
+            "interest": [RecommenderChange(at=-1.0, personalization=model.feed.personalization)]}
 
 
-SCENARIO = Scenario(
-    name="polarization",
-    description=__doc__.strip().splitlines()[0],
-    build_graph=build_graph,
-    build_population=build_population,
-    build_model=build_model,
-    build_record=build_record,
-    arms=build_arms,
-    agents=100_000,
-    days=2.0,
-    dt=0.5,
-    seeds=2,
-)
+def scenario(config: Config = Config()) -> Scenario:
+    """The polarization scenario with ``config``'s settings."""
+    return Scenario(
+        name="polarization",
+        description=__doc__.strip().splitlines()[0],
+        build_graph=build_graph,
+        build_population=build_population,
+        build_model=functools.partial(build_model, model=config.model),
+        build_record=build_record,
+        arms=functools.partial(build_arms, model=config.model),
+        agents=100_000,
+        days=2.0,
+        dt=0.5,
+        seeds=2,
+        config=config,
+        configure=scenario,
+    )
+
+
+SCENARIO = scenario()

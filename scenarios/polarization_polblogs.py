@@ -1,16 +1,20 @@
 """Chronological vs interest-ranked feeds on the real political-blogs network (Adamic & Glance 2005).
 
 The 1,490 blogs of the 2004 US election and their 19,090 hyperlinks (90.6% within a leaning), read
-from ``polblogs.gml`` in the shared data folder (``$LPM_DATA``, default ``../shared/data`` beside
-the repository). A link from blog A to blog B means A reads B, so B's posts reach A. Opinions start
-by leaning (liberal -0.4, conservative +0.4, spread 0.3); the dynamics, arms and outcomes are
-those of the ``polarization`` scenario.
+from ``<data_dir>/polblogs/polblogs.gml``: the data folder is the ``data_dir`` setting (``lpm run
+polarization_polblogs --data-dir DIR``, or ``--set data_dir=DIR``), else the ``LPM_DATA`` environment
+variable, else ``../shared/data`` beside the repository. A link from blog A to blog B means A reads
+B, so B's posts reach A. Opinions start by leaning (liberal -0.4, conservative +0.4, spread 0.3);
+the dynamics, arms and outcomes are those of the ``polarization`` scenario.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -20,20 +24,36 @@ from lpm.errors import ConfigError
 from lpm.graph import Graph
 from lpm.graph.io import read_gml
 from lpm.scenario import Scenario
-from lpm.scenarios.polarization import build_arms, build_model, population_for, record_for
+from lpm.scenarios.polarization import ModelConfig, build_arms, build_model, population_for, record_for
 from lpm.state import PopulationState
 
+#: The environment variable naming the data folder when ``data_dir`` is not set.
+DATA_ENV = "LPM_DATA"
 
-def data_dir() -> Path:
+
+@dataclass(frozen=True)
+class Config:
+    """The settings of polarization_polblogs: the data folder (``None``: ``$LPM_DATA``, else
+    ``../shared/data`` beside the repository) and the polarization scenario's dynamics."""
+
+    data_dir: Optional[str] = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+def data_dir(configured: Optional[str] = None) -> Path:
+    """The data folder: ``configured``, else ``$LPM_DATA``, else ``../shared/data`` beside the repository."""
+    if configured is not None:
+        return Path(configured).expanduser()
     default = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    return Path(os.environ.get("LPM_DATA", default))
+    return Path(os.environ.get(DATA_ENV, default))
 
 
-def _read() -> tuple[Graph, torch.Tensor]:
-    folder = data_dir() / "polblogs"
+def _read(configured: Optional[str] = None) -> tuple[Graph, torch.Tensor]:
+    folder = data_dir(configured) / "polblogs"
     gml, nodes = folder / "polblogs.gml", folder / "polblogs_nodes.csv"
     if not gml.is_file() or not nodes.is_file():
-        raise ConfigError(f"Expected the polblogs data at {folder} (polblogs.gml, polblogs_nodes.csv); set LPM_DATA")
+        raise ConfigError(f"Expected the polblogs data at {folder} (polblogs.gml, polblogs_nodes.csv; "
+                          f"from --data-dir, else ${DATA_ENV}) (got no such files)")
     # "A links to B" means A reads B: information flows target -> source.
     graph, labels = read_gml(gml, flow="target_to_source")
     table = pd.read_csv(nodes)
@@ -45,28 +65,35 @@ def _read() -> tuple[Graph, torch.Tensor]:
     return graph, groups
 
 
-def build_graph(agents: int, seed: int, device: torch.device) -> Graph:
-    return _read()[0].to(device)
+def build_graph(agents: int, seed: int, device: torch.device, config: Config = Config()) -> Graph:
+    return _read(config.data_dir)[0].to(device)
 
 
-def build_population(graph: Graph, batch: int, seed: int) -> PopulationState:
-    return population_for(_read()[1], batch, seed).to(graph.device)
+def build_population(graph: Graph, batch: int, seed: int, config: Config = Config()) -> PopulationState:
+    return population_for(_read(config.data_dir)[1], batch, seed).to(graph.device)
 
 
-def build_record(graph: Graph, seed: int) -> dict:
-    return record_for(graph, _read()[1])
+def build_record(graph: Graph, seed: int, config: Config = Config()) -> dict:
+    return record_for(graph, _read(config.data_dir)[1])
 
 
-SCENARIO = Scenario(
-    name="polarization_polblogs",
-    description=__doc__.strip().splitlines()[0],
-    build_graph=build_graph,
-    build_population=build_population,
-    build_model=build_model,
-    build_record=build_record,
-    arms=build_arms,
-    agents=1490,
-    days=2.0,
-    dt=0.5,
-    seeds=4,
-)
+def scenario(config: Config = Config()) -> Scenario:
+    """The polarization_polblogs scenario with ``config``'s settings (the network fixes the agents at 1,490)."""
+    return Scenario(
+        name="polarization_polblogs",
+        description=__doc__.strip().splitlines()[0],
+        build_graph=functools.partial(build_graph, config=config),
+        build_population=functools.partial(build_population, config=config),
+        build_model=functools.partial(build_model, model=config.model),
+        build_record=functools.partial(build_record, config=config),
+        arms=functools.partial(build_arms, model=config.model),
+        agents=1490,
+        days=2.0,
+        dt=0.5,
+        seeds=4,
+        config=config,
+        configure=scenario,
+    )
+
+
+SCENARIO = scenario()

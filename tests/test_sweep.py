@@ -166,7 +166,7 @@ def test_other_interventions_batched_equal_alone(scenario):
     for name, interventions in grid_arms(small, graph, grid).items():
         alone = counterfactual(model, population, graph, {name: interventions}, steps=8, seeds=result.seeds)
         batched = table[table.arm == name].sort_values("seed")
-        for outcome in ("final_reach", "final_reshares", "peak_time", "max_depth"):
+        for outcome in ("final_reach", "final_reshares", "half_time_h", "max_depth"):
             np.testing.assert_array_equal(alone.table[outcome].to_numpy(), batched[outcome].to_numpy(), err_msg=name)
 
 
@@ -188,9 +188,9 @@ def test_cli_writes_table_and_plot(tmp_path, capsys):
                  "--grid", "downrank=0,0.5", "--agents", "600", "--seeds", "2", "--steps", "8", "--chunk", "4",
                  "--out", str(tmp_path), "--quiet"])
     assert code == 0
-    folder = tmp_path / "misinformation"
+    folder = tmp_path / "misinformation-sweep"
     table = pd.read_parquet(folder / "sweep.parquet")
-    expected = {"arm", "seed", "label_h", "prebunk_share", "downrank", "final_reach", "peak_time", "max_depth"}
+    expected = {"arm", "seed", "label_h", "prebunk_share", "downrank", "final_reach", "half_time_h", "max_depth"}
     assert expected <= set(table.columns)
     assert len(table) == 8 * 2 and table.arm.nunique() == 8
     assert table.label_h.isna().sum() == 4 * 2 and set(table.prebunk_share) == {0.0, 0.3}

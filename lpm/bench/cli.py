@@ -6,6 +6,7 @@ import argparse
 from typing import Optional, Sequence
 
 from lpm.bench import ndlib
+from lpm.bench.report import format_table
 from lpm.bench.common import BA_M, IC_RUNS, MODELS
 
 
@@ -52,8 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``lpm bench ndlib`` with parsed ``args``; returns the exit status."""
-    ndlib.bench_ndlib(
+    """Run ``lpm bench ndlib`` with parsed ``args``, print the table; returns the exit status."""
+    rows = ndlib.bench_ndlib(
         args.sizes,
         seed=args.seed,
         iterations=args.iterations,
@@ -65,10 +66,14 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads or None,
         out_json=args.json,
     )
+    print(format_table(rows))
     return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Standalone entry: ``python -m lpm.bench [--sizes 1e4,1e5] [--json FILE] ...``."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the progress lines
     parser = add_arguments(argparse.ArgumentParser(prog="lpm bench ndlib", description=ndlib.__doc__.splitlines()[0]))
     return run(parser.parse_args(argv))

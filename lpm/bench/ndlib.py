@@ -47,6 +47,7 @@ NDlib opinions live in [0, 1] and lpm's in [-1, 1]: ``x_lpm = 2 x_ndlib - 1``, s
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 from typing import Any, Optional, Sequence
@@ -61,10 +62,11 @@ from lpm.bench.common import (
     _initial_opinions, _ks, _median,
 )
 from lpm.bench.opinion import _hk_rule_check, _run_lpm, _run_ndlib_ab, _run_ndlib_hk
-from lpm.bench.report import format_table
 from lpm.dynamics import BoundedConfidence, Deffuant
 from lpm.errors import ConfigError
 from lpm.graph import Graph
+
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------- rows
@@ -149,7 +151,7 @@ def bench_ndlib(
         models: which of :data:`MODELS` to run, in that order per size.
         threads: torch CPU threads for lpm (NDlib is single-threaded); ``None`` leaves torch's setting.
         out_json: write the rows to this file as a JSON list.
-        verbose: print progress and the table.
+        verbose: log progress (``logging`` INFO on ``lpm.bench.ndlib``; ``lpm bench`` shows it).
 
     Returns:
         One row per (model, size) with keys ``model, n, ndlib_s_per_iter, lpm_s_per_iter, ratio``
@@ -184,7 +186,7 @@ def bench_ndlib(
         ndlib_version = version("ndlib")
     except PackageNotFoundError:
         ndlib_version = "unknown"
-    say = print if verbose else (lambda *a, **k: None)
+    say = log.info if verbose else (lambda *a, **k: None)
     saved_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -311,12 +313,10 @@ def bench_ndlib(
     finally:
         torch.set_num_threads(saved_threads)
 
-    say("")
-    say(format_table(rows))
     if out_json is not None:
         from lpm.io_atomic import atomic_write_json
 
         path = atomic_write_json(out_json, rows)  # strict JSON: NaN (e.g. no agent to compare) is null
-        say(f"\nwrote {len(rows)} rows to {path}")
+        say(f"wrote {len(rows)} rows to {path}")
     return rows
 

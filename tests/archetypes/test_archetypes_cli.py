@@ -36,7 +36,7 @@ def test_run_with_archetypes_then_from_the_cache(tmp_path, capsys) -> None:
     assert first["backend"] == "embedding" and 0 < first["calls"] <= k * len(CONTEXTS)
     out = capsys.readouterr().out.strip().splitlines()
     assert f"{first['calls']} calls" in out[-1] and "cache hits" in out[-1]
-    assert main(args) == 0
+    assert main(args + ["--overwrite"]) == 0  # the same folder again: replacing the finished run is asked for
     second = json.loads((tmp_path / "misinformation" / "llm_usage.json").read_text())
     assert second["calls"] == 0 and second["cache_hits"] == first["calls"]
     assert "0 calls" in capsys.readouterr().out.strip().splitlines()[-1]

@@ -125,7 +125,12 @@ def test_run_outputs_are_marked_incomplete_until_all_are_written(tmp_path, monke
 
     monkeypatch.setattr(lpm.plots, "plot_trajectory", crash)
     with pytest.raises(OSError, match="disk full"):
-        write_outputs(result, tmp_path)
+        write_outputs(result, tmp_path, overwrite=True)
     marker = (folder / "INCOMPLETE-run").read_text()
     assert "disk full while plotting" in marker and "process" in marker
     assert (folder / "summary.json").read_bytes() == before  # the last complete run's record is intact
+    monkeypatch.undo()
+    write_outputs(result, tmp_path)  # a folder marked incomplete holds no finished run: no overwrite needed
+    assert not list(folder.glob("INCOMPLETE-*"))
+    with pytest.raises(lpm.errors.ConfigError, match="overwrite"):  # now it does
+        write_outputs(result, tmp_path)
