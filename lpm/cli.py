@@ -167,8 +167,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
           f"scenarios ({timings['ms_per_step']:.1f} ms/step); {wall:.1f} s in all")
     print(f"common random numbers; mean [5%, 95%] over seeds; baseline {result.baseline}:")
     print(format_sweep(result, grid))
-    paths = write_sweep(table, result, grid, Path(args.out) / scenario.name,
-                        title=f"{scenario.name}: {scenario.agents:,} agents, {steps * scenario.dt:.0f} h")
+    paths = write_sweep(table, result, grid, Path(args.out) / scenario.name, scenario=scenario.name)
     print(f"wrote {paths['table']} and {paths['plot']}")
     return 0
 

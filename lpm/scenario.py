@@ -226,7 +226,7 @@ def write_outputs(result: ScenarioResult, out_dir: str | Path) -> dict[str, Path
         paths = {"observables": result.trajectory.to_parquet(folder / "observables.parquet")}
         if result.counterfactual is not None:
             paths["arms"] = result.counterfactual.to_parquet(folder / "arms.parquet")
-            paths["arms_plot"] = result.counterfactual.plot(folder / "arms.png")
+            paths["arms_plot"] = result.counterfactual.plot(folder / "arms.png", scenario=result.scenario.name)
         else:
             for path in plot_trajectory(result.trajectory, folder, title=result.scenario.name):
                 paths[path.stem] = path
