@@ -1,4 +1,4 @@
-"""Command line: ``lpm run | sweep | archetypes | calibrate | evaluate | forecast | bench``."""
+"""Command line: ``lpm run | sweep | report | archetypes | calibrate | evaluate | forecast | bench``."""
 
 from __future__ import annotations
 
@@ -237,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     from lpm.cli_calibrate import add_parsers as add_calibration_parsers
 
     add_calibration_parsers(sub)
+
+    from lpm.report import add_parser as add_report_parser
+
+    add_report_parser(sub)
 
     bench_parser = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench_parser.add_subparsers(dest="bench", required=True)
