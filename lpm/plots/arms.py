@@ -116,7 +116,7 @@ def counterfactual_figure(result: "CounterfactualResult", outcome: Optional[str]
     draw_forest(left, differences, baseline=result.baseline, colors=colors,
                 xlabel=_difference_label(outcome, result.baseline, level, seeds, result.common_random_numbers))
     base_mean = result.table.loc[result.table.arm == result.baseline, outcome].mean()
-    left.set_title(f"paired difference from {result.baseline} (whose mean is {base_mean:.4g})", fontsize=9)
+    left.set_title(f"paired difference from {result.baseline} ({result.baseline} averages {base_mean:.4g})", fontsize=9)
 
     trajectory = result.trajectory
     series = curve_of(outcome, list(trajectory.values))
