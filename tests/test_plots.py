@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from lpm.plots import (BASELINE_COLOR, EMOTION_NAMES, arm_colors, arm_palette, component_label, format_difference,
                        outcome_label, trajectory_figures)
 from lpm.scenario import load_scenario, run_scenario, with_overrides
-from lpm.sweep import format_sweep, plot_sweep, run_sweep
+from lpm.sweep import plot_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = {"label_h": [1, 6, None], "prebunk_share": [0, 0.3]}
@@ -114,19 +114,17 @@ def test_plot_writes_png_atomically(misinformation, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ sweep
-def test_sweep_figure_shows_the_printed_table(swept):
+def test_sweep_figure_shows_the_headline_differences(swept):
     result = swept
     fig = plot_sweep(result, GRID, scenario="misinformation")
     forest, lines = fig.axes[:2]
-    printed = format_sweep(result, GRID).splitlines()[2:]
-    table = result.differences().set_index("arm")
+    table = result.differences().set_index("arm")  # what lpm sweep prints as its headline column
     rows = _rows(forest)
     assert [r[0] for r in rows] == [a for a in result.arms if a != result.baseline]
     assert result.baseline == "label_h=none,prebunk_share=0"
     for (arm, d, lo, hi, _, _), text in zip(rows, [t.get_text() for t in forest.texts]):
         np.testing.assert_allclose([d, lo, hi], table.loc[arm, ["difference", "lo", "hi"]].to_numpy(float))
-        line = printed[result.arms.index(arm)]
-        assert line.rstrip().endswith(text), (line, text)  # the same string as the printed column
+        assert text == format_difference(*table.loc[arm, ["difference", "lo", "hi"]])  # written beside the row
     # right panel: one line per prebunk_share, x = label_h as categories 1, 6, none; y = the differences
     assert [c.get_label() for c in lines.containers] == ["prebunk_share=0", "prebunk_share=0.3"]
     assert [t.get_text() for t in lines.get_xticklabels()] == ["1", "6", "none"]

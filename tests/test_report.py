@@ -100,9 +100,7 @@ def test_counterfactual_report_is_self_contained_with_tables_and_provenance(runs
     assert "lpm counterfactual: misinformation (600 agents, 11 arms x 3 seeds, 2 h)" in text
 
 
-def test_sweep_report_recomputes_the_printed_differences(runs, tmp_path, capsys):
-    from lpm.sweep import format_sweep, parse_grid
-
+def test_sweep_report_recomputes_the_differences(runs, tmp_path):
     folder = runs["sweep"]
     run = read_run(folder)
     assert run.kind == "sweep"
@@ -116,21 +114,46 @@ def test_sweep_report_recomputes_the_printed_differences(runs, tmp_path, capsys)
     assert write_report(folder, out) == out
     page = _parse(out.read_text())
     assert page.fetched == [] and out.read_text().count('class="plotly-graph-div"') == 3
-    # the differences are those lpm sweep printed: rerun its table printer on the same result
+    # the differences are those of the sweep itself: run it again (deterministic) and compare
     from lpm.scenario import load_scenario, with_overrides
-    from lpm.sweep import run_sweep
+    from lpm.sweep import parse_grid, run_sweep
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         grid = parse_grid(["label_h=1,none", "prebunk_share=0,0.3"])
         _, result = run_sweep(with_overrides(load_scenario("misinformation"), agents=500), grid, seeds=3, steps=12)
-    printed = format_sweep(result, grid).splitlines()[2:]
-    for row in top.differences.itertuples():
-        text = format_difference(row.difference, row.lo, row.hi)
-        assert any(line.rstrip().endswith(text) for line in printed), text
+    expected = result.differences()
+    pd.testing.assert_frame_equal(top.differences.reset_index(drop=True)[list(expected.columns)], expected,
+                                  check_dtype=False)
+    for row in expected.itertuples():
         if row.arm != top.baseline:
-            assert text in page.cells
+            assert format_difference(row.difference, row.lo, row.hi) in page.cells
+
+
+def test_sweep_summary_json_is_preferred(runs, tmp_path):
+    """Where a sweep folder has a summary.json with its differences, grid and baseline (as lpm writes
+    them with provenance), the report shows those numbers and no other series summary."""
+    folder = tmp_path / "with-summary"
+    folder.mkdir()
+    table = pd.read_parquet(runs["sweep"] / "sweep.parquet")
+    table.attrs.clear()
+    table.to_parquet(folder / "sweep.parquet", index=False)
+    recorded = headline(read_run(runs["sweep"])).differences.copy()
+    recorded["difference"] += 1000.0  # marked, so the page can only show them if it read this file
+    summary = {"kind": "sweep", "grid": {"label_h": [1, None], "prebunk_share": [0, 0.3]},
+               "baseline": "label_h=none,prebunk_share=0", "differences": recorded.to_dict(orient="records"),
+               "summary": [{"arm": "x", "final_reach": 1.0}], "provenance": {"lpm": "9.9", "argv": ["lpm", "sweep"]}}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    run = read_run(folder)
+    top = headline(run)
+    assert top.baseline == summary["baseline"] and "summary.json" in top.note
+    assert sweep_points(run)["label_h=1,prebunk_share=0"] == {"label_h": 1, "prebunk_share": 0}
+    text = render_report(folder)
+    page = _parse(text)
+    row = recorded[recorded.arm == "label_h=1,prebunk_share=0"].iloc[0]
+    assert format_difference(row.difference, row.lo, row.hi) in page.cells
+    assert "Summary of the recorded series" not in text and "provenance" in page.cells
 
 
 def test_sweep_report_without_recorded_metadata_says_so(runs, tmp_path):

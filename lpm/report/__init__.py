@@ -154,9 +154,9 @@ def grid_keys(run: RunFolder) -> list[str]:
     """The grid keys of a sweep: from the table's metadata, else the columns between ``arm`` and ``seed``."""
     if run.sweep is None:
         return []
-    meta = sweep_meta(run)
-    if isinstance(meta.get("grid"), dict) and meta["grid"]:
-        return list(meta["grid"])
+    for grid in (run.summary.get("grid"), sweep_meta(run).get("grid")):
+        if isinstance(grid, dict) and grid:
+            return list(grid)
     columns = list(run.sweep.columns)
     return columns[columns.index("arm") + 1:columns.index("seed")] if columns.index("seed") > 1 else []
 
@@ -172,7 +172,7 @@ def sweep_points(run: RunFolder) -> dict[str, dict[str, Any]]:
     else read from the table's grid columns."""
     from lpm.sweep import arm_name, grid_points
 
-    grid = sweep_meta(run).get("grid")
+    grid = run.summary.get("grid") or sweep_meta(run).get("grid")
     arms = list(dict.fromkeys(run.sweep.arm))
     if isinstance(grid, dict) and grid:
         points = {arm_name(point): point for point in grid_points(grid)}
@@ -186,13 +186,14 @@ def headline(run: RunFolder) -> Optional[Headline]:
     if run.per_seed is None:
         return None
     recorded = run.summary.get("differences")
-    if run.kind == "counterfactual" and isinstance(recorded, list) and recorded:
+    if isinstance(recorded, list) and recorded:
         frame = pd.DataFrame(recorded)
         if {"arm", "difference", "lo", "hi"} <= set(frame.columns):
             outcome = str(frame.outcome.iloc[0]) if "outcome" in frame.columns else "outcome"
-            # lpm run takes differences against its first arm unless summary.json names another
-            baseline = run.summary.get("baseline") or str(run.arms.arm.iloc[0])
-            return Headline(frame, baseline, outcome, "the numbers lpm run printed (summary.json)")
+            # lpm runs take differences against their first arm unless the folder names another
+            baseline = run.summary.get("baseline") or sweep_meta(run).get("baseline") or str(run.per_seed.arm.iloc[0])
+            return Headline(frame, baseline, outcome, f"the numbers lpm {run.kind.replace('counterfactual', 'run')} "
+                                                      f"printed (summary.json)")
     result, known = per_seed_result(run)
     frame = result.differences()
     note = "computed from the per-seed table with lpm's paired bootstrap, as lpm sweep prints them"
@@ -282,7 +283,8 @@ def render_report(folder: str | os.PathLike) -> str:
         dt_h = run.summary.get("dt_h")
         for figure in observable_figures(run.observables, dt_h if isinstance(dt_h, (int, float)) else None):
             sections.append(plot(figure))
-    if isinstance(run.summary.get("summary"), list) and run.summary["summary"]:
+    rows = run.summary.get("summary")
+    if isinstance(rows, list) and rows and all(isinstance(r, dict) and "observable" in r for r in rows):
         sections.append("<h2>Summary of the recorded series</h2>")
         sections.append(frame_html(summary_rows_table(run.summary["summary"])))
     sections.append("<h2>How this run was made</h2>")
