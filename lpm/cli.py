@@ -1,4 +1,4 @@
-"""Command line: ``lpm run | sweep | scenarios | archetypes | calibrate | evaluate | forecast | bench``.
+"""Command line: ``lpm run | sweep | scenarios | report | optimize | archetypes | calibrate | evaluate | forecast | bench``.
 
 Results (tables, what was written where) go to stdout; what the library logs (``logging``: warnings,
 with ``-v`` progress too) and warns goes to stderr through one handler set up here, with Lightning's
@@ -286,9 +286,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
           f"scenarios ({timings['ms_per_step']:.1f} ms/step); {wall:.1f} s in all")
     _console().print(sweep_table(result, grid, title=f"common random numbers; mean [5%, 95%] over seeds; "
                                                       f"baseline {result.baseline}; paired differences, 90% intervals"))
-    paths = write_sweep(table, result, grid, folder,
-                        title=f"{scenario.name}: {scenario.agents:,} agents, {steps * scenario.dt:.0f} h",
-                        config=v, argv=args.argv, overwrite=args.overwrite, timings=timings)
+    paths = write_sweep(table, result, grid, folder, scenario=scenario.name, config=v, argv=args.argv, overwrite=args.overwrite, timings=timings)
     print(f"wrote {paths['table']}, {paths['plot']} and {paths['summary'].name}")
     differences = result.differences()
     _record(args, folder, "sweep", scenario.name, v,
@@ -427,6 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     from lpm.cli_optimize import add_parser as add_optimize_parser
 
     add_optimize_parser(sub)
+
+    from lpm.report import add_parser as add_report_parser
+
+    add_report_parser(sub)
 
     bench_parser = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench_parser.add_subparsers(dest="bench", required=True)

@@ -25,7 +25,6 @@ from lpm.dynamics.cascade import Cascade
 from lpm.errors import ConfigError
 from lpm.graph import Graph
 from lpm.interventions import Intervention, InterventionPlan
-from lpm.io_atomic import atomic_savefig
 from lpm.model import Model
 from lpm.observables import Observable, negative_share, posts, reshares
 from lpm.relax import Estimator, Hard
@@ -218,38 +217,20 @@ class CounterfactualResult:
             self.table.to_parquet(tmp, index=False)
         return path
 
-    def plot(self, path: str | os.PathLike, outcome: Optional[str] = None) -> Path:
-        """A PNG: the outcome per arm (mean and 90% band over seeds) and its series over time per arm."""
-        import matplotlib
+    def figure(self, outcome: Optional[str] = None, *, scenario: str = "", level: float = 0.9):
+        """The headline figure: each arm's paired difference of ``outcome`` (default :attr:`headline`)
+        from the baseline with its ``level`` interval, as :meth:`differences` gives it, beside the
+        arms' mean curves over time (:func:`lpm.plots.counterfactual_figure`). Returns a
+        :class:`matplotlib.figure.Figure`; the matplotlib backend is left alone."""
+        from lpm.plots import counterfactual_figure  # matplotlib is loaded only when drawing
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        return counterfactual_figure(self, outcome, scenario=scenario, level=level)
 
-        outcome = self.outcomes[0] if outcome is None else outcome
-        summary = self.summary()
-        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), dpi=110)
-        y = np.arange(len(summary))
-        mean = summary[outcome].to_numpy()
-        left.errorbar(mean, y, xerr=[mean - summary[f"{outcome}_lo"], summary[f"{outcome}_hi"] - mean], fmt="o")
-        left.set_yticks(y, summary.arm)
-        left.set_xlabel(f"{outcome} (mean, 90% band over seeds)")
-        left.grid(alpha=0.3)
-        series = "reshares" if "reshares" in self.trajectory else outcome.split("_", 1)[1]
-        curve = self.trajectory[series].detach().double().cpu().numpy().reshape(len(self.trajectory.times_h), -1)
-        hours = self.trajectory.times_h.numpy()
-        seeds = len(self.seeds)
-        for a, arm in enumerate(self.arms):
-            right.plot(hours, curve[:, a * seeds:(a + 1) * seeds].mean(1), label=arm, lw=1.2)
-        right.set_xlabel("hours")
-        right.set_ylabel(f"{series} (mean over seeds)")
-        right.legend(fontsize=6, ncol=2)
-        right.grid(alpha=0.3)
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_savefig(fig, path)
-        plt.close(fig)
-        return path
+    def plot(self, path: str | os.PathLike, outcome: Optional[str] = None, *, scenario: str = "") -> Path:
+        """Write :meth:`figure` to ``path`` (a PNG, atomically)."""
+        from lpm.plots import save_figure
+
+        return save_figure(self.figure(outcome, scenario=scenario), path)
 
 
 def counterfactual(

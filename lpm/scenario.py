@@ -283,7 +283,7 @@ def write_outputs(result: ScenarioResult, out_dir: str | Path, *, config: Option
         paths["config"] = atomic_write_text(folder / "config.yaml", to_yaml(config))
         if cf is not None:
             paths["arms"] = cf.to_parquet(folder / "arms.parquet")
-            paths["arms_plot"] = cf.plot(folder / "arms.png")
+            paths["arms_plot"] = cf.plot(folder / "arms.png", scenario=scenario.name)
         else:
             for path in plot_trajectory(result.trajectory, folder, title=scenario.name):
                 paths[path.stem] = path

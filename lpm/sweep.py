@@ -31,7 +31,7 @@ from lpm.errors import ConfigError
 from lpm.graph import Graph
 from lpm.interventions import Intervention
 from lpm.provenance import check_run_folder, provenance, to_yaml
-from lpm.io_atomic import (atomic_path, atomic_savefig, atomic_write_json, atomic_write_text, file_sha256,
+from lpm.io_atomic import (atomic_path, atomic_write_json, atomic_write_text, file_sha256,
                            marked_incomplete)
 
 __all__ = ["parse_grid", "grid_points", "grid_arms", "arm_name", "format_value", "sweep_keywords", "run_sweep",
@@ -318,62 +318,19 @@ def _arm_rows(result: CounterfactualResult, grid: Grid) -> list[tuple[dict, Any]
 
 
 def plot_sweep(result: CounterfactualResult, grid: Mapping[str, Sequence[Any]] | Sequence[str],
-               path: str | os.PathLike, outcome: Optional[str] = None, title: Optional[str] = None) -> Path:
-    """A PNG: ``outcome`` (default: the first, final reach for cascades; mean and 90% band over seeds)
-    against the first grid key, one line per combination of the other keys. The x axis is numeric
-    when the first key's values are all numbers, else one evenly spaced position per value."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+               outcome: Optional[str] = None, *, scenario: str = "", level: float = 0.9):
+    """The headline figure of a sweep (:func:`lpm.plots.sweep_figure`): every arm's paired difference
+    of ``outcome`` (default: the headline of :func:`lpm.tables.sweep_table`) from the baseline with its
+    interval, also against the first grid key. Returns a :class:`matplotlib.figure.Figure`."""
+    from lpm.plots import sweep_figure  # matplotlib is loaded only when drawing
 
     grid = _checked(grid)
-    outcome = outcomes_of(result)[0] if outcome is None else outcome
-    if outcome not in outcomes_of(result):
-        raise ConfigError(f"Expected an outcome in {outcomes_of(result)} (got {outcome!r})")
-    keys = list(grid)
-    first, others = keys[0], keys[1:]
-    xs = grid[first]
-    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xs)
-    position = {i: (float(v) if numeric else float(i)) for i, v in enumerate(xs)}
-    rows = {arm_name(point): row for point, row in _arm_rows(result, grid)}
-    combos = [dict(zip(others, values)) for values in itertools.product(*(grid[k] for k in others))]
-    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
-    many = len(combos) > 10
-    colors = plt.get_cmap("viridis" if many else "tab10")
-    for c, combo in enumerate(combos):
-        x, mean, lo, hi = [], [], [], []
-        for i, value in enumerate(xs):
-            row = rows[arm_name({first: value, **combo})]
-            x.append(position[i])
-            mean.append(row[outcome])
-            lo.append(row[f"{outcome}_lo"])
-            hi.append(row[f"{outcome}_hi"])
-        order = np.argsort(x, kind="stable")
-        x, mean, lo, hi = (np.asarray(a)[order] for a in (x, mean, lo, hi))
-        color = colors(c / max(len(combos) - 1, 1)) if many else colors(c % 10)
-        label = ", ".join(f"{k}={_format(v)}" for k, v in combo.items()) or None
-        ax.plot(x, mean, "o-", color=color, lw=1.4, ms=4, label=label)
-        ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)
-    if not numeric:
-        ax.set_xticks([position[i] for i in range(len(xs))], [_format(v) for v in xs])
-    ax.set_xlabel(first)
-    ax.set_ylabel(f"{outcome} (mean, 90% band over {len(result.seeds)} seeds)")
-    if title:
-        ax.set_title(title, fontsize=10)
-    if others:
-        ax.legend(fontsize=7, ncol=1 if len(combos) <= 8 else 2)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_savefig(fig, path)
-    plt.close(fig)
-    return path
+    return sweep_figure(result, {arm_name(point): point for point in grid_points(grid)}, outcome,
+                        scenario=scenario, level=level)
 
 
 def write_sweep(table, result: CounterfactualResult, grid: Mapping[str, Sequence[Any]] | Sequence[str],
-                folder: str | os.PathLike, title: Optional[str] = None, *, config: Optional[Mapping[str, Any]] = None,
+                folder: str | os.PathLike, *, scenario: str = "", config: Optional[Mapping[str, Any]] = None,
                 argv: Optional[Sequence[str]] = None, overwrite: bool = False,
                 timings: Optional[Mapping[str, float]] = None) -> dict[str, Path]:
     """``sweep.parquet`` (the table), ``sweep.png``, ``config.yaml`` and ``summary.json`` under ``folder``,
@@ -386,6 +343,8 @@ def write_sweep(table, result: CounterfactualResult, grid: Mapping[str, Sequence
     Raises:
         ConfigError: ``folder`` holds a finished sweep or run and ``overwrite`` is false.
     """
+    from lpm.plots import save_figure
+
     grid = _checked(grid)
     check_run_folder(folder, overwrite=overwrite, summary=SUMMARY)
     config = {"grid": grid} if config is None else dict(config)
@@ -393,7 +352,7 @@ def write_sweep(table, result: CounterfactualResult, grid: Mapping[str, Sequence
         paths = {"table": folder / "sweep.parquet"}
         with atomic_path(paths["table"]) as tmp:
             table.to_parquet(tmp, index=False)
-        paths["plot"] = plot_sweep(result, grid, folder / "sweep.png", title=title)
+        paths["plot"] = save_figure(plot_sweep(result, grid, scenario=scenario), folder / "sweep.png")
         paths["config"] = atomic_write_text(folder / "config.yaml", to_yaml(config))
         summary = {
             "kind": "sweep",

@@ -56,7 +56,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("analysis", ("lpm.metrics", "lpm.targets", "lpm.targets_series", "lpm.counterfactual", "lpm.variance",
                   "lpm.uncertainty", "lpm.data", "lpm.plots", "lpm.plots_optimize", "lpm.archetypes", "lpm.testing")),
     # the package root re-exports the public API of every layer, so it sits on top
-    ("applications", ("lpm", "lpm.__main__", "lpm.calibration", "lpm.scenarios", "lpm.scenario", "lpm.sweep", "lpm.bench", "lpm.cli",
+    ("applications", ("lpm", "lpm.__main__", "lpm.calibration", "lpm.scenarios", "lpm.scenario", "lpm.sweep", "lpm.report", "lpm.bench", "lpm.cli",
                       "lpm.cli_calibrate", "lpm.optimize", "lpm.cli_optimize", "lpm.config", "lpm.provenance",
                       "lpm.tables")),
 ]
