@@ -70,7 +70,7 @@ def runs(tmp_path_factory):
         assert main(["sweep", "misinformation", "--grid", "label_h=1,none", "--grid", "prebunk_share=0,0.3",
                      "--agents", "500", "--seeds", "3", "--steps", "12", "--out", str(out / "sweep"), "--quiet"]) == 0
         assert main(["run", "default", "--agents", "300", "--steps", "6", "--out", str(out / "plain"), "--quiet"]) == 0
-    return {"cf": out / "run" / "misinformation", "sweep": out / "sweep" / "misinformation",
+    return {"cf": out / "run" / "misinformation", "sweep": out / "sweep" / "misinformation-sweep",
             "plain": out / "plain" / "default"}
 
 
