@@ -291,6 +291,8 @@ def fit(module, *, kind: str, max_steps: int, budget_s: Optional[float] = None, 
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    # No validation_step: held-out metrics come from `lpm evaluate/check` on exact simulations after
+    # the fit; selecting the kept parameters on held-out loss would spend the test split on model selection.
     work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix=f"lpm-{kind}-"))
     work_dir.mkdir(parents=True, exist_ok=True)
     budget = _Budget(Path(out) if out is not None else None, kind, dict(meta or {}))

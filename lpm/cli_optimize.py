@@ -102,7 +102,8 @@ def targeting_summary(lever, bins: int = 10) -> list[dict[str, float]]:
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
-    from lpm.io_atomic import atomic_path, atomic_savefig
+    from lpm.io_atomic import atomic_path, atomic_savefig, marked_incomplete
+    from lpm.provenance import check_run_folder, provenance
     from lpm.optimize import optimize
     from lpm.scenario import load_scenario
 
@@ -114,6 +115,8 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     budget = _parse_budget(args.budget or [])
     objective = _objective(args.objective)
     scenario = load_scenario(args.scenario)
+    out = Path(args.out) / scenario.name / "optimize"
+    check_run_folder(out, overwrite=args.overwrite, summary="plan.json")  # before any simulation
     agents = args.agents or scenario.agents
     days = args.days or scenario.days
     steps = max(1, round(days * 24.0 / scenario.dt))
@@ -139,8 +142,6 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
                     budget_s=args.budget_s, validation_seeds=args.validation_seeds, lr=args.lr, seed=args.seed,
                     checkpoint_every=args.checkpoint_every, posterior=posterior, draws=args.draws)
     total_s = time.perf_counter() - start
-    out = Path(args.out) / scenario.name / "optimize"
-    out.mkdir(parents=True, exist_ok=True)
     prebunk = [lever for lever in levers if lever.name == "prebunk"]
     report = {
         "scenario": scenario.name, "agents": agents, "steps": steps, "objective": objective.name,
@@ -149,25 +150,28 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
         "meta": {**plan.meta, "total_seconds": total_s, "device": str(device)},
         "comparison": plan.comparison.to_dict(orient="records"),
         "targeting": targeting_summary(prebunk[0]) if prebunk else None,
+        "provenance": provenance(config={k: v for k, v in vars(args).items() if k not in ("func", "argv")},
+                                 seeds=[int(s) for s in plan.validation.seeds], argv=getattr(args, "argv", None)),
     }
     if plan.comparison_point_estimate is not None:
         report["comparison_point_estimate"] = plan.comparison_point_estimate.to_dict(orient="records")
-    with atomic_path(out / "plan.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2, default=float))
-    plan.validation.to_parquet(out / "validation.parquet")
-    with atomic_path(out / "comparison.parquet") as tmp:
-        plan.comparison.to_parquet(tmp, index=False)
     import pandas as pd
 
-    with atomic_path(out / "trace.parquet") as tmp:
-        pd.DataFrame(plan.trace).to_parquet(tmp, index=False)
     from lpm.plots_optimize import convergence_figure, effects_figure, targeting_figure
 
-    figures = {"convergence.png": convergence_figure(plan), "effects.png": effects_figure(plan)}
-    if prebunk:
-        figures["targeting.png"] = targeting_figure(report["targeting"])
-    for name, figure in figures.items():
-        atomic_savefig(figure, out / name)
+    with marked_incomplete(out, "optimize") as folder:  # plan.json, written last, marks a finished run
+        plan.validation.to_parquet(folder / "validation.parquet")
+        with atomic_path(folder / "comparison.parquet") as tmp:
+            plan.comparison.to_parquet(tmp, index=False)
+        with atomic_path(folder / "trace.parquet") as tmp:
+            pd.DataFrame(plan.trace).to_parquet(tmp, index=False)
+        figures = {"convergence.png": convergence_figure(plan), "effects.png": effects_figure(plan)}
+        if prebunk:
+            figures["targeting.png"] = targeting_figure(report["targeting"])
+        for name, figure in figures.items():
+            atomic_savefig(figure, folder / name)
+        with atomic_path(folder / "plan.json") as tmp:
+            tmp.write_text(json.dumps(report, indent=2, default=float))
     print(plan.comparison.to_string(index=False))
     if plan.comparison_point_estimate is not None:
         print("at the point estimate (no parameter uncertainty), same seeds:")
@@ -210,4 +214,5 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs", help="output folder (default: runs)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished optimisation in the output folder")
     p.set_defaults(func=_cmd_optimize)

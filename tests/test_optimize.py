@@ -288,3 +288,21 @@ def test_weighted_objective_is_the_weighted_sum_of_its_terms():
         assert torch.allclose(getattr(combined, kind)(trajectory), expected)
     with pytest.raises(ConfigError, match="at least one"):
         weighted()
+
+
+def test_lpm_optimize_records_provenance_and_refuses_to_overwrite(tmp_path):
+    import json
+
+    from lpm.cli import main
+
+    args = ["optimize", "misinformation", "--levers", "label_timing", "--agents", "200", "--days", "0.2",
+            "--iterations", "2", "--validation-seeds", "2", "--out", str(tmp_path)]
+    assert main(args) == 0
+    plan_path = tmp_path / "misinformation" / "optimize" / "plan.json"
+    plan = json.loads(plan_path.read_text())
+    assert plan["provenance"]["command"].startswith("lpm optimize misinformation")
+    assert min(plan["provenance"]["seeds"]) >= VALIDATION_SEED_OFFSET
+    before = plan_path.read_bytes()
+    assert main(args) == 2  # a finished optimisation is not replaced silently
+    assert plan_path.read_bytes() == before
+    assert main(args + ["--overwrite"]) == 0
