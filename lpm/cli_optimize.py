@@ -40,7 +40,7 @@ def _parse_budget(items: list[str]) -> dict[str, float]:
 
 
 def build_levers(names: list[str], graph, population, model, budget: Mapping[str, float], horizon_h: float,
-                 scenario_module=None) -> list:
+                 scenario_module=None, seed: int = 0) -> list:
     """The levers ``names`` for a built scenario (graph, population of one scenario, model)."""
     from lpm.levers import DownrankSchedule, GuidancePlan, LabelTiming, TargetedPrebunking, agent_features
 
@@ -72,7 +72,7 @@ def build_levers(names: list[str], graph, population, model, budget: Mapping[str
                 raise ConfigError("Expected a scenario with a hit region (in_region) for lever 'guidance'")
             officials = torch.argsort(graph.out_degree(), descending=True)[:10].tolist()
             latest = min(values["guidance_latest_h"], horizon_h)
-            levers.append(GuidancePlan(officials, graph, region(graph.num_nodes, 0), strength=values["guidance_strength"],
+            levers.append(GuidancePlan(officials, graph, region(graph.num_nodes, seed), strength=values["guidance_strength"],
                                        earliest_h=values["guidance_earliest_h"], latest_h=latest,
                                        at=0.5 * (values["guidance_earliest_h"] + latest)))
     return levers
@@ -137,7 +137,8 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     elif args.posterior:
         raise ConfigError("Expected --params FITTED.json with --posterior (its posterior lies beside it)")
     module = _scenario_module(args.scenario)
-    levers = build_levers(args.levers.split(","), graph, population, model, budget, steps * scenario.dt, module)
+    levers = build_levers(args.levers.split(","), graph, population, model, budget, steps * scenario.dt, module,
+                          seed=scenario.seed)  # the scenario's own hit region
     plan = optimize(model, population, graph, levers, objective, steps=steps, iterations=args.iterations,
                     budget_s=args.budget_s, validation_seeds=args.validation_seeds, lr=args.lr, seed=args.seed,
                     checkpoint_every=args.checkpoint_every, posterior=posterior, draws=args.draws)
