@@ -92,7 +92,8 @@ def targeting_summary(lever, bins: int = 10) -> list[dict[str, float]]:
     import numpy as np
 
     chosen = lever.selection(hard=True).detach().cpu().numpy()
-    followers = np.expm1(lever.features.raw[:, lever.features.names.index("log_followers")].numpy())
+    # counts, stored as log1p: round away the float error of expm1(log1p(n))
+    followers = np.rint(np.expm1(lever.features.raw[:, lever.features.names.index("log_followers")].numpy()))
     order = np.argsort(followers, kind="stable")
     rows = []
     for k, part in enumerate(np.array_split(order, bins)):
