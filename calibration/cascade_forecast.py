@@ -83,7 +83,8 @@ def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_
         ``rmsle_size``, ``medape_size``, ``coverage80``, ``model_rmsle_size``, ``model_medape_size``,
         ``model_coverage80``, ``baseline_rmsle_size``, ``baseline_medape_size``,
         ``features_baseline_rmsle_size``, ``rmsle_minus_baseline_lo`` / ``_hi`` (90% paired bootstrap
-        interval over cascades of ``rmsle_size - baseline_rmsle_size``), ``cascades``, ``ensemble``.
+        interval over cascades of ``rmsle_size - baseline_rmsle_size``), ``rmsle_minus_features_lo`` /
+        ``_hi`` (the same against ``features_baseline_rmsle_size``), ``cascades``, ``ensemble``.
     """
     if not 0 < observe_h < horizon_h:
         raise ConfigError(f"Expected 0 < observe_h < horizon_h (got {observe_h}, {horizon_h})")
@@ -187,12 +188,13 @@ def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_
     rich = torch.linalg.lstsq(with_features(train_size, train_root), train_target[:, None]).solution[:, 0]
     rich_forecast = (with_features(test_size, test_root) @ rich).exp()
     metrics["features_baseline_rmsle_size"] = float(squared_log_errors(rich_forecast).mean().sqrt())
-    # 90% paired bootstrap interval (over cascades) of rmsle_size - baseline_rmsle_size
-    own, base = squared_log_errors(forecast_median), squared_log_errors(baseline)
+    # 90% paired bootstrap intervals (over cascades) of rmsle_size minus each regression's
+    own = squared_log_errors(forecast_median)
     draw = torch.randint(0, truth.numel(), (2000, truth.numel()), generator=torch.Generator().manual_seed(seed))
-    gap = own[draw].mean(1).sqrt() - base[draw].mean(1).sqrt()
-    low, high = torch.quantile(gap, torch.tensor([0.05, 0.95], dtype=torch.float64))
-    metrics["rmsle_minus_baseline_lo"], metrics["rmsle_minus_baseline_hi"] = float(low), float(high)
+    for name, reference in (("baseline", baseline), ("features", rich_forecast)):
+        gap = own[draw].mean(1).sqrt() - squared_log_errors(reference)[draw].mean(1).sqrt()
+        low, high = torch.quantile(gap, torch.tensor([0.05, 0.95], dtype=torch.float64))
+        metrics[f"rmsle_minus_{name}_lo"], metrics[f"rmsle_minus_{name}_hi"] = float(low), float(high)
     metrics.update({"cascades": float(truth.numel()), "ensemble": float(sizes.size(0)), "observe_h": observe_h,
                     "horizon_h": horizon_h, "postprocess": postprocess,
                     "parameter_draws": float(len(parameter_sets)) if posterior is not None else 0.0})

@@ -1,8 +1,8 @@
 """Posterior of the cascade parameters: a Laplace approximation of a bias-corrected synthetic likelihood.
 
-Statistics (``K = T + 2`` of them, over the reading times ``T`` up to the fit horizon): the mean log
-cascade size at each reading time, the SD of the log size at the last one, and the mean share of
-reshares attached to the root, all over the fit horizon's window. The model's statistics come from
+Statistics (``K = T + 3`` of them, over the reading times ``T`` up to the fit horizon): the mean log
+cascade size at each reading time, the SD of the log size at the last one, and the mean and SD
+across cascades of the share of reshares attached to the root, all over the fit horizon's window. The model's statistics come from
 the mean-field dynamics (differentiable, deterministic under fixed seeds) plus a correction ``b``
 for the mean field's bias, ``b = E_exact[s] - s_meanfield`` at the current estimate, estimated from
 exact (sampled) cascades and re-estimated each round, so the mode is the exact model's (the same
@@ -34,18 +34,22 @@ __all__ = ["TRANSFORM_OF", "fit_statistics", "observed_statistics", "cascade_pos
 #: the constraint of each cascade parameter (see ``cascade_world._RAW``)
 TRANSFORM_OF = {"transmissibility": "logit", "audience": "log", "audience_spread": "softplus", "attention": "logit",
                 "attention_spread": "softplus", "feed_half_life_h": "softplus", "feed_tail": "softplus1",
-                "resharer_audience": "log", "resharer_audience_spread": "softplus"}
+                "resharer_audience": "log", "resharer_audience_spread": "softplus",
+                "resharer_item_spread": "softplus"}
 
 
 def fit_statistics(size: Tensor, root_share: Tensor) -> Tensor:
-    """``(T + 2,)`` statistics of ``M`` cascades: mean log size per reading time, SD of the last log
-    size, mean root share (cascades without reshares count as all-root, as one reshare would be).
+    """``(T + 3,)`` statistics of ``M`` cascades: mean log size per reading time, SD of the last log
+    size, mean and SD of the root share (cascades without reshares count as all-root, as one
+    reshare would be).
 
     Shapes:
         size: ``(M, T)`` sizes at the reading times; root_share: ``(M,)``.
     """
     log_size = size.clamp_min(1.0).log()
-    return torch.cat([log_size.mean(0), log_size[:, -1].std().reshape(1), root_share.nan_to_num(1.0).mean().reshape(1)])
+    root_share = root_share.nan_to_num(1.0)
+    return torch.cat([log_size.mean(0), log_size[:, -1].std().reshape(1), root_share.mean().reshape(1),
+                      root_share.std().reshape(1)])
 
 
 def observed_statistics(observed: CascadeTargets, draws: int = 200, seed: int = 0) -> tuple[Tensor, Tensor]:

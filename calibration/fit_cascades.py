@@ -4,7 +4,7 @@ The simulated world (:class:`CascadeWorld`): a clustered scale-free follower gra
 ``N`` agents and ``C`` items per scenario, each posted by a random agent whose audience beyond the
 graph is log-normal across items (rumour sources are popular accounts; a sampled graph cannot hold
 their followers). Agents differ in how much of their feed they read, and posts stay visible for a
-while (a feed half-life). Nine parameters (seven in worlds without resharer audiences), all learnable (:data:`PARAMS`):
+while (a feed half-life). Ten parameters (seven in worlds without resharer audiences), all learnable (:data:`PARAMS`):
 
     transmissibility   per-exposure reshare probability
     audience           median out-of-graph audience of a source (accounts)
@@ -15,13 +15,15 @@ while (a feed half-life). Nine parameters (seven in worlds without resharer audi
     feed_tail          exponent of the power-law visibility decay after that (long tails of late reshares)
     resharer_audience  median out-of-graph audience of a resharer other than the source (accounts)
     resharer_audience_spread  log-normal spread of resharers' audiences across agents
+    resharer_item_spread  log-normal spread of resharers' audiences across items
 
 Loss, computed on the model's expected-value (mean-field) dynamics (:class:`lpm.relax.Expected`;
 straight-through and relaxed estimators are options), so it is deterministic with exact gradients:
 quantile matching of log cascade sizes at each reading time up to the fit horizon (the growth
 curves, and at the last time the size distribution), the squared error of the mean normalised
-growth curve (the timing of reshares), and the squared error of the mean share of reshares
-attached to the root (which separates person-to-person spread from the source's broadcast). Depth, breadth and KS distances are evaluated on exact trees (:mod:`lpm.targets`).
+growth curve (the timing of reshares), and quantile matching of the share of reshares attached to
+the root per cascade (its mean separates person-to-person spread from the source's broadcast, its
+spread across cascades how many trees are shallow stars and how many deep). Depth, breadth and KS distances are evaluated on exact trees (:mod:`lpm.targets`).
 
 Identifiability (what parameter recovery shows): with small ``q``, exposures enter the hazard as
 ``attention * q``, so ``transmissibility`` and ``attention`` are identified only through their
@@ -130,7 +132,9 @@ class CascadeCalibration(CalibrationModule, pl.LightningModule):
         self.register_buffer("target_log_size", _quantiles(observed_size.log(), count).to(dtype))  # (M', T')
         self.register_buffer("target_shape", (observed_size / observed_size[:, -1:]).mean(0).to(dtype))  # (T',)
         finite = observed.root_share[torch.isfinite(observed.root_share)]
-        self.register_buffer("target_root_share", finite.mean().to(dtype).reshape(()))
+        # quantiles, not only the mean: how the root share varies across cascades sets how many
+        # trees are shallow stars and how many deep (the item spread of resharer audiences)
+        self.register_buffer("target_root_share", _quantiles(finite[:, None], count)[:, 0].to(dtype))  # (M',)
         self.params_before_step: dict[str, float] = {}
 
     def fitted_params(self) -> dict[str, float]:
@@ -155,8 +159,8 @@ class CascadeCalibration(CalibrationModule, pl.LightningModule):
         shape_loss = ((shape - self.target_shape) ** 2).sum()
         direct = trajectory["direct"][1 : self.steps + 1].sum(0).reshape(-1)  # (M',)
         children = (size[:, -1] - 1.0).clamp_min(1.0)
-        root_share = (direct / children).mean()
-        root_loss = (root_share - self.target_root_share) ** 2
+        root_share = torch.sort(direct / children).values
+        root_loss = ((root_share - self.target_root_share) ** 2).mean()
         return {"size": size_loss, "shape": shape_loss, "root": root_loss,
                 "loss": size_loss + self.shape_weight * shape_loss + self.root_weight * root_loss}
 

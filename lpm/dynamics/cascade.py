@@ -56,7 +56,7 @@ from lpm.engine import StepContext, Updates
 from lpm.errors import ConfigError, StateError
 from lpm.graph import Graph
 from lpm.rng import (STREAM_CASCADE_ATTENTION, STREAM_CASCADE_AUDIENCE, STREAM_CASCADE_RESHARE,
-                     STREAM_CASCADE_RESHARER_AUDIENCE, CounterRNG)
+                     STREAM_CASCADE_RESHARER_AUDIENCE, STREAM_CASCADE_RESHARER_ITEM, CounterRNG)
 from lpm.state import PopulationState
 
 __all__ = ["Item", "Cascade", "CascadeState", "init_cascade_state", "sellke_resistance"]
@@ -95,6 +95,10 @@ class Cascade(_CascadeBase):
             followers in the graph.
         resharer_audience_spread: log-normal spread of resharers' audiences across agents
             (learnable when > 0).
+        resharer_item_spread: log-normal spread of resharers' audiences across items (learnable when
+            > 0): how far an item travels through resharers' followers rather than its source's
+            varies by item (some rumours are discussed person to person, others only broadcast), so
+            the share of reshares attached to the source varies across cascades as it does in data.
         attention_spread: spread of agents' attention in logit space (learnable when > 0; needs ``attention``).
         record_trees: record ``reshare_time`` and ``parent`` (one int32 cumulative sum over edges per step).
     """
@@ -121,6 +125,7 @@ class Cascade(_CascadeBase):
         attention_spread: float = 0.0,
         resharer_audience: Optional[float] = None,
         resharer_audience_spread: float = 0.0,
+        resharer_item_spread: float = 0.0,
         record_trees: bool = True,
     ) -> None:
         super().__init__(items, record_trees)
@@ -140,6 +145,10 @@ class Cascade(_CascadeBase):
                                       if resharer_audience is not None else None)
         self.raw_resharer_audience_spread = (positive("resharer_audience_spread", resharer_audience_spread)
                                              if resharer_audience_spread > 0 else None)
+        if resharer_item_spread > 0 and resharer_audience is None:
+            raise ConfigError("Expected a 'resharer_audience' with resharer_item_spread > 0 (got None)")
+        self.raw_resharer_item_spread = (positive("resharer_item_spread", resharer_item_spread)
+                                         if resharer_item_spread > 0 else None)
         if attention_spread > 0 and attention is None:
             raise ConfigError("Expected an 'attention' with attention_spread > 0 (got attention=None)")
         self.raw_attention_spread = positive("attention_spread", attention_spread) if attention_spread > 0 else None
@@ -288,14 +297,17 @@ class Cascade(_CascadeBase):
         return torch.exp(log_audience) / num_agents
 
     def resharer_reach(self, rng: CounterRNG, num_agents: int, dtype: torch.dtype) -> Optional[Tensor]:
-        """``(B, N, 1)`` (or a scalar without spread) expected exposures of an agent to each
-        resharer's out-of-graph audience (``A_j / N``), or ``None``."""
+        """``(B, N, 1)`` (``(B, N, C)`` with an item spread; a scalar without spreads) expected
+        exposures of an agent to each resharer's out-of-graph audience (``A_jc / N``), or ``None``."""
         if self.raw_resharer_audience is None:
             return None
         log_audience = self.raw_resharer_audience.to(dtype)
         if self.raw_resharer_audience_spread is not None:
             z = _standard_normal(rng, STREAM_CASCADE_RESHARER_AUDIENCE, (num_agents,), dtype)
             log_audience = (log_audience + softplus(self.raw_resharer_audience_spread) * z)[..., None]
+        if self.raw_resharer_item_spread is not None:
+            z_item = _standard_normal(rng, STREAM_CASCADE_RESHARER_ITEM, (self.num_items,), dtype)  # (B, C)
+            log_audience = log_audience + (softplus(self.raw_resharer_item_spread) * z_item)[:, None, :]
         return torch.exp(log_audience) / num_agents
 
     def check(self, state: PopulationState) -> None:

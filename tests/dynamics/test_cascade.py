@@ -343,7 +343,7 @@ def test_resharer_audience_gradients_match_finite_differences():
     state = make_state(12, batch=2, seed=6)
     model = lpm.Model(cascade=Cascade([Item(source=0), Item(source=3)], transmissibility=0.2, attention=0.4,
                                       audience=30.0, resharer_audience=1.5, resharer_audience_spread=0.7,
-                                      feed_half_life_h=0.5), dt=0.25).double()
+                                      resharer_item_spread=0.6, feed_half_life_h=0.5), dt=0.25).double()
     for name in ("interest_weight", "arousal_weight", "alignment_weight"):
         getattr(model.cascade, name).requires_grad_(False)
     estimator = relax.RelaxedBernoulli(0.5)
@@ -351,5 +351,30 @@ def test_resharer_audience_gradients_match_finite_differences():
     def loss():
         return lpm.simulate(model, state, graph, steps=8, seed=[3, 4], estimator=estimator, record=RECORD)["reshares"][-1].sum()
 
-    # transmissibility, attention, audience, resharer audience and its spread, half-life
-    assert assert_gradients_match_finite_differences(model.cascade, loss) == 6
+    # transmissibility, attention, audience, resharer audience and its two spreads, half-life
+    assert assert_gradients_match_finite_differences(model.cascade, loss) == 7
+
+
+def test_resharer_item_spread_is_lognormal_across_items_and_shared_by_agents():
+    """log reach = log(A / N) + s_agent z_agent + s_item z_item: across items, at a fixed agent, the
+    log reach has SD ``s_item`` and the item effect is the same for every agent (the agent effect
+    cancels in differences between items); without the item spread it is constant across items."""
+    n, items, audience, agent_spread, item_spread = 50, 4000, 40.0, 0.7, 0.9
+    rng = CounterRNG.from_seed([11, 12], 2)
+    cascade = Cascade([Item(source=i % n) for i in range(items)], resharer_audience=audience,
+                      resharer_audience_spread=agent_spread, resharer_item_spread=item_spread)
+    log_reach = cascade.resharer_reach(rng, n, torch.float64).log()  # (B, N, C)
+    assert log_reach.shape == (2, n, items)
+    across_items = log_reach[:, 0, :]
+    # SD of a normal sample's SD is about s / sqrt(2 C): 0.01 here; 5 of those
+    assert across_items.std(dim=1).tolist() == pytest.approx([item_spread] * 2, abs=0.05)
+    item_effect = log_reach - log_reach[:, :1, :]  # agent effects only: constant across items
+    assert torch.allclose(item_effect, item_effect[:, :, :1].expand_as(item_effect), atol=1e-9)
+    plain = Cascade([Item(source=i % n) for i in range(items)], resharer_audience=audience,
+                    resharer_audience_spread=agent_spread).resharer_reach(rng, n, torch.float64)
+    assert plain.shape == (2, n, 1)
+    # the item effect is centred: its mean over 4000 items is within 5 standard errors of 0
+    centred = (log_reach[:, 0, :] - plain[:, 0, :].log()).mean(dim=1)
+    assert centred.abs().max() < 5 * item_spread / items**0.5
+    with pytest.raises(ConfigError, match="resharer_audience"):
+        Cascade([Item(source=0)], resharer_item_spread=0.5)
