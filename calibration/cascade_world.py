@@ -127,8 +127,11 @@ class CascadeWorld:
     @property
     def params(self) -> tuple[str, ...]:
         """The names of this world's parameters."""
-        absent = RESHARER_PARAMS if not self.resharer_audience else () if self.resharer_item_spread else ITEM_SPREAD_PARAMS
-        return tuple(n for n in PARAMS if n not in absent)
+        if not self.resharer_audience:
+            return tuple(n for n in PARAMS if n not in RESHARER_PARAMS)
+        if not self.resharer_item_spread:
+            return tuple(n for n in PARAMS if n not in ITEM_SPREAD_PARAMS)
+        return PARAMS
 
     def initial_state(self, batch: int, device: str | torch.device = "cpu",
                       dtype: torch.dtype = torch.float32) -> PopulationState:
