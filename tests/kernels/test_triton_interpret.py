@@ -8,6 +8,7 @@ and columns longer than one edge chunk, scenario and dimension counts that leave
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -28,6 +29,8 @@ from lpm import kernels  # noqa: E402
 from lpm.graph import Graph  # noqa: E402
 from lpm.kernels import reference  # noqa: E402
 from lpm.kernels import triton as fused_kernels  # noqa: E402
+from lpm.scenario import load_scenario  # noqa: E402
+from lpm.simulate import simulate  # noqa: E402
 from lpm.testing import small_graph  # noqa: E402
 
 INTERPRETED = fused_kernels.interpreting()
@@ -63,9 +66,9 @@ def _dense_graph(num_nodes: int, seed: int, weighted: bool) -> Graph:
     return Graph.from_edge_index(torch.stack([followees, followers]), num_nodes, weight)
 
 
-def _leaf(shape, seed: int, low: float = -1.0, high: float = 1.0) -> torch.Tensor:
+def _leaf(shape, seed: int, low: float = -1.0, high: float = 1.0, dtype=DT) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
-    return (low + (high - low) * torch.rand(shape, generator=gen, dtype=DT)).requires_grad_()
+    return (low + (high - low) * torch.rand(shape, generator=gen, dtype=torch.float64)).to(dtype).requires_grad_()
 
 
 def _grads(outputs, inputs, seed: int):
@@ -76,17 +79,17 @@ def _grads(outputs, inputs, seed: int):
     return torch.autograd.grad(loss, wanted)
 
 
-def _check_pull(fused, graph: Graph, x, pair, source_weight, params):
+def _check_pull(fused, graph: Graph, x, pair, source_weight, params, tol=TOL):
     args = (graph.rowptr, graph.col, graph.row, graph.weight, graph.in_weight)
     want = reference.neighbor_pull(*args, x, pair, source_weight)
     got = fused.neighbor_pull(*args, x, pair, source_weight)
     inputs = [x, source_weight, *params]
     assert got[0].shape == want[0].shape and got[1].shape == want[1].shape
-    torch.testing.assert_close(got[0], want[0], **TOL)
-    torch.testing.assert_close(got[1], want[1], **TOL)
+    torch.testing.assert_close(got[0], want[0], **tol)
+    torch.testing.assert_close(got[1], want[1], **tol)
     for g_got, g_want in zip(_grads(got, inputs, 7), _grads(want, inputs, 7)):
         assert g_got.shape == g_want.shape and g_want.abs().sum() > 0
-        torch.testing.assert_close(g_got, g_want, **TOL)
+        torch.testing.assert_close(g_got, g_want, **tol)
 
 
 def test_kernels_are_interpreted_and_not_registered(fused):
@@ -124,10 +127,10 @@ def test_pull_attract_repel(fused):
     graph = small_graph(20, 3.0, seed=4, weighted=True)
     x = _leaf((2, 20, 2), 9)
     eps = _leaf((20, 1), 10, 0.2, 0.5)
-    rho, repulsion = _leaf((), 11, 0.8, 1.2), _leaf((), 12, 0.3, 0.7)
+    rho, repulsion, tau = _leaf((), 11, 0.8, 1.2), _leaf((), 12, 0.3, 0.7), _leaf((1,), 24, 0.05, 0.2)
     sw = _leaf((2, 20), 13, 0.0, 1.0)
-    pair = kernels.AttractRepel(eps=eps, rho=rho, tau=0.1, repulsion=repulsion)
-    _check_pull(fused, graph, x, pair, sw, [eps, rho, repulsion])
+    pair = kernels.AttractRepel(eps=eps, rho=rho, tau=tau, repulsion=repulsion)
+    _check_pull(fused, graph, x, pair, sw, [eps, rho, repulsion, tau])
 
 
 def test_pull_long_rows_and_columns(fused):
@@ -174,3 +177,78 @@ def test_sum_over_followers(fused):
     torch.testing.assert_close(got, want, **TOL)
     (g_got,), (g_want,) = _grads([got], [values], 23), _grads([want], [values], 23)
     torch.testing.assert_close(g_got, g_want, **TOL)
+
+
+def test_pull_float32(fused):
+    """float32: sums of up to ~10 terms of size <= 2, sigmoid slopes up to 1/(4 tau) = 2.5, in
+    another order than the reference: 2e-5 absolute is ~100 ulps of the largest term."""
+    graph = small_graph(20, 3.0, seed=8, weighted=True, dtype=torch.float32)
+    x = _leaf((2, 20, 2), 25, dtype=torch.float32)
+    eps = _leaf((2, 20, 1), 26, 0.2, 0.8, dtype=torch.float32)
+    sw = _leaf((2, 20), 27, 0.0, 1.0, dtype=torch.float32)
+    pair = kernels.AttractRepel(eps=eps, rho=0.9, tau=0.1, repulsion=0.5)
+    _check_pull(fused, graph, x, pair, sw, [eps], tol=dict(atol=2e-5, rtol=1e-5))
+
+
+@pytest.mark.parametrize("pair_name", ["sbc", "ar"])
+def test_pull_gradcheck(fused, pair_name):
+    """Finite differences of the fused pull itself (not only agreement with the reference)."""
+    graph = small_graph(8, 2.0, seed=9, weighted=True)
+    x = _leaf((1, 8, 1), 28)
+    sw = _leaf((1, 8), 29, 0.2, 1.0)
+    eps = _leaf((1, 8, 1), 30, 0.3, 0.9)
+    args = (graph.rowptr, graph.col, graph.row, graph.weight, graph.in_weight)
+
+    def pull(x, sw, eps):
+        pair = (kernels.SmoothBoundedConfidence(eps=eps, tau=0.2) if pair_name == "sbc"
+                else kernels.AttractRepel(eps=eps, rho=1.0, tau=0.2, repulsion=0.5))
+        return fused.neighbor_pull(*args, x, pair, sw)
+
+    assert torch.autograd.gradcheck(pull, (x, sw, eps), eps=1e-6, atol=1e-7)
+
+
+@contextlib.contextmanager
+def _registered_on_cpu(fused, calls: dict):
+    """The interpreted fused ops registered for CPU float64 tensors (so that the dispatch uses them),
+    counting their calls."""
+    keys = [(op, pair) for op, pairs in fused_kernels.FUSED_OPS.items() for pair in pairs]
+
+    def counted(op, fn):
+        def run(*args):
+            calls[op] = calls.get(op, 0) + 1
+            return fn(*args)
+        return run
+
+    for op, pair in keys:
+        kernels.register(op, counted(op, getattr(fused, op)), device="cpu", dtype=DT, pair=pair)
+    try:
+        yield
+    finally:
+        for op, pair in keys:
+            kernels.unregister(op, device="cpu", dtype=DT, pair=pair)
+
+
+def _default_run(steps: int):
+    scenario = load_scenario("default")
+    graph = scenario.build_graph(40, 0, torch.device("cpu"))
+    state = scenario.build_population(graph, 2, 0).to(dtype=DT)
+    model = scenario.build_model(graph, scenario.dt, 0).to(dtype=DT)
+    trajectory = simulate(model, state, graph, steps=steps, seed=0)
+    trajectory["polarization"][-1].sum().backward()
+    return trajectory, {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+
+
+def test_default_model_through_the_dispatch(fused):
+    """The default model (biased assimilation, emotion contagion, Hawkes; 40 agents, 2 scenarios)
+    stepped through the dispatch with the fused kernels registered equals the reference run:
+    observables, and gradients of the final polarization w.r.t. every parameter."""
+    reference_run, reference_grads = _default_run(4)
+    calls: dict = {}
+    with _registered_on_cpu(fused, calls):
+        fused_run, fused_grads = _default_run(4)
+    assert calls.get("neighbor_pull", 0) >= 4 * 3, calls  # opinion, emotion and activity, every step
+    for name, want in reference_run.values.items():
+        torch.testing.assert_close(fused_run[name], want, **TOL, msg=name)
+    assert reference_grads.keys() == fused_grads.keys() and reference_grads
+    for name, want in reference_grads.items():
+        torch.testing.assert_close(fused_grads[name], want, atol=1e-10, rtol=1e-8, msg=name)
