@@ -12,6 +12,7 @@ from lpm import kernels
 from lpm.graph import Graph
 from lpm.kernels import registry
 from lpm.kernels import triton as fused_kernels
+from lpm.observables import CASCADE, DEFAULT
 from lpm.scenario import load_scenario
 from lpm.simulate import simulate
 from lpm.testing import small_graph
@@ -125,22 +126,22 @@ def test_sum_over_followers_fused_cuda_against_reference_on_cpu(dtype):
         _assert_all_close([got], [want])
 
 
-def _simulate(name: str, device: torch.device, agents: int, steps: int, grad: bool):
+def _simulate(name: str, device: torch.device, agents: int, steps: int, grad: bool, record=None):
     scenario = load_scenario(name)
     graph = scenario.build_graph(agents, 0, device)
     state = scenario.build_population(graph, 2, 0).to(dtype=torch.float64)
     model = scenario.build_model(graph, scenario.dt, 0).to(device=device, dtype=torch.float64)
     with torch.set_grad_enabled(grad):
-        trajectory = simulate(model, state, graph, steps=steps, seed=0)
+        trajectory = simulate(model, state, graph, steps=steps, seed=0, record=record)
     return model, trajectory
 
 
 def test_simulate_default_model_same_on_cpu_and_cuda():
-    """A whole week of the default model (3000 agents, 2 scenarios, the shock on day 3), float64: the
+    """A whole week of the default model (1000 agents, 2 scenarios, the shock on day 3), float64: the
     same draws on both devices (counter-based), so every recorded observable agrees."""
     steps = load_scenario("default").steps
-    _, on_cpu = _simulate("default", torch.device("cpu"), 3000, steps, grad=False)
-    _, on_cuda = _simulate("default", CUDA, 3000, steps, grad=False)
+    _, on_cpu = _simulate("default", torch.device("cpu"), 1000, steps, grad=False)
+    _, on_cuda = _simulate("default", CUDA, 1000, steps, grad=False)
     assert set(on_cpu.values) == set(on_cuda.values)
     for name, want in on_cpu.values.items():
         torch.testing.assert_close(on_cuda[name].cpu(), want, atol=1e-9, rtol=1e-9, msg=name)
@@ -159,9 +160,11 @@ def test_simulate_default_model_gradients_same_on_cpu_and_cuda():
 
 
 def test_simulate_cascade_same_on_cpu_and_cuda():
-    """The misinformation scenario's model (a cascade: the push of posts to followers) without
-    interventions: the same reach on both devices."""
-    _, on_cpu = _simulate("misinformation", torch.device("cpu"), 3000, 72, grad=False)
-    _, on_cuda = _simulate("misinformation", CUDA, 3000, 72, grad=False)
+    """The misinformation scenario's model (a cascade: the push of posts to followers, sparse on the
+    CPU, the fused dense push on CUDA) without interventions: the same reshares and exposures."""
+    record = {**DEFAULT, **CASCADE}
+    _, on_cpu = _simulate("misinformation", torch.device("cpu"), 3000, 72, grad=False, record=record)
+    _, on_cuda = _simulate("misinformation", CUDA, 3000, 72, grad=False, record=record)
+    assert float(on_cpu["reshares"].sum()) > 0
     for name, want in on_cpu.values.items():
         torch.testing.assert_close(on_cuda[name].cpu(), want, atol=1e-9, rtol=1e-9, msg=name)
