@@ -3,12 +3,13 @@
 Layout shared by every kernel: agent tensors ``(B, N, D)`` contiguous; a program owns ``BLOCK_R``
 agents (followers for the row kernels, walked over ``rowptr/col``; followees for the column
 kernels, walked over the followee-sorted edge ids ``perm`` with offsets ``starts``), side by side,
-and a block of ``BLOCK_B`` scenarios. Its lanes are ``(scenario, dimension)`` pairs,
-``lane = b * BLOCK_D + k``, so each edge's indices and weight are read once for all scenarios of the
-block. The agents' edges are walked together in chunks of ``BLOCK_E`` (as many chunks as the
-longest segment needs): a ``(BLOCK_R, BLOCK_E, lanes)`` tile in registers; nothing per edge is
-written to memory, except the per-edge gradient of a dense edge multiplier, which is itself per edge. Element offsets are int64
-(``B * N * D`` may pass 2**31); the graph's indices are read as stored (int32 below 2**31 edges).
+taken in a given ``order`` (by segment length), and a block of ``BLOCK_B`` scenarios. Its lanes
+are ``(scenario, dimension)`` pairs, ``lane = b * BLOCK_D + k``, so each edge's indices and weight
+are read once for all scenarios of the block. The agents' edges are walked together in chunks of
+``BLOCK_E`` (as many chunks as the longest segment needs): a ``(BLOCK_R, BLOCK_E, lanes)`` tile in
+registers; nothing per edge is written to memory, except the per-edge gradient of a dense edge
+multiplier, which is itself per edge. Element offsets are int64 (``B * N * D`` may pass 2**31);
+the graph's indices are read as stored (int32 below 2**31 edges).
 
 Pair kernels (``PAIR``): 0 none (``w = 1``), 1 smooth bounded confidence, 2 attraction-repulsion;
 ``params`` holds ``(tau, rho, repulsion)`` and ``eps`` is read per (scenario, receiver) with strides
@@ -73,10 +74,13 @@ def _lanes(B, D, BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr):
 
 
 @triton.jit
-def _agents(offsets, N, BLOCK_R: tl.constexpr):
-    """The program's agents ``a`` (int64), whether each exists, and their segments ``[start, end)``."""
-    a = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
-    a_ok = a < N
+def _agents(offsets, order, N, BLOCK_R: tl.constexpr):
+    """The program's agents ``a`` (int64), whether each exists, and their segments ``[start, end)``.
+    Programs take agents in ``order`` (longest segments first), so an agent's program mates have
+    segments of about its length and the longest programs start first."""
+    slot = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+    a_ok = slot < N
+    a = tl.load(order + slot, mask=a_ok, other=0).to(tl.int64)
     start = tl.load(offsets + a, mask=a_ok, other=0)
     end = tl.load(offsets + a + 1, mask=a_ok, other=0)
     return a, a_ok, start, end
@@ -95,13 +99,13 @@ def _per_scenario(acc, BLOCK_R: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_D: tl
 
 
 @triton.jit
-def pull_rows_fwd(rowptr, col, ew, sw, x, eps, params, pull, weight, N, B, D, eps_sb, eps_sn,
+def pull_rows_fwd(rowptr, order, col, ew, sw, x, eps, params, pull, weight, N, B, D, eps_sb, eps_sn,
                   PAIR: tl.constexpr, HAS_EW: tl.constexpr, HAS_SW: tl.constexpr, BLOCK_R: tl.constexpr,
                   BLOCK_E: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr):
     """``pull_i = sum_e c_e w (x_j - x_i)``, ``weight_i = sum_e |c_e w|`` (``sum_e c_e`` for
     ``PAIR == 0``, stored once per scenario), ``c_e = a_e s_j``, over the followees of each ``i``."""
     b, k, lane_ok = _lanes(B, D, BLOCK_B, BLOCK_D)
-    i, i_ok, start, end = _agents(rowptr, N, BLOCK_R)
+    i, i_ok, start, end = _agents(rowptr, order, N, BLOCK_R)
     tau = tl.load(params)
     rho = tl.load(params + 1)
     rep = tl.load(params + 2)
@@ -138,7 +142,7 @@ def pull_rows_fwd(rowptr, col, ew, sw, x, eps, params, pull, weight, N, B, D, ep
 
 
 @triton.jit
-def pull_rows_bwd(rowptr, col, ew, sw, x, eps, params, gp, gw, gx, gpart, N, B, D, eps_sb, eps_sn,
+def pull_rows_bwd(rowptr, order, col, ew, sw, x, eps, params, gp, gw, gx, gpart, N, B, D, eps_sb, eps_sn,
                   PAIR: tl.constexpr, HAS_EW: tl.constexpr, HAS_SW: tl.constexpr, HAS_GW: tl.constexpr,
                   NEED_PARAMS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_B: tl.constexpr,
                   BLOCK_D: tl.constexpr):
@@ -146,7 +150,7 @@ def pull_rows_bwd(rowptr, col, ew, sw, x, eps, params, gp, gw, gx, gpart, N, B, 
     with ``NEED_PARAMS``, ``gpart[q, b, i]``, this receiver's share of the gradient of eps, tau, rho
     and repulsion (``q = 0..3``)."""
     b, k, lane_ok = _lanes(B, D, BLOCK_B, BLOCK_D)
-    i, i_ok, start, end = _agents(rowptr, N, BLOCK_R)
+    i, i_ok, start, end = _agents(rowptr, order, N, BLOCK_R)
     tau = tl.load(params)
     rho = tl.load(params + 1)
     rep = tl.load(params + 2)
@@ -201,7 +205,8 @@ def pull_rows_bwd(rowptr, col, ew, sw, x, eps, params, gp, gw, gx, gpart, N, B, 
 
 
 @triton.jit
-def pull_cols_bwd(starts, perm, row, ew, sw, x, eps, params, gp, gw, gx_in, gx, gsw, N, B, D, GW_D, eps_sb, eps_sn,
+def pull_cols_bwd(starts, order, perm, row, ew, sw, x, eps, params, gp, gw, gx_in, gx, gsw, N, B, D, GW_D,
+                  eps_sb, eps_sn,
                   PAIR: tl.constexpr, HAS_EW: tl.constexpr, HAS_SW: tl.constexpr, HAS_GW: tl.constexpr,
                   NEED_SW: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_B: tl.constexpr,
                   BLOCK_D: tl.constexpr):
@@ -209,7 +214,7 @@ def pull_cols_bwd(starts, perm, row, ew, sw, x, eps, params, gp, gw, gx_in, gx, 
     ``gx_j = gx_in_j + sum_e dL/ddiff_e`` and, with ``NEED_SW``, ``gsw_j = sum_e dL/ds_j``.
     ``gw`` has last dimension ``GW_D`` (1 without a pair kernel, whose weight is ``sum_e c_e``)."""
     b, k, lane_ok = _lanes(B, D, BLOCK_B, BLOCK_D)
-    j, j_ok, start, end = _agents(starts, N, BLOCK_R)
+    j, j_ok, start, end = _agents(starts, order, N, BLOCK_R)
     tau = tl.load(params)
     rho = tl.load(params + 1)
     rep = tl.load(params + 2)
@@ -259,11 +264,11 @@ def pull_cols_bwd(starts, perm, row, ew, sw, x, eps, params, gp, gw, gx_in, gx, 
 
 
 @triton.jit
-def sum_rows_fwd(rowptr, col, ew, es, x, out, N, B, D, es_sb, HAS_EW: tl.constexpr, HAS_ES: tl.constexpr,
+def sum_rows_fwd(rowptr, order, col, ew, es, x, out, N, B, D, es_sb, HAS_EW: tl.constexpr, HAS_ES: tl.constexpr,
                  BLOCK_R: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr):
     """``out_i = sum_e a_e es_be x_j`` over the followees ``j`` of each ``i``."""
     b, k, lane_ok = _lanes(B, D, BLOCK_B, BLOCK_D)
-    i, i_ok, start, end = _agents(rowptr, N, BLOCK_R)
+    i, i_ok, start, end = _agents(rowptr, order, N, BLOCK_R)
     ok = i_ok[:, None] & lane_ok[None, :]
     acc = tl.zeros([BLOCK_R, BLOCK_B * BLOCK_D], dtype=out.dtype.element_ty)
     for t in range(0, tl.max(end - start, axis=0), BLOCK_E):
@@ -281,13 +286,13 @@ def sum_rows_fwd(rowptr, col, ew, es, x, out, N, B, D, es_sb, HAS_EW: tl.constex
 
 
 @triton.jit
-def sum_cols_bwd(starts, perm, row, ew, es, g, x, gx, ges, N, B, D, E, es_sb, HAS_EW: tl.constexpr,
+def sum_cols_bwd(starts, order, perm, row, ew, es, g, x, gx, ges, N, B, D, E, es_sb, HAS_EW: tl.constexpr,
                  HAS_ES: tl.constexpr, NEED_X: tl.constexpr, NEED_ES: tl.constexpr, BLOCK_R: tl.constexpr,
                  BLOCK_E: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr):
     """The backward of :func:`sum_rows_fwd` over each followee ``j``'s out-edges:
     ``gx_j = sum_e a_e es_be g_i`` and ``ges_be = a_e sum_k g_ik x_jk``."""
     b, k, lane_ok = _lanes(B, D, BLOCK_B, BLOCK_D)
-    j, j_ok, start, end = _agents(starts, N, BLOCK_R)
+    j, j_ok, start, end = _agents(starts, order, N, BLOCK_R)
     bb, bb_ok = _scenarios(B, BLOCK_B)
     ok = j_ok[:, None] & lane_ok[None, :]
     at_j = (b[None, :] * N + j[:, None]) * D + k[None, :]
@@ -317,11 +322,11 @@ def sum_cols_bwd(starts, perm, row, ew, es, g, x, gx, ges, N, B, D, E, es_sb, HA
 
 
 @triton.jit
-def followers_sum(starts, perm, values, out, N, B, D, E, BLOCK_R: tl.constexpr, BLOCK_E: tl.constexpr,
+def followers_sum(starts, order, perm, values, out, N, B, D, E, BLOCK_R: tl.constexpr, BLOCK_E: tl.constexpr,
                   BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr):
     """``out_j = sum_e values_be`` over the out-edges ``e`` of each followee ``j``."""
     b, k, lane_ok = _lanes(B, D, BLOCK_B, BLOCK_D)
-    j, j_ok, start, end = _agents(starts, N, BLOCK_R)
+    j, j_ok, start, end = _agents(starts, order, N, BLOCK_R)
     ok = j_ok[:, None] & lane_ok[None, :]
     acc = tl.zeros([BLOCK_R, BLOCK_B * BLOCK_D], dtype=out.dtype.element_ty)
     for t in range(0, tl.max(end - start, axis=0), BLOCK_E):

@@ -42,6 +42,7 @@ def _cdiv(a: int, b: int) -> int:
 class _Followers(NamedTuple):
     starts: Tensor  # (N + 1,) offsets into perm per followee
     perm: Tensor  # (E,) edge ids sorted by followee, then by edge id
+    order: Tensor  # (N,) followees by decreasing number of followers
 
 
 # Per-graph index structures, keyed by the identity of the index tensor they derive from (graphs are
@@ -63,10 +64,21 @@ def _followers(col: Tensor, num_nodes: int) -> _Followers:
     def build() -> _Followers:
         perm = torch.argsort(col.long(), stable=True).to(col.dtype)
         starts = torch.zeros(num_nodes + 1, dtype=torch.int64, device=col.device)
-        starts[1:] = torch.cumsum(torch.bincount(col.long(), minlength=num_nodes), 0)
-        return _Followers(starts, perm)
+        counts = torch.bincount(col.long(), minlength=num_nodes)
+        starts[1:] = torch.cumsum(counts, 0)
+        return _Followers(starts, perm, _by_length(counts, col.dtype))
 
     return _derived(f"followers{num_nodes}", col, build)
+
+
+def _by_length(lengths: Tensor, dtype: torch.dtype) -> Tensor:
+    """Agents by decreasing segment length (stable): programs get agents of similar length, and a
+    power-law graph's hubs start first instead of finishing last."""
+    return torch.argsort(lengths, descending=True, stable=True).to(dtype)
+
+
+def _row_order(rowptr: Tensor) -> Tensor:
+    return _derived("row_order", rowptr, lambda: _by_length(rowptr[1:] - rowptr[:-1], rowptr.dtype))
 
 
 def _rowptr(row: Tensor, num_nodes: int) -> Tensor:
@@ -128,8 +140,14 @@ def _pair_args(pair, x: Tensor) -> Optional[tuple[int, Tensor, Tensor]]:
     return code, eps, torch.stack(params)
 
 
+def _or(tensor: Optional[Tensor], placeholder: Tensor) -> Tensor:
+    """``tensor``, or a placeholder for a pointer the kernel does not read (its ``HAS_*`` is off)."""
+    return placeholder if tensor is None else tensor
+
+
 class _Graph(NamedTuple):
     rowptr: Tensor
+    row_order: Tensor  # (N,) followers by decreasing number of followees
     col: Tensor
     row: Tensor
     edge_weight: Optional[Tensor]
@@ -146,7 +164,7 @@ class _Pull(torch.autograd.Function):
         launch = _launch(num_nodes, batch, dim)
         ew = graph.edge_weight
         kernels.pull_rows_fwd[launch.grid](
-            graph.rowptr, graph.col, x if ew is None else ew, x if sw is None else sw, x, eps, params, pull, weight,
+            graph.rowptr, graph.row_order, graph.col, _or(ew, x), _or(sw, x), x, eps, params, pull, weight,
             num_nodes, batch, dim, eps.stride(0), eps.stride(1),
             PAIR=code, HAS_EW=ew is not None, HAS_SW=sw is not None, **launch.meta)
         ctx.set_materialize_grads(False)
@@ -174,15 +192,16 @@ class _Pull(torch.autograd.Function):
             need_any_param = need_eps or need_params
             gpart = x.new_empty(4, batch, num_nodes) if need_any_param else x
             kernels.pull_rows_bwd[launch.grid](
-                graph.rowptr, graph.col, x if ew is None else ew, x if sw is None else sw, x, eps, params,
+                graph.rowptr, graph.row_order, graph.col, _or(ew, x), _or(sw, x), x, eps, params,
                 grad_pull, gw, receiver, gpart, num_nodes, batch, dim, eps.stride(0), eps.stride(1),
                 PAIR=code, NEED_PARAMS=need_any_param, **common)
         grad_x = torch.empty_like(x)
         grad_sw = x.new_empty(batch, num_nodes) if need_sw else x
+        followers = graph.followers
         kernels.pull_cols_bwd[launch.grid](
-            graph.followers.starts, graph.followers.perm, graph.row, x if ew is None else ew, x if sw is None else sw,
-            x, eps, params, grad_pull, gw, receiver, grad_x, grad_sw, num_nodes, batch, dim,
-            1 if code == 0 else dim, eps.stride(0), eps.stride(1), PAIR=code, NEED_SW=need_sw, **common)
+            followers.starts, followers.order, followers.perm, graph.row, _or(ew, x), _or(sw, x), x, eps, params,
+            grad_pull, gw, receiver, grad_x, grad_sw, num_nodes, batch, dim, 1 if code == 0 else dim,
+            eps.stride(0), eps.stride(1), PAIR=code, NEED_SW=need_sw, **common)
         grad_eps = gpart[0] if need_eps else None
         grad_params = gpart[1:].sum((1, 2)) if need_params else None
         return (grad_x if need_x else None, grad_sw if need_sw else None, grad_eps, grad_params,
@@ -197,8 +216,8 @@ class _Sum(torch.autograd.Function):
         launch = _launch(num_nodes, batch, dim)
         ew = graph.edge_weight
         kernels.sum_rows_fwd[launch.grid](
-            graph.rowptr, graph.col, x if ew is None else ew, x if es is None else es, x, out,
-            num_nodes, batch, dim, 0 if es is None else es.stride(0), HAS_EW=ew is not None, HAS_ES=es is not None, **launch.meta)
+            graph.rowptr, graph.row_order, graph.col, _or(ew, x), _or(es, x), x, out, num_nodes, batch, dim,
+            0 if es is None else es.stride(0), HAS_EW=ew is not None, HAS_ES=es is not None, **launch.meta)
         ctx.save_for_backward(x, es)
         ctx.kernels, ctx.graph = kernels, graph
         return out
@@ -215,7 +234,7 @@ class _Sum(torch.autograd.Function):
         grad_x = torch.empty_like(x) if need_x else x
         grad_es = x.new_empty(batch, num_edges) if need_es else x
         ctx.kernels.sum_cols_bwd[launch.grid](
-            graph.followers.starts, graph.followers.perm, graph.row, x if ew is None else ew, x if es is None else es,
+            graph.followers.starts, graph.followers.order, graph.followers.perm, graph.row, _or(ew, x), _or(es, x),
             grad.contiguous(), x, grad_x, grad_es, num_nodes, batch, dim, num_edges,
             0 if es is None else es.stride(0), HAS_EW=ew is not None, HAS_ES=es is not None,
             NEED_X=need_x, NEED_ES=need_es, **launch.meta)
@@ -228,8 +247,8 @@ class _SumOverFollowers(torch.autograd.Function):
         batch, num_edges, dim = values.shape
         out = values.new_empty(batch, num_nodes, dim)
         launch = _launch(num_nodes, batch, dim)
-        kernels.followers_sum[launch.grid](followers.starts, followers.perm, values, out, num_nodes, batch, dim,
-                                           num_edges, **launch.meta)
+        kernels.followers_sum[launch.grid](followers.starts, followers.order, followers.perm, values, out,
+                                           num_nodes, batch, dim, num_edges, **launch.meta)
         ctx.col = col
         return out
 
@@ -307,5 +326,5 @@ class FusedOps:
     @staticmethod
     def _graph(rowptr: Tensor, col: Tensor, row: Tensor, edge_weight: Optional[Tensor], x: Tensor) -> _Graph:
         ew = None if edge_weight is None else edge_weight.to(x.dtype)
-        return _Graph(rowptr, col, row, ew, _followers(col, x.size(1)))
+        return _Graph(rowptr, _row_order(rowptr), col, row, ew, _followers(col, x.size(1)))
 
