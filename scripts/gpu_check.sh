@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The prepared GPU check (docs/gpu.md): on a machine with CUDA, in under 8 minutes,
-#   1. an environment: .venv if its torch sees the GPU, else a venv over the machine's own python3
-#      (its CUDA torch and Triton) with lpm installed without dependencies, plus the few pure-Python
+#   1. an environment: .venv if its torch sees the GPU, else the machine's own python3 (its CUDA
+#      torch and Triton) with lpm installed into it without dependencies, plus the few pure-Python
 #      packages such an image lacks, from wheels in .whl/ (no network needed there);
 #   2. pytest -m cuda (CPU/CUDA equality of every fused kernel and of whole simulations), then the
 #      kernel oracle tests' CUDA cases (tests/kernels/test_kernel_ops.py tests every registered kernel);
@@ -47,17 +47,20 @@ if [ -n "${PYTHON:-}" ]; then
 elif [ -x .venv/bin/python ] && cuda_python .venv/bin/python; then
     PY="$ROOT/.venv/bin/python"
 else
-    VENV=/tmp/lpm-gpu-venv
-    [ -x "$VENV/bin/python" ] || python3 -m venv --system-site-packages "$VENV" >>"$LOG" 2>&1
-    PY="$VENV/bin/python"
-    pipi() { "$PY" -m pip install --quiet --no-index --no-deps --no-build-isolation --disable-pip-version-check "$@"; }
+    # the machine's own python3 (on a CUDA image often a venv itself, whose packages a new venv would
+    # not see): lpm and the missing pure-Python packages go into it, without dependencies or network
+    PY="$(command -v python3)"
+    pipi() { "$PY" -m pip install --quiet --no-index --no-deps --no-build-isolation --disable-pip-version-check "$@" \
+        || "$PY" -m pip install --quiet --user --no-index --no-deps --no-build-isolation --disable-pip-version-check "$@"; }
     if [ -d "$WHEELS" ]; then
-        pipi "$WHEELS"/setuptools-* >>"$LOG" 2>&1
+        if ! "$PY" -c 'import sys, setuptools; sys.exit(int(setuptools.__version__.split(".")[0]) < 77)' 2>/dev/null; then
+            pipi "$WHEELS"/setuptools-* >>"$LOG" 2>&1
+        fi
         for file in "$WHEELS"/*; do
             case "$file" in */setuptools-*) ;; *) pipi "$file" >>"$LOG" 2>&1 || note "could not install $file" ;; esac
         done
     fi
-    pipi -e . >>"$LOG" 2>&1 || note "pip install -e . failed (see above)"
+    pipi -e . >>"$LOG" 2>&1 || note "pip install -e . failed (see $LOG)"
 fi
 if ! cuda_python "$PY"; then
     note "no CUDA device visible to $PY: nothing to check"
