@@ -260,7 +260,7 @@ class _SumOverFollowers(torch.autograd.Function):
 
 class FusedOps:
     """The fused implementations over one module of kernels: compiled for the GPU, or a copy run by
-    Triton's interpreter (see :func:`lpm.kernels.triton.interpreted`).
+    Triton's interpreter (see :func:`lpm.kernels.triton.fused_ops`).
 
     Args:
         kernels: the module of ``@triton.jit`` kernels.
