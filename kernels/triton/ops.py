@@ -259,7 +259,7 @@ class _SumOverFollowers(torch.autograd.Function):
 
 
 class FusedOps:
-    """The fused implementations over one module of kernels: compiled for the GPU, or a copy run by
+    """The fused implementations over one module of kernels: compiled for the GPU, or run by
     Triton's interpreter (see :func:`lpm.kernels.triton.fused_ops`).
 
     Args:
