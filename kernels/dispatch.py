@@ -16,6 +16,7 @@ from torch import Tensor
 from .edge_scale import EdgeScale
 from .pair import AttractRepel, PairKernel, Personalization, Product, SmoothBoundedConfidence, combine
 from .registry import Implementation, implementations, lookup, register, unregister
+from .triton import register_available as _register_fused
 
 if TYPE_CHECKING:
     from lpm.graph import Graph
@@ -222,3 +223,6 @@ def expand_segments(start: Tensor, length: Tensor) -> tuple[Tensor, Tensor, Tens
         start, length: ``(K,)`` int64; owner, position: ``(T,)`` with ``T = sum(length)``; offset: ``(K,)``.
     """
     return lookup("expand_segments", length.device, length.dtype)(start, length)
+
+
+_register_fused()  # the fused Triton kernels, where Triton and a CUDA device are present
