@@ -261,7 +261,7 @@ def test_forecast_ensemble_on_ray_equals_in_process(ray_instance, tmp_path, monk
 
 
 @needs_ray
-def test_cli_sweep_with_executor_ray_writes_the_in_process_table(ray_instance, tmp_path):
+def test_cli_sweep_and_run_with_executor_ray_write_the_in_process_tables(ray_instance, tmp_path):
     common = ["sweep", "misinformation", "--agents", "300", "--steps", "4", "--seeds", "2", "--grid", "label_h=1,none",
               "--chunk", "2", "--logger", "none", "--quiet", "--overwrite"]
     assert main(common + ["--out", str(tmp_path / "here")]) == 0
@@ -270,3 +270,11 @@ def test_cli_sweep_with_executor_ray_writes_the_in_process_table(ray_instance, t
     there = pd.read_parquet(tmp_path / "there" / "misinformation-sweep" / "sweep.parquet")
     pd.testing.assert_frame_equal(here, there, check_exact=True)
     assert ray_instance.is_initialized()  # the CLI leaves a Ray instance it joined running
+
+    common = ["run", "misinformation", "--agents", "300", "--steps", "4", "--seeds", "2", "--logger", "none", "--quiet"]
+    assert main(common + ["--out", str(tmp_path / "here")]) == 0
+    assert main(common + ["--out", str(tmp_path / "there"), "--executor", "ray"]) == 0
+    here = pd.read_parquet(tmp_path / "here" / "misinformation" / "arms.parquet")
+    there = pd.read_parquet(tmp_path / "there" / "misinformation" / "arms.parquet")
+    assert here.arm.nunique() == 11
+    pd.testing.assert_frame_equal(here, there, check_exact=True)
