@@ -15,6 +15,8 @@ from lpm.calibration.common import load_params
 from lpm.calibration.posterior import GaussianPosterior
 from lpm.data.cascades import CascadeTable
 from lpm.errors import ConfigError
+from lpm.executor import Executor, resolve_executor, task_device
+from lpm.graph import Graph
 from lpm.relax import Hard
 from lpm.simulate import simulate
 from lpm.targets import cascade_targets
@@ -46,10 +48,24 @@ def _nearest_growth(features: Tensor, ensemble_features: Tensor, growth: Tensor,
     return growth[nearest]
 
 
+def _ensemble_task(world, parameter_sets: tuple[dict[str, float], ...], graph: Graph, steps: int, observed: int,
+                   seed: int, device: torch.device, task: tuple[int, int, int]) -> tuple[Tensor, Tensor]:
+    """Scenarios ``lo..hi-1`` of the ensemble under ``parameter_sets[k]`` (``task = (k, lo, hi)``):
+    cumulative sizes ``(R, S+1)`` and direct reshares up to step ``observed`` ``(R,)``, R = scenarios x items."""
+    k, lo, hi = task
+    model = world.model(parameter_sets[k]).to(device)
+    model.cascade.record_trees = False
+    with torch.no_grad():
+        trajectory = simulate(model, world.initial_state(hi - lo, device), graph.to(device), steps=steps, record=RECORD,
+                              seed=[seed * 1_000_003 + 17 + b for b in range(lo, hi)], estimator=Hard())
+    return (trajectory["size"].reshape(steps + 1, -1).T.double().cpu(),
+            trajectory["direct"][1:observed + 1].sum(0).reshape(-1).double().cpu())
+
+
 def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_h: float = 72.0,
              split: str = "test", batch: int = 24, neighbours: int = 32, device: str = "cpu",
              seed: int = 0, postprocess: str = "emos", posterior: Optional[GaussianPosterior] = None,
-             draws: int = 8) -> dict[str, float]:
+             draws: int = 8, chunk: Optional[int] = None, executor: Optional[Executor] = None) -> dict[str, float]:
     """Forecast each cascade's size at ``horizon_h`` from its first ``observe_h`` hours.
 
     The fitted model is conditioned on the observed prefix by simulation (approximate Bayesian
@@ -79,6 +95,10 @@ def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_
     scenarios are split among ``draws`` parameter sets drawn from it, so intervals include parameter
     uncertainty; without it every scenario runs at the point estimate.
 
+    ``chunk``: at most this many scenarios per simulated batch (default: one batch per parameter
+    set); ``executor``: where the batches run (:mod:`lpm.executor`; default here). Each scenario's
+    seed is fixed by its place in the ensemble, so neither changes the forecast.
+
     Returns:
         ``rmsle_size``, ``medape_size``, ``coverage80``, ``model_rmsle_size``, ``model_medape_size``,
         ``model_coverage80``, ``baseline_rmsle_size``, ``baseline_medape_size``,
@@ -90,6 +110,8 @@ def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_
         raise ConfigError(f"Expected 0 < observe_h < horizon_h (got {observe_h}, {horizon_h})")
     if postprocess not in ("emos", "none"):
         raise ConfigError(f"Expected postprocess 'emos' or 'none' (got {postprocess!r})")
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise ConfigError(f"Expected chunk (scenarios per batch) to be None or an int >= 1 (got {chunk!r})")
     values, meta = load_params(params, kind="cascades")
     world = world_from_meta(meta)
     observe_hours = [world.dt_h * k for k in range(1, round(observe_h / world.dt_h) + 1)]
@@ -112,17 +134,15 @@ def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_
     # draws runs its share of them, so the ensemble carries what the fit leaves uncertain
     parameter_sets = [dict(values)] if posterior is None else posterior.draw(min(draws, batch), seed)
     shares = [len(part) for part in torch.arange(batch).tensor_split(len(parameter_sets))]
-    sizes_parts, direct_parts, first = [], [], 0
-    for parameter_set, share in zip(parameter_sets, shares):
-        model = world.model(parameter_set).to(device)
-        model.cascade.record_trees = False
-        with torch.no_grad():
-            trajectory = simulate(model, world.initial_state(share, device), graph, steps=steps, record=RECORD,
-                                  seed=[seed * 1_000_003 + 17 + b for b in range(first, first + share)],
-                                  estimator=Hard())
+    tasks, first = [], 0  # (parameter set, first scenario, end): scenario b runs under its own seed
+    for k, share in enumerate(shares):
+        per = share if chunk is None else chunk
+        tasks.extend((k, lo, min(lo + per, first + share)) for lo in range(first, first + share, per))
         first += share
-        sizes_parts.append(trajectory["size"].reshape(steps + 1, -1).T.double().cpu())  # (R_k, S+1)
-        direct_parts.append(trajectory["direct"][1 : at[-1] + 1].sum(0).reshape(-1).double().cpu())
+    executor = resolve_executor(executor)
+    parts = executor.map(_ensemble_task, tasks, shared=(world, tuple(parameter_sets), graph, steps, at[-1], seed,
+                                                        task_device(executor, device)), device=device)
+    sizes_parts, direct_parts = [p[0] for p in parts], [p[1] for p in parts]
     sizes, direct = torch.cat(sizes_parts), torch.cat(direct_parts)
     ensemble_root = direct / (sizes[:, at[-1]] - 1).clamp_min(1.0)
     ensemble_features = _first_hour_features(sizes[:, at], ensemble_root)

@@ -15,6 +15,7 @@ from lpm.errors import (
     CacheMissError,
     ConfigError,
     DataFormatError,
+    DependencyError,
     GraphFormatError,
     LPMError,
     NumericalError,
@@ -60,4 +61,5 @@ __all__ = [
     "CacheMissError",
     "NumericalError",
     "ResourceError",
+    "DependencyError",
 ]

@@ -17,6 +17,7 @@ from typing import Iterator, Optional, Sequence
 
 from lpm import __version__
 from lpm.errors import ConfigError, LPMError
+from lpm.executor import add_executor_options, make_executor
 from lpm.provenance import LOGGERS
 
 __all__ = ["main", "build_parser"]
@@ -155,8 +156,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from lpm.calibration.posterior import load_posterior, posterior_path
 
         posterior = load_posterior(posterior_path(v["params"]), kind="cascades")
-    result = run_scenario(scenario, device=v["device"], steps=steps, progress=not args.quiet, archetypes=setup,
-                          apply_params=apply_params, posterior=posterior)
+    with make_executor(args.executor, args.address) as executor:
+        result = run_scenario(scenario, device=v["device"], steps=steps, progress=not args.quiet, archetypes=setup,
+                              apply_params=apply_params, posterior=posterior, executor=executor)
     if v["params"] is not None:
         print(f"fitted parameters from {v['params']}: {', '.join(result.fitted)}")
     paths = write_outputs(result, args.out, config=v, argv=args.argv, overwrite=args.overwrite)
@@ -278,8 +280,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
           f"({steps * scenario.dt / 24:.2f} days), device {v['device']}")
     timings: dict = {}
     start = time.perf_counter()
-    table, result = run_sweep(scenario, grid, seeds=scenario.seeds, device=v["device"], steps=steps,
-                              chunk=v["chunk"], progress=not args.quiet, timings=timings)
+    with make_executor(args.executor, args.address) as executor:
+        table, result = run_sweep(scenario, grid, seeds=scenario.seeds, device=v["device"], steps=steps,
+                                  chunk=v["chunk"], progress=not args.quiet, timings=timings, executor=executor)
     wall = time.perf_counter() - start
     print(f"graph {timings['graph_s']:.1f} s, setup {timings['setup_s']:.1f} s; simulated in "
           f"{timings['simulate_s']:.1f} s as {timings['batches']} batch(es) of up to {timings['batch_size']} "
@@ -385,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="take every archetype decision from --cache (opened read-only) and never call the backend; "
                           "a missing decision is an error")
     _add_config_options(run, "run")
+    add_executor_options(run)
     run.set_defaults(func=_cmd_run)
 
     scenarios = sub.add_parser("scenarios", help="list the scenarios with their descriptions and sweepable keys")
@@ -416,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "GPU; on the CPU, batches of whole arms of at most 2^22 agents x scenarios, "
                             "which run faster there; the numbers are the same)")
     _add_config_options(sweep, "sweep")
+    add_executor_options(sweep)
     sweep.set_defaults(func=_cmd_sweep)
 
     from lpm.cli_calibrate import add_parsers as add_calibration_parsers

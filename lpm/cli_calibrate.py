@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from lpm.errors import ConfigError
+from lpm.executor import add_executor_options, make_executor
 from lpm.io_atomic import atomic_savefig, file_in_the_way
 
 __all__ = ["add_parsers"]
@@ -153,9 +154,10 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
         from lpm.calibration.posterior import load_posterior, posterior_path
 
         posterior = load_posterior(posterior_path(args.params), kind="cascades")
-    metrics = forecast(Path(args.params), _data(args.data), observe_h=args.observe_h, horizon_h=args.horizon_h,
-                       split=args.split, batch=args.ensemble, device=args.device, seed=args.seed,
-                       postprocess=args.postprocess, posterior=posterior)
+    with make_executor(args.executor, args.address) as executor:
+        metrics = forecast(Path(args.params), _data(args.data), observe_h=args.observe_h, horizon_h=args.horizon_h,
+                           split=args.split, batch=args.ensemble, device=args.device, seed=args.seed,
+                           postprocess=args.postprocess, posterior=posterior, chunk=args.chunk, executor=executor)
     _write_metrics(metrics, args.json)
     return 0
 
@@ -238,4 +240,8 @@ def add_parsers(sub) -> None:
     forecast.add_argument("--split", default="test", choices=["train", "test", "all"])
     forecast.add_argument("--device", default="cpu")
     forecast.add_argument("--seed", type=int, default=0)
+    forecast.add_argument("--chunk", type=_positive_int("--chunk"), default=None,
+                          help="at most this many ensemble scenarios per batch (default: one batch per parameter "
+                               "set); batches run side by side with --executor ray; the forecast is the same")
+    add_executor_options(forecast)
     forecast.set_defaults(func=_cmd_forecast)

@@ -12,6 +12,7 @@ from typing import Mapping
 import torch
 
 from lpm.errors import ConfigError
+from lpm.executor import add_executor_options, make_executor
 
 __all__ = ["add_parser", "build_levers", "LEVERS", "OBJECTIVES"]
 
@@ -140,9 +141,11 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     module = _scenario_module(args.scenario)
     levers = build_levers(args.levers.split(","), graph, population, model, budget, steps * scenario.dt, module,
                           seed=scenario.seed)  # the scenario's own hit region
-    plan = optimize(model, population, graph, levers, objective, steps=steps, iterations=args.iterations,
-                    budget_s=args.budget_s, validation_seeds=args.validation_seeds, lr=args.lr, seed=args.seed,
-                    checkpoint_every=args.checkpoint_every, posterior=posterior, draws=args.draws)
+    with make_executor(args.executor, args.address) as executor:
+        plan = optimize(model, population, graph, levers, objective, steps=steps, iterations=args.iterations,
+                        budget_s=args.budget_s, validation_seeds=args.validation_seeds, lr=args.lr, seed=args.seed,
+                        checkpoint_every=args.checkpoint_every, posterior=posterior, draws=args.draws,
+                        chunk=args.chunk, executor=executor)
     total_s = time.perf_counter() - start
     prebunk = [lever for lever in levers if lever.name == "prebunk"]
     report = {
@@ -217,4 +220,8 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs", help="output folder (default: runs)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished optimisation in the output folder")
+    p.add_argument("--chunk", type=int, default=None,
+                   help="at most this many plans per batch when scoring the grid and TPE trials (default: all of a "
+                        "round in one); batches run side by side with --executor ray")
+    add_executor_options(p)
     p.set_defaults(func=_cmd_optimize)

@@ -23,6 +23,7 @@ import torch
 
 from lpm.dynamics.cascade import Cascade
 from lpm.errors import ConfigError
+from lpm.executor import Executor, resolve_executor, task_device
 from lpm.graph import Graph
 from lpm.interventions import Intervention, InterventionPlan
 from lpm.model import Model
@@ -251,6 +252,7 @@ def counterfactual(
     progress: bool = False,
     posterior: Optional[ParameterDraws] = None,
     posterior_seed: int = 0,
+    executor: Optional[Executor] = None,
 ) -> CounterfactualResult:
     """Run every arm under every seed, arms x seeds as the batch, and tabulate the outcomes for ``item``.
 
@@ -281,13 +283,16 @@ def counterfactual(
             posterior draw ``s`` (``posterior_seed`` seeds the draws), so intervals include what the
             data leave uncertain about the parameters; the same seeds at the model's own parameters
             are kept in ``fixed_parameters`` (:func:`lpm.uncertainty.interval_widening` compares them).
+        executor: where the batches run (:mod:`lpm.executor`): here (default) or on Ray workers
+            (:class:`lpm.executor.RayExecutor`), one task per batch (``chunk`` sets the batches); the
+            numbers do not depend on it. A remote executor needs an exact run or gradients off.
 
     Returns:
         A :class:`CounterfactualResult`.
 
     Raises:
-        ConfigError: no arms, an unknown baseline, a population with B != 1, or a ``chunk`` below
-            the number of seeds.
+        ConfigError: no arms, an unknown baseline, a population with B != 1, a ``chunk`` below
+            the number of seeds, or a remote executor for a run that records gradients.
     """
     has_cascade = getattr(model, "cascade", None) is not None
     if not arms:
@@ -308,20 +313,27 @@ def counterfactual(
             if not isinstance(intervention, Intervention):
                 raise ConfigError(f"Expected interventions in arm {name!r} (got {type(intervention).__name__})")
     device = torch.device(device)
+    executor = resolve_executor(executor)
+    grad = torch.is_grad_enabled() and not isinstance(estimator, Hard)
+    if executor.remote and grad:
+        raise ConfigError(f"Expected an exact run (estimator Hard) or gradients off for the remote executor "
+                          f"{executor!r} (got {type(estimator).__name__} with gradients on: they cannot cross processes)")
     groups = arm_batches(len(names), len(seed_list), population.num_agents, device, chunk)
+    options = dict(steps=steps, device=task_device(executor, device), item=item,
+                   common_random_numbers=common_random_numbers, estimator=estimator, record=record,
+                   progress=progress and not executor.remote, grad=grad,
+                   # several batches on a GPU: keep only one batch's tensors there
+                   to_cpu=device.type != "cpu" and (executor.remote or len(groups) > 1 or posterior is not None))
 
-    def run_batch(run_model: Model, group: range, seeds: tuple[int, ...]) -> CounterfactualResult:
-        part = _run_batch(run_model, population, graph, arms, names, group, seeds, steps=steps, device=device,
-                          item=item, common_random_numbers=common_random_numbers, estimator=estimator,
-                          record=record, progress=progress)
-        # several batches on a GPU: keep only one batch's tensors there
-        return _to_cpu(part) if device.type != "cpu" and (len(groups) > 1 or posterior is not None) else part
+    def run_batches(models: Sequence[Model], tasks: Sequence[tuple[int, range, tuple[int, ...]]]):
+        return executor.map(_batch_task, tasks, shared=(tuple(models), population, graph, arms, names, options),
+                            device=device)
 
-    parts = [run_batch(model, group, seed_list) for group in groups]
+    parts = run_batches([model], [(0, group, seed_list) for group in groups])
     result = dataclasses.replace(parts[0], baseline=baseline) if len(parts) == 1 else _merge(parts, baseline)
     if posterior is None:
         return result
-    drawn = run_with_draws(run_batch, _merge, model, names, seed_list, posterior, posterior_seed,
+    drawn = run_with_draws(run_batches, _merge, model, names, seed_list, posterior, posterior_seed,
                            lambda num_seeds: arm_batches(len(names), num_seeds, population.num_agents, device, chunk))
     return dataclasses.replace(drawn, baseline=baseline, fixed_parameters=result)
 
@@ -357,6 +369,18 @@ def check_chunk(chunk: Optional[int], num_seeds: int) -> None:
     if chunk is not None and (isinstance(chunk, bool) or not (isinstance(chunk, int) and chunk >= num_seeds)):
         raise ConfigError(f"Expected chunk (scenarios per batch) to be an int >= the {num_seeds} seeds of "
                           f"an arm (got {chunk!r})")
+
+
+def _batch_task(models: tuple[Model, ...], population: PopulationState, graph: Graph,
+                arms: Mapping[str, Sequence[Intervention]], names: tuple[str, ...], options: Mapping[str, object],
+                task: tuple[int, range, tuple[int, ...]]) -> CounterfactualResult:
+    """One batch as an executor runs it: ``task = (model index, arm indices, seeds)``."""
+    options = dict(options)
+    to_cpu = options.pop("to_cpu")
+    index, group, seeds = task
+    with torch.set_grad_enabled(options.pop("grad")):  # a worker's own grad mode is its default
+        part = _run_batch(models[index], population, graph, arms, names, group, seeds, **options)
+    return _to_cpu(part) if to_cpu else part
 
 
 def _run_batch(model: Model, population: PopulationState, graph: Graph, arms: Mapping[str, Sequence[Intervention]],

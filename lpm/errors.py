@@ -16,6 +16,7 @@ __all__ = [
     "CacheMissError",
     "NumericalError",
     "ResourceError",
+    "DependencyError",
 ]
 
 
@@ -53,3 +54,7 @@ class NumericalError(LPMError, FloatingPointError):
 
 class ResourceError(LPMError, MemoryError):
     """An input would need more memory than the machine has (checked before allocating)."""
+
+
+class DependencyError(LPMError, ImportError):
+    """An optional dependency a feature needs is not installed (the message says how to install it)."""

@@ -33,6 +33,7 @@ from torch import Tensor
 
 from lpm.counterfactual import CounterfactualResult, counterfactual
 from lpm.errors import ConfigError
+from lpm.executor import Executor, resolve_executor
 from lpm.graph import Graph
 from lpm.interventions import Intervention, InterventionPlan
 from lpm.levers import Lever
@@ -155,13 +156,35 @@ def _values(levers: Sequence[Lever]) -> dict[str, float]:
 
 def evaluate_plans(model: Model, population: PopulationState, graph: Graph, plans: Sequence[Sequence[Intervention]],
                    objective: Objective, *, steps: int, seeds: Sequence[int] = (0,), estimator: Estimator = Expected(),
-                   costs: Optional[Sequence[float]] = None) -> Tensor:
-    """``(P,)`` mean objective (plus cost) over ``seeds`` of each plan, all plans in one batch.
+                   costs: Optional[Sequence[float]] = None, chunk: Optional[int] = None,
+                   executor: Optional[Executor] = None) -> Tensor:
+    """``(P,)`` mean objective (plus cost) over ``seeds`` of each plan; plans x seeds as the batch.
 
     Without gradient: for scoring grids and gradient-free search the way the gradient scores a plan.
+    ``chunk``: at most this many plans per batch (default: all in one); ``executor``: where the
+    batches run (:mod:`lpm.executor`; default here), one task per batch.
+
+    Raises:
+        ConfigError: no plans, or a ``chunk`` that is not an int >= 1.
     """
     if not plans:
         raise ConfigError("Expected at least one plan to evaluate (got none)")
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise ConfigError(f"Expected chunk (plans per batch) to be None or an int >= 1 (got {chunk!r})")
+    executor = resolve_executor(executor)
+    per_batch = len(plans) if chunk is None else chunk
+    batches = [[list(plan) for plan in plans[lo:lo + per_batch]] for lo in range(0, len(plans), per_batch)]
+    values = executor.map(_plans_task, batches, shared=(model, population, graph, objective, steps, tuple(seeds),
+                                                        estimator), device=population.opinion.device)
+    value = torch.cat(values)
+    if costs is not None:
+        value = value + torch.as_tensor(costs, dtype=torch.float64)
+    return value
+
+
+def _plans_task(model: Model, population: PopulationState, graph: Graph, objective: Objective, steps: int,
+                seeds: tuple[int, ...], estimator: Estimator, plans: list[list[Intervention]]) -> Tensor:
+    """``(P,)`` mean smooth objective over ``seeds`` of each plan, all plans in one batch (on the CPU)."""
     n_seeds = len(seeds)
     batch = len(plans) * n_seeds
     planned = list(model.interventions.interventions) if model.interventions is not None else []
@@ -173,10 +196,7 @@ def evaluate_plans(model: Model, population: PopulationState, graph: Graph, plan
     with torch.no_grad(), _quiet_late_starts():
         trajectory = simulate(run_model, population.expand_batch(batch), graph, steps=steps,
                               seed=[s for _ in plans for s in seeds], estimator=estimator, record=dict(objective.record))
-        value = objective.smooth(trajectory).reshape(len(plans), n_seeds).mean(1).double()
-    if costs is not None:
-        value = value + torch.as_tensor(costs, dtype=torch.float64)
-    return value
+        return objective.smooth(trajectory).reshape(len(plans), n_seeds).mean(1).double().cpu()
 
 
 def grid_plans(levers: Sequence[Lever]) -> list[dict[str, float]]:
@@ -185,7 +205,8 @@ def grid_plans(levers: Sequence[Lever]) -> list[dict[str, float]]:
     return [dict(itertools.chain.from_iterable(d.items() for d in combo)) for combo in itertools.product(*options)]
 
 
-def _score(models, population, graph, levers, objective, candidates, *, steps, seeds, estimator) -> list[dict[str, float]]:
+def _score(models, population, graph, levers, objective, candidates, *, steps, seeds, estimator, chunk=None,
+           executor=None) -> list[dict[str, float]]:
     """Each candidate's values with its smooth score (hard plans) averaged over ``models`` (the
     point estimate, or one model per posterior draw), as rows."""
     total = torch.zeros(len(candidates), dtype=torch.float64)
@@ -196,7 +217,7 @@ def _score(models, population, graph, levers, objective, candidates, *, steps, s
             plans.append(_plan_interventions(levers, hard=True))
             costs.append(_cost_of(levers))
         total += evaluate_plans(model, population, graph, plans, objective, steps=steps, seeds=seeds,
-                                estimator=estimator, costs=costs)
+                                estimator=estimator, costs=costs, chunk=chunk, executor=executor)
     scores = total / len(models)
     return [{**values, "score": float(score)} for values, score in zip(candidates, scores.tolist())]
 
@@ -277,7 +298,7 @@ def _gradient_search(models, population, graph, levers, objective, *, steps, see
 
 
 def _tpe_search(models, population, graph, levers, objective, *, steps, seeds, estimator, budget_s, batch, seed,
-                known: Sequence[Mapping[str, float]] = ()) -> list[dict[str, float]]:
+                known: Sequence[Mapping[str, float]] = (), scoring: Optional[Mapping[str, object]] = None) -> list[dict[str, float]]:
     """optuna's TPE over the levers' search space for ``budget_s`` seconds, ``batch`` trials per
     batched evaluation, told the ``known`` scored plans (the grid) first."""
     import optuna
@@ -296,7 +317,7 @@ def _tpe_search(models, population, graph, levers, objective, *, steps, seeds, e
     while not trials or time.perf_counter() - start < budget_s:
         asked = [study.ask(distributions) for _ in range(batch)]
         rows = _score(models, population, graph, levers, objective, [t.params for t in asked], steps=steps,
-                      seeds=seeds, estimator=estimator)
+                      seeds=seeds, estimator=estimator, **(scoring or {}))
         for trial, row in zip(asked, rows):
             study.tell(trial, row["score"])
             trials.append({**row, "seconds": time.perf_counter() - start})
@@ -320,7 +341,8 @@ def optimize(model: Model, population: PopulationState, graph: Graph, levers: Se
              iterations: int = 30, budget_s: Optional[float] = None, lr: float = 0.1,
              checkpoint_every: Optional[int] = None, anneal: float = 0.25, warm_start: bool = True, validate: bool = True,
              validation_seeds: int = 16, tpe: bool = True, tpe_batch: int = 8, level: float = 0.9,
-             seed: int = 0, posterior: Optional[ParameterDraws] = None, draws: int = 4) -> OptimizedPlan:
+             seed: int = 0, posterior: Optional[ParameterDraws] = None, draws: int = 4, chunk: Optional[int] = None,
+             executor: Optional[Executor] = None) -> OptimizedPlan:
     """Choose the levers' parameters that minimise ``objective`` (plus the levers' costs).
 
     Args:
@@ -346,6 +368,11 @@ def optimize(model: Model, population: PopulationState, graph: Graph, levers: Se
             minimises the objective's mean over ``draws`` posterior draws (grid and TPE too), and the
             validation runs every fresh seed under its own draw, beside the point estimate
             (``comparison_point_estimate`` and ``meta["widening"]``).
+        chunk: at most this many plans per batch when scoring the grid and TPE's trials (default: all
+            of a round in one batch).
+        executor: where those batches and the exact validation's run (:mod:`lpm.executor`; default
+            here); the gradient steps run here. The numbers do not depend on it (TPE's trial count,
+            bounded by wall time, may).
 
     Returns:
         An :class:`OptimizedPlan`.
@@ -357,6 +384,7 @@ def optimize(model: Model, population: PopulationState, graph: Graph, levers: Se
     if population.batch_size != 1:
         raise ConfigError(f"Expected a population of one scenario (got batch size {population.batch_size})")
     run = dict(steps=steps, seeds=seeds, estimator=estimator)
+    scoring = dict(chunk=chunk, executor=executor)
     models = [model]
     if posterior is not None:
         if not isinstance(posterior, ParameterDraws) or draws < 1:
@@ -371,7 +399,7 @@ def optimize(model: Model, population: PopulationState, graph: Graph, levers: Se
     if validate or warm_start:
         # the grid: every lever's hand-designed options, scored like the gradient's plans
         start = time.perf_counter()
-        grid_rows = _score(models, population, graph, levers, objective, grid_plans(levers), **run)
+        grid_rows = _score(models, population, graph, levers, objective, grid_plans(levers), **run, **scoring)
         grid_seconds = time.perf_counter() - start
         if warm_start:  # the gradient refines the best hand-designed plan
             _set_all(levers, _best(grid_rows))
@@ -390,7 +418,7 @@ def optimize(model: Model, population: PopulationState, graph: Graph, levers: Se
     if tpe:
         # the same wall time as the gradient, starting from the same grid
         plan.tpe = _tpe_search(models, population, graph, levers, objective, budget_s=spent, batch=tpe_batch,
-                               seed=seed, known=grid_rows, **run)
+                               seed=seed, known=grid_rows, scoring=scoring, **run)
         _set_all(levers, _best(plan.tpe))
         plan.arms["tpe_best"] = _plan_interventions(levers, hard=True)
         plan.meta["tpe_trials"] = len(plan.tpe)
@@ -398,7 +426,8 @@ def optimize(model: Model, population: PopulationState, graph: Graph, levers: Se
     # exact dynamics, hard plans, fresh seeds
     fresh = [VALIDATION_SEED_OFFSET + s for s in range(validation_seeds)]
     result = counterfactual(model, population, graph, plan.arms, steps=steps, seeds=fresh, estimator=Hard(),
-                            record=dict(objective.record) or None, posterior=posterior, posterior_seed=seed + 1)
+                            record=dict(objective.record) or None, posterior=posterior, posterior_seed=seed + 1,
+                            executor=executor)
     result = _with_objective(result, objective)
     plan.validation = result
     plan.comparison = _comparison(result, objective.name, level, seed)

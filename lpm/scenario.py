@@ -24,6 +24,7 @@ import torch
 
 from lpm.counterfactual import CounterfactualResult, counterfactual
 from lpm.errors import ConfigError
+from lpm.executor import Executor
 from lpm.graph import Graph
 from lpm.interventions import Intervention
 from lpm.io_atomic import atomic_path, atomic_write_json, atomic_write_text, file_sha256, marked_incomplete
@@ -180,7 +181,7 @@ def load_scenario(name_or_path: str) -> Scenario:
 def run_scenario(scenario: Scenario, *, device: str | torch.device = "cpu", steps: Optional[int] = None,
                  progress: bool = True, archetypes: Optional["ArchetypeSetup"] = None,
                  apply_params: Optional[Callable[[Model], Sequence[str]]] = None,
-                 posterior: Optional[ParameterDraws] = None) -> ScenarioResult:
+                 posterior: Optional[ParameterDraws] = None, executor: Optional[Executor] = None) -> ScenarioResult:
     """Build the graph, population and model of ``scenario`` and simulate it without gradients.
 
     ``archetypes``: an :class:`lpm.archetypes.ArchetypeSetup` for the scenario's agents and
@@ -190,7 +191,8 @@ def run_scenario(scenario: Scenario, *, device: str | torch.device = "cpu", step
     applying a ``lpm calibrate cascades`` fit. A hook rather than a file name, because reading fits
     belongs to calibration, which builds on this module. ``posterior``: for scenarios with arms, each
     seed runs under its own draw of the fitted parameters (:func:`lpm.counterfactual`), beside the
-    same seeds at the point estimate.
+    same seeds at the point estimate. ``executor``: where a counterfactual's batches run
+    (:mod:`lpm.executor`; default here).
     """
     if posterior is not None and scenario.arms is None:
         raise ConfigError(f"Expected a scenario with arms to run with a posterior (got none in {scenario.name!r})")
@@ -237,7 +239,7 @@ def run_scenario(scenario: Scenario, *, device: str | torch.device = "cpu", step
             result = counterfactual(model, state.select(0), graph, arms, steps=steps, seeds=seeds,
                                     device=device, progress=progress,
                                     record=record if scenario.build_record is not None else None,
-                                    posterior=posterior)
+                                    posterior=posterior, executor=executor)
             trajectory = result.trajectory
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -28,6 +28,7 @@ import torch
 
 from lpm.counterfactual import OUTCOMES, CounterfactualResult, arm_batches, check_chunk, counterfactual
 from lpm.errors import ConfigError
+from lpm.executor import Executor
 from lpm.graph import Graph
 from lpm.interventions import Intervention
 from lpm.provenance import check_run_folder, provenance, to_yaml
@@ -225,6 +226,7 @@ def run_sweep(
     progress: bool = False,
     baseline: Optional[str] = None,
     timings: Optional[dict] = None,
+    executor: Optional[Executor] = None,
 ):
     """Run every point of ``grid`` as an arm of ``scenario``, arms x seeds in one batch.
 
@@ -245,6 +247,8 @@ def run_sweep(
             interventions, else the first arm).
         timings: a dict to fill with ``graph_s``, ``setup_s``, ``simulate_s``, ``batches`` and
             ``batch_size`` (the largest batch).
+        executor: where the batches run (:mod:`lpm.executor`; default here), one task per batch;
+            the numbers do not depend on it.
 
     Returns:
         ``(table, result)``: ``table`` is ``result.table`` with one column per grid key after
@@ -291,7 +295,7 @@ def run_sweep(
     start = time.perf_counter()
     with torch.no_grad():
         result = counterfactual(model, population, graph, arms, steps=steps, seeds=seed_list, device=device,
-                                baseline=baseline, record=record, chunk=chunk, progress=progress)
+                                baseline=baseline, record=record, chunk=chunk, progress=progress, executor=executor)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     timings["simulate_s"] = time.perf_counter() - start

@@ -33,12 +33,14 @@ class ParameterDraws(Protocol):
         """Set ``model``'s parameters to ``values`` in place; returns the names applied."""
 
 
-def run_with_draws(run_batch, merge, model, names: tuple[str, ...], seed_list: tuple[int, ...],
+def run_with_draws(run_batches, merge, model, names: tuple[str, ...], seed_list: tuple[int, ...],
                    posterior: ParameterDraws, posterior_seed: int, groups_of):
     """The counterfactual with seed ``s`` under posterior draw ``s`` (see the module docstring).
 
-    ``run_batch(model, group, seeds)`` runs arms ``names[group]`` under ``seeds`` (one
-    :class:`~lpm.counterfactual.CounterfactualResult`), ``merge(parts, baseline)`` joins results over
+    ``run_batches(models, tasks)`` runs every task ``(model index, group, seeds)``: arms
+    ``names[group]`` under ``seeds`` and ``models[index]``, one
+    :class:`~lpm.counterfactual.CounterfactualResult` each, in order (all of them handed over at
+    once, so an executor can run them side by side); ``merge(parts, baseline)`` joins results over
     disjoint arms, ``groups_of(num_seeds)`` cuts the arms into batches. Returns one result over all
     arms and seeds, scenario ``a * S + s`` as without a posterior.
     """
@@ -48,11 +50,16 @@ def run_with_draws(run_batch, merge, model, names: tuple[str, ...], seed_list: t
         raise ConfigError(f"Expected a posterior with draw(count, seed) and apply(model, values) "
                           f"(got {type(posterior).__name__})")
     draws = posterior.draw(len(seed_list), posterior_seed)
-    per_seed = []
-    for seed, values in zip(seed_list, draws):
+    models = []
+    for values in draws:
         drawn = copy.deepcopy(model)
         posterior.apply(drawn, values)
-        parts = [run_batch(drawn, group, (seed,)) for group in groups_of(1)]
+        models.append(drawn)
+    groups = groups_of(1)
+    results = run_batches(models, [(k, group, (seed,)) for k, seed in enumerate(seed_list) for group in groups])
+    per_seed = []
+    for k in range(len(seed_list)):
+        parts = results[k * len(groups):(k + 1) * len(groups)]
         per_seed.append(parts[0] if len(parts) == 1 else merge(parts, names[0]))
     first = per_seed[0]
 

@@ -46,7 +46,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # embed: text embeddings with no lpm dependency, used by cascade items and archetypes alike
     # params: constrained learnable parameters; effects: what interventions hand the dynamics
     ("base", ("lpm.errors", "lpm.resources", "lpm.io_atomic", "lpm.state", "lpm.rng", "lpm.relax", "lpm.embed",
-              "lpm.params", "lpm.effects")),
+              "lpm.params", "lpm.effects", "lpm.executor")),
     ("graph", ("lpm.graph", "lpm.io", "lpm.generators")),
     ("kernels", ("lpm.kernels",)),
     # the Dynamics protocol and its StepContext: what every dynamics module implements
