@@ -230,13 +230,35 @@ def test_agent_rng_draws_the_single_process_numbers():
 
 # ---------------------------------------------------------------------------------------- capacity
 def test_capacity_plan_fits_and_scales():
+    from lpm.distributed.capacity import BYTES_PER_AGENT, BYTES_PER_EDGE, STATE_BYTES, halo_fraction
+
     small, large = plan_capacity(1e8, "h200"), plan_capacity(1e9, "h200")
-    assert large.devices > small.devices >= 1
-    for plan in (small, large, plan_capacity(1e9, "h100"), plan_capacity(1e8, "h200", fit=True, steps_kept=4)):
+    # one device: the state, the graph and a step's peak, nothing exchanged
+    per_agent = STATE_BYTES["agent"] + STATE_BYTES["agent_scenario"] + BYTES_PER_AGENT["step"]
+    per_edge = STATE_BYTES["edge"] + BYTES_PER_EDGE["step"]
+    assert small.devices == 1 and small.comm_per_step_gb == 0
+    assert small.memory_per_device_gb == pytest.approx((1e8 * per_agent + 1e9 * per_edge) / 1e9)
+    assert large.devices > small.devices
+    fit = plan_capacity(1e9, "h200", fit=True, steps_kept=4)
+    for plan in (small, large, fit, plan_capacity(1e9, "h100")):
         assert plan.memory_per_device_gb <= 0.9 * {"h100": 80, "h200": 141}[plan.device]
-        assert plan.comm_per_step_gb > 0 and plan.comm_ms > 0
+        assert plan.halo_fraction == halo_fraction(plan.devices)
+    for plan in (large, fit, plan_capacity(1e9, "h100")):
+        assert plan.comm_per_step_gb == pytest.approx(plan.halo_fraction * 1e9 * 24 * (2 if plan.fit else 1) / 1e9)
+        assert plan.comm_ms > 0
     assert plan_capacity(1e9, "h100").devices > large.devices  # less memory per device
-    assert plan_capacity(1e8, "h200", fit=True, steps_kept=4).devices > small.devices
-    assert plan_capacity(1e4, "h200").devices == 1 and plan_capacity(1e4, "h200").comm_per_step_gb == 0
+    assert fit.devices > large.devices
+    assert halo_fraction(2) < halo_fraction(16) <= halo_fraction(1024, edges_per_agent=10.0) <= 10.0
     with pytest.raises(ConfigError, match="device"):
         plan_capacity(1e8, "tpu")
+
+
+def test_lpm_plan_prints_the_table(capsys):
+    from lpm.cli import main
+
+    assert main(["plan", "--agents", "1e9", "--device", "h200"]) == 0
+    out = capsys.readouterr().out
+    plan = plan_capacity(1e9, "h200")
+    row = next(line for line in out.splitlines() if line.split()[:2] == ["1e+09", "h200"])
+    assert row.split()[2] == str(plan.devices) and f"{plan.memory_per_device_gb:.1f}" in row
+    assert "assumptions:" in out

@@ -41,11 +41,19 @@ def _default(agents: int, seed: int, m: int = 5, batch: int = 1, shock_h: Option
     return sc, graph, sc.build_population(graph, batch, seed), sc.build_model(graph, sc.dt, seed)
 
 
-def measure_halo(agents: int, parts: Sequence[int], methods: Sequence[str], seed: int = 0) -> list[dict]:
-    """Partition statistics per (method, parts) on the default scenario's graph of ``agents``."""
+def measure_halo(agents: int, parts: Sequence[int], methods: Sequence[str], seed: int = 0,
+                 graph_kind: str = "holme_kim") -> list[dict]:
+    """Partition statistics per (method, parts) on the default scenario's graph of ``agents``
+    (``graph_kind="holme_kim"``), or on a homophilous block model (``"sbm"``: 1,000 communities, 10
+    followees per agent, 90% of them inside the community, ids shuffled so blocks are not contiguous)."""
     from lpm.distributed import partition, partition_stats
+    from lpm.graph import Graph
 
-    _, graph, _, _ = _default(agents, seed)
+    if graph_kind == "sbm":
+        graph, _ = Graph.sbm_homophily(agents, 1000, 10.0, 0.9, seed=seed)
+        graph = graph.permute(torch.randperm(agents, generator=torch.Generator().manual_seed(seed)))
+    else:
+        _, graph, _, _ = _default(agents, seed)
     rows = []
     for method in methods:
         for p in parts:
@@ -53,7 +61,7 @@ def measure_halo(agents: int, parts: Sequence[int], methods: Sequence[str], seed
             owner = partition(graph, p, method=method, seed=seed)
             seconds = time.perf_counter() - start
             stats = partition_stats(graph, owner, p)
-            rows.append({"method": method, "parts": p, "agents": agents, "edges": graph.num_edges,
+            rows.append({"graph": graph_kind, "method": method, "parts": p, "agents": agents, "edges": graph.num_edges,
                          "seconds": seconds, **stats.__dict__})
             log.info("%s", rows[-1])
     return rows
@@ -167,7 +175,10 @@ def measure_memory(agents: int, ms: Sequence[int] = (3, 10), steps: int = 4) -> 
         for m in ms:
             code = (f"import json; from lpm.bench.distributed import _memory_child; "
                     f"print(json.dumps(_memory_child({agents}, {m}, {backward}, {steps if backward else 1})))")
-            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            # large blocks mmapped and returned on free: resident memory then follows live tensors, not
+            # what glibc's heap kept from earlier steps
+            env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
             points.append(json.loads(done.stdout.strip().splitlines()[-1]))
             log.info("%s", points[-1])
     out = {"points": points}
@@ -190,11 +201,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--steps", type=int, default=180)
     parser.add_argument("--grad-steps", type=int, default=0)
     parser.add_argument("--method", default="auto")
+    parser.add_argument("--graph", choices=("holme_kim", "sbm"), default="holme_kim")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     if args.what == "halo":
-        result = measure_halo(args.agents, [int(p) for p in args.parts.split(",")], args.methods.split(","))
+        result = measure_halo(args.agents, [int(p) for p in args.parts.split(",")], args.methods.split(","),
+                              graph_kind=args.graph)
     elif args.what == "equal":
         result = measure_equal(args.agents, args.ranks, args.steps, args.grad_steps, args.method)
     else:

@@ -52,26 +52,38 @@ DEVICES: dict[str, Device] = {
     "h200": Device("H200 SXM 141GB", 141.0, 4.8, 450.0, 50.0),
 }
 
-# Measured on this repository (docs/distributed.md, "Capacity"): the default model (1 topic, 2 emotion
-# dimensions, float32, one scenario). "state": what a run holds per agent (state, anchor, velocity,
-# traits, the graph's per-agent arrays) and per edge (int32 column, int64 row of the reference path);
-# "step": the peak of one step above that (the plain-torch reference materialises per-edge
-# temporaries); "backward": per step kept for the backward pass of a fit (no checkpointing).
-BYTES_PER_AGENT = {"state": 76.0, "step": 120.0, "backward": 150.0}
-BYTES_PER_EDGE = {"state": 12.0, "step": 60.0, "backward": 80.0}
+# Bytes the default model (1 topic, 2 emotion dimensions, float32) holds, counted from its tensors:
+# per agent and scenario the state (opinion, anchor, emotion, velocity, activity: 7 floats); per agent
+# once the traits (4 floats, shared by the scenarios), the graph's rowptr and in_weight, the shock's
+# drive (2 float64) and mask, and the rank's agent id; per edge the int32 column and the int64 row of
+# the reference ops; per halo agent its id, CSR row and in_weight.
+STATE_BYTES = {"agent_scenario": 28.0, "agent": 49.0, "edge": 12.0, "halo": 16.0}
+# Measured (python -m lpm.bench.distributed memory; docs/concepts/distributed.md): peak memory of one
+# step above what the run holds, per agent and per edge and scenario ("step": the plain-torch reference
+# materialises per-edge temporaries, fused kernels would not), and what backward keeps per step
+# ("backward", per agent and edge, scenario and kept step).
+BYTES_PER_AGENT = {"step": 12.0, "backward": 101.0}
+BYTES_PER_EDGE = {"step": 28.0, "backward": 29.0}
 #: Floats per halo agent and step the default model exchanges (activity 1, opinion 1, emotion 2 and the
 #: posts gate twice: counted by PartitionedGraph.bytes_sent); a fit sends as many back in backward.
 HALO_FLOATS_PER_STEP = 6
-#: Halo fraction (halo states received by all ranks together / N) of METIS partitions of a Holme-Kim
-#: graph (m = 5, p_triad = 0.3) of 10^6 agents, by number of parts (measured; docs/distributed.md).
-HALO_FRACTION = {2: 0.30, 4: 0.55, 8: 0.80, 16: 1.05, 32: 1.3, 64: 1.6}
+#: Halo fraction (halo states received by all ranks together / N) of METIS partitions of the default
+#: scenario's Holme-Kim graph (m = 5, p_triad = 0.3) of 10^6 agents, by number of parts (measured with
+#: python -m lpm.bench.distributed halo; docs/concepts/distributed.md).
+HALO_FRACTION = {2: 0.90, 4: 2.05, 8: 3.17, 16: 4.07, 32: 4.79, 64: 5.31}
 
 
-def halo_fraction(parts: int) -> float:
+def halo_fraction(parts: int, edges_per_agent: float = 10.0) -> float:
     """The measured halo fraction at ``parts``, interpolated (and extrapolated past the largest
-    measured count) linearly in ``log2(parts)``; 0 for one part."""
+    measured count) linearly in ``log2(parts)``, and never above what is possible: a rank's halo is at
+    most the other ranks' agents and at most its own edges (``min(parts - 1, edges_per_agent)``); 0 for
+    one part."""
     if parts <= 1:
         return 0.0
+    return min(_interpolated(parts), parts - 1.0, edges_per_agent)
+
+
+def _interpolated(parts: int) -> float:
     known = sorted(HALO_FRACTION)
     x = math.log2(parts)
     if parts in HALO_FRACTION:
@@ -117,13 +129,15 @@ class CapacityPlan:
 
 
 def _memory_gb(agents: float, edges: float, halo: float, scenarios: int, fit: bool, steps_kept: int) -> float:
-    per_agent = BYTES_PER_AGENT["state"] + scenarios * BYTES_PER_AGENT["step"]
-    per_edge = BYTES_PER_EDGE["state"] + scenarios * BYTES_PER_EDGE["step"]
+    """One device's estimate for ``agents`` owned agents, ``edges`` edges and ``halo`` halo agents."""
+    per_agent = STATE_BYTES["agent"] + scenarios * (STATE_BYTES["agent_scenario"] + BYTES_PER_AGENT["step"])
+    per_edge = STATE_BYTES["edge"] + scenarios * BYTES_PER_EDGE["step"]
     if fit:
         per_agent += scenarios * steps_kept * BYTES_PER_AGENT["backward"]
         per_edge += scenarios * steps_kept * BYTES_PER_EDGE["backward"]
-    # halo agents are extra columns of the local state tensors the ops read
-    return (agents * per_agent + edges * per_edge + halo * scenarios * 4.0 * HALO_FLOATS_PER_STEP) / 1e9
+    # halo agents: their ids and empty CSR rows, and their columns in the extended tensors an op reads
+    per_halo = STATE_BYTES["halo"] + scenarios * 4.0 * HALO_FLOATS_PER_STEP
+    return (agents * per_agent + edges * per_edge + halo * per_halo) / 1e9
 
 
 def plan_capacity(agents: float, device: str = "h200", *, edges_per_agent: float = 10.0, scenarios: int = 1,
@@ -153,14 +167,14 @@ def plan_capacity(agents: float, device: str = "h200", *, edges_per_agent: float
     budget = spec.memory_gb * usable
     count = 1
     while True:
-        h = halo_fraction(count)
+        h = halo_fraction(count, edges_per_agent)
         need = _memory_gb(n / count, e / count, h * n / count, scenarios, fit, steps_kept)
         if need <= budget:
             break
         count = count + 1 if count < spec.per_node else math.ceil(count / spec.per_node + 1) * spec.per_node
         if count > 1_000_000:
             raise ConfigError(f"Expected a population that fits on at most 10^6 devices (got {agents:g} agents)")
-    h = halo_fraction(count)
+    h = halo_fraction(count, edges_per_agent)
     bytes_per_halo = 4.0 * HALO_FLOATS_PER_STEP * scenarios * (2 if fit else 1)
     total = h * n * bytes_per_halo
     per_device = total / count
@@ -176,8 +190,9 @@ def plan_capacity(agents: float, device: str = "h200", *, edges_per_agent: float
     assumptions = (
         f"{spec.name}: {spec.memory_gb:g} GB, {usable:.0%} usable; NVLink {spec.nvlink_gb_s:g} GB/s and network "
         f"{spec.network_gb_s:g} GB/s per device and direction; {spec.per_node} devices per node",
-        f"bytes per agent {BYTES_PER_AGENT} and per edge {BYTES_PER_EDGE} measured on the default model "
-        "(plain-torch reference ops; fused kernels need only the 'state' part)",
+        f"the default model's state ({STATE_BYTES}, bytes) and a step's peak per scenario, measured with the "
+        f"plain-torch reference ops (per agent {BYTES_PER_AGENT}, per edge {BYTES_PER_EDGE}); fused kernels "
+        "would need little beyond the state",
         f"halo fraction {h:.2f} at {count} parts: measured METIS partitions of a 10^6-agent Holme-Kim graph, "
         "assumed to hold at this size (extrapolated in log2(parts) past 64)",
         f"{HALO_FLOATS_PER_STEP} float32 per halo agent per step and scenario" + (", as many back in backward" if fit else ""),
