@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lpm-installed
-EXTRAS := test,bench,embed,llm,calibrate,docs,report,ray
+EXTRAS := test,bench,embed,llm,calibrate,docs,report,ray,distributed
 CONSTRAINTS ?= constraints.txt
 PYTEST_ARGS ?= -q -n 2 --dist loadfile
 

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from .edge_scale import EdgeScale
+from .halo import HaloGraph
 from .pair import AttractRepel, PairKernel, Personalization, Product, SmoothBoundedConfidence, combine
 from .registry import Implementation, implementations, lookup, register, unregister
 from .triton import register_available as _register_fused
@@ -25,7 +26,7 @@ __all__ = ["neighbor_pull", "neighbor_sum", "neighbor_sum_dense", "neighbor_sum_
            "sum_over_followers", "gather_followees", "gather_followers", "take_along_agents", "sample_followee",
            "sample_visible_followee", "expand_segments", "EdgeScale", "PairKernel", "SmoothBoundedConfidence",
            "AttractRepel", "Personalization", "Product", "combine", "register", "unregister", "lookup",
-           "implementations", "Implementation"]
+           "implementations", "Implementation", "HaloGraph"]
 
 # The sparse push pays off below this share of nonzero entries (1/16).
 _SPARSE_SHARE = 16
@@ -58,6 +59,9 @@ def neighbor_pull(
         x: ``(B, N, d)``; source_weight: ``(B, N)``; pull: ``(B, N, d)``;
         weight: ``(B, N, d)`` or ``(B, N, 1)``.
     """
+    if isinstance(graph, HaloGraph):  # a rank of a partitioned population: halo first, then the local op
+        pull, weight = neighbor_pull(graph.local, graph.extend(x), pair, graph.extend(source_weight))
+        return graph.own(pull), graph.own(weight)
     impl = lookup("neighbor_pull", x.device, x.dtype, None if pair is None else type(pair))
     return impl(graph.rowptr, graph.col, graph.row, graph.weight, graph.in_weight, x, pair, source_weight)
 
@@ -82,6 +86,8 @@ def neighbor_sum(graph: "Graph", x: Tensor, edge_scale: Optional[Union[Tensor, E
     Shapes:
         x: ``(B, N, d)``; edge_scale: ``(B, E)``; returns ``(B, N, d)``.
     """
+    if isinstance(graph, HaloGraph):
+        return graph.own(neighbor_sum(graph.local, graph.extend(x), edge_scale, weighted=weighted))
     if _push_from_nonzeros(x):
         return neighbor_sum_sparse(graph, x, edge_scale, weighted=weighted)
     return neighbor_sum_dense(graph, x, edge_scale, weighted=weighted)
@@ -130,6 +136,8 @@ def neighbor_min(graph: "Graph", x: Tensor) -> Tensor:
     Shapes:
         x: ``(B, N, d)`` floating; returns ``(B, N, d)``.
     """
+    if isinstance(graph, HaloGraph):
+        return graph.own(neighbor_min(graph.local, graph.extend(x)))
     return lookup("neighbor_min", x.device, x.dtype)(graph.col, graph.row, x)
 
 
@@ -140,6 +148,8 @@ def sum_over_followers(graph: "Graph", values: Tensor) -> Tensor:
     Shapes:
         values: ``(B, E, d)`` in edge (CSR) order; returns ``(B, N, d)``.
     """
+    if isinstance(graph, HaloGraph):  # followees may be halo agents: their sums go back to the owners
+        return graph.reduce(sum_over_followers(graph.local, values))
     return lookup("sum_over_followers", values.device, values.dtype)(graph.col, values, graph.num_nodes)
 
 
@@ -150,6 +160,8 @@ def gather_followees(graph: "Graph", x: Tensor, edges: Optional[Tensor] = None) 
     Shapes:
         x: ``(B, N, ...)``; edges: ``(E',)`` int64 edge ids; returns ``(B, E, ...)`` or ``(B, E', ...)``.
     """
+    if isinstance(graph, HaloGraph):
+        return _gather_rows(graph.extend(x), graph.local.col, edges)
     return _gather_rows(x, graph.col, edges)
 
 
@@ -160,7 +172,7 @@ def gather_followers(graph: "Graph", x: Tensor, edges: Optional[Tensor] = None) 
     Shapes:
         x: ``(B, N, ...)``; edges: ``(E',)`` int64 edge ids; returns ``(B, E, ...)`` or ``(B, E', ...)``.
     """
-    return _gather_rows(x, graph.row, edges)
+    return _gather_rows(x, graph.local.row if isinstance(graph, HaloGraph) else graph.row, edges)
 
 
 def _gather_rows(x: Tensor, agents: Tensor, edges: Optional[Tensor]) -> Tensor:

@@ -1,4 +1,4 @@
-"""Command line: ``lpm run | sweep | scenarios | report | optimize | archetypes | calibrate | evaluate | forecast | bench``.
+"""Command line: ``lpm run | sweep | scenarios | report | optimize | archetypes | calibrate | evaluate | forecast | plan | bench``.
 
 Results (tables, what was written where) go to stdout; what the library logs (``logging``: warnings,
 with ``-v`` progress too) and warns goes to stderr through one handler set up here, with Lightning's
@@ -434,6 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
     from lpm.report import add_parser as add_report_parser
 
     add_report_parser(sub)
+
+    from lpm.cli_plan import add_parser as add_plan_parser
+
+    add_plan_parser(sub)
 
     bench_parser = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench_parser.add_subparsers(dest="bench", required=True)

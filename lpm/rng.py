@@ -154,13 +154,18 @@ class CounterRNG:
         return _shr(self._hash(step, stream, shape), 1)
 
     def _hash(self, step: int, stream: int, shape: Sequence[int]) -> Tensor:
-        key = _signed(_mix_int(step * _STEP_KEY + stream * _STREAM_KEY + _GOLDEN))
-        base = _mix(self.seeds ^ key)  # (B,)
         count = 1
         for size in shape:
             count *= int(size)
-        counter = torch.arange(count, device=self.seeds.device, dtype=torch.int64) * _signed(_GOLDEN)
-        return _mix(base[:, None] + counter[None, :]).reshape(self.seeds.numel(), *shape)
+        index = torch.arange(count, device=self.seeds.device, dtype=torch.int64)
+        return self._hash_at(step, stream, index).reshape(self.seeds.numel(), *shape)
+
+    def _hash_at(self, step: int, stream: int, index: Tensor) -> Tensor:
+        """``(B, K)`` hashes of the row-major entries ``index (K,)`` of every scenario's draw; a
+        partitioned run (:mod:`lpm.distributed`) draws its agents' entries by their global index."""
+        key = _signed(_mix_int(step * _STEP_KEY + stream * _STREAM_KEY + _GOLDEN))
+        base = _mix(self.seeds ^ key)  # (B,)
+        return _mix(base[:, None] + (index * _signed(_GOLDEN))[None, :])
 
     def select(self, index: int | slice | Tensor) -> "CounterRNG":
         """The seeds of some scenarios (an int keeps a batch dimension of 1)."""

@@ -45,19 +45,20 @@ CYCLE_ALLOWLIST: list[frozenset[str]] = []
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # embed: text embeddings with no lpm dependency, used by cascade items and archetypes alike
     # params: constrained learnable parameters; effects: what interventions hand the dynamics
+    # lpm.distributed spans layers: draws, partitions and layouts, the halo exchange, the partitioned run
     ("base", ("lpm.errors", "lpm.resources", "lpm.io_atomic", "lpm.state", "lpm.rng", "lpm.relax", "lpm.embed",
-              "lpm.params", "lpm.effects", "lpm.executor")),
-    ("graph", ("lpm.graph", "lpm.io", "lpm.generators")),
-    ("kernels", ("lpm.kernels",)),
+              "lpm.params", "lpm.effects", "lpm.executor", "lpm.distributed.rng", "lpm.distributed.capacity")),
+    ("graph", ("lpm.graph", "lpm.io", "lpm.generators", "lpm.distributed.partition", "lpm.distributed.layout")),
+    ("kernels", ("lpm.kernels", "lpm.distributed.halo")),
     # the Dynamics protocol and its StepContext: what every dynamics module implements
     ("interface", ("lpm.engine",)),
     ("dynamics", ("lpm.dynamics", "lpm.interventions", "lpm.levers")),
-    ("engine", ("lpm.model", "lpm.simulate", "lpm.observables")),
+    ("engine", ("lpm.model", "lpm.simulate", "lpm.observables", "lpm.distributed")),
     ("analysis", ("lpm.metrics", "lpm.targets", "lpm.targets_series", "lpm.counterfactual", "lpm.variance",
                   "lpm.uncertainty", "lpm.data", "lpm.plots", "lpm.plots_optimize", "lpm.archetypes", "lpm.testing")),
     # the package root re-exports the public API of every layer, so it sits on top
     ("applications", ("lpm", "lpm.__main__", "lpm.calibration", "lpm.scenarios", "lpm.scenario", "lpm.sweep", "lpm.report", "lpm.bench", "lpm.cli",
-                      "lpm.cli_calibrate", "lpm.optimize", "lpm.cli_optimize", "lpm.config", "lpm.provenance",
+                      "lpm.cli_calibrate", "lpm.optimize", "lpm.cli_optimize", "lpm.cli_plan", "lpm.config", "lpm.provenance",
                       "lpm.tables")),
 ]
 

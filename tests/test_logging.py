@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Modules whose job is to write to the terminal.
-PRINTERS = {"lpm/cli.py", "lpm/cli_calibrate.py", "lpm/cli_optimize.py", "lpm/report/__init__.py", "lpm/bench/cli.py", "lpm/__main__.py", "lpm/bench/__main__.py"}
+PRINTERS = {"lpm/cli.py", "lpm/cli_calibrate.py", "lpm/cli_optimize.py", "lpm/cli_plan.py", "lpm/report/__init__.py", "lpm/bench/cli.py", "lpm/__main__.py", "lpm/bench/__main__.py"}
 
 
 def _print_calls(path: Path) -> list[int]:
