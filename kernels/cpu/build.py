@@ -41,7 +41,7 @@ _SIGNATURES = {
     "lpm_pair_forward": [_INT, _INT, _I64, _I64, _I64] + [_PTR] * 5 + [_INT, _PTR, _I64, _I64, _I64]
     + [_DBL] * 4 + [_PTR, _PTR, _INT],
     "lpm_pair_backward": [_INT, _INT, _I64, _I64, _I64] + [_PTR] * 5 + [_INT, _PTR, _I64, _I64, _I64]
-    + [_DBL] * 4 + [_PTR] * 5 + [_c.POINTER(_DBL), _INT],
+    + [_DBL] * 4 + [_PTR] * 5 + [_INT, _c.POINTER(_DBL), _INT],
     "lpm_transpose": [_INT, _I64] + [_PTR] * 5,
     "lpm_gated_forward": [_INT, _INT, _I64, _I64, _I64] + [_PTR] * 8 + [_INT, _PTR, _I64, _I64, _I64] + [_DBL] * 4
     + [_PTR, _PTR, _INT],

@@ -37,6 +37,8 @@ _INDEX_CODE = {torch.int32: 0, torch.int64: 1}
 _KIND = {SmoothBoundedConfidence: 1, AttractRepel: 2}
 # eps (pointer, strides, value), tau, rho, repulsion of "no pair kernel"
 _NO_PAIR = (None, 0, 0, 0, 0.0, 1.0, 0.0, 0.0)
+# Largest state dimension the loops take (kMaxDim in fused.cpp).
+_MAX_DIM = 16
 # Below this many edge visits one thread beats waking a team (measured: ~30 us per parallel region).
 _SERIAL_WORK = 1 << 16
 
@@ -251,11 +253,15 @@ class _PairPull(torch.autograd.Function):
         per_receiver = spec.eps_strides is not None
         grad_eps = torch.zeros_like(eps) if per_receiver and need[2] else None
         scalars = (ctypes.c_double * 4)()
+        need_eps = need[2] and eps is not None
+        wanted = (need_eps | (need[3] and tau is not None) << 1 | (need[4] and rho is not None) << 2
+                  | (need[5] and repulsion is not None) << 3)
         _check(load().lpm_pair_backward(
             _DTYPE_CODE[x.dtype], graph.index, batch, num_nodes, dim, _ptr(graph.rowptr), _ptr(graph.col),
             _ptr(graph.edge_weight), _ptr(x), _ptr(source), spec.kind, *_eps_args(eps, spec), spec.tau, spec.rho,
             spec.repulsion, _ptr(grad_pull), _ptr(grad_weight), _ptr(grad_x),
-            _ptr(grad_source), _ptr(grad_eps), scalars, _threads(batch * graph.col.numel())), "pull backward")
+            _ptr(grad_source), _ptr(grad_eps), int(wanted), scalars, _threads(batch * graph.col.numel())),
+            "pull backward")
 
         def scalar_grad(tensor: Optional[Tensor], value: float, wanted: bool) -> Optional[Tensor]:
             return tensor.new_full(tensor.shape, value) if tensor is not None and wanted else None
@@ -291,7 +297,7 @@ def fused_pull(rowptr: Tensor, col: Tensor, row: Tensor, edge_weight: Optional[T
     Shapes:
         x: ``(B, N, d)``; source_weight: ``(B, N)``; returns ``(B, N, d)`` and ``(B, N, d)`` or ``(B, N, 1)``.
     """
-    if load() is None or x.dim() != 3 or x.numel() == 0 or x.dtype not in _DTYPE_CODE:
+    if load() is None or x.dim() != 3 or x.numel() == 0 or x.dtype not in _DTYPE_CODE or x.size(-1) > _MAX_DIM:
         return reference.neighbor_pull(rowptr, col, row, edge_weight, in_weight, x, pair, source_weight)
     try:
         graph = _graph(rowptr, col, edge_weight, x.dtype, gated=source_weight is not None)
@@ -342,6 +348,7 @@ def fused_sum(col: Tensor, row: Tensor, edge_weight: Optional[Tensor], x: Tensor
         x: ``(B, N, d)``; edge_scale: ``(B, E)``; returns ``(B, N, d)``.
     """
     usable = (load() is not None and x.dim() == 3 and x.numel() > 0 and x.dtype in _DTYPE_CODE
+              and x.size(-1) <= _MAX_DIM
               and col.dtype in _INDEX_CODE and row.dtype == torch.int64
               and not (edge_weight is not None and edge_weight.requires_grad))
     if not usable:
