@@ -123,7 +123,8 @@ def test_bench_cpu_rows_json_and_cli(tmp_path, capsys):
     assert [row["path"] for row in rows] == ["reference", "fused"]
     for row in rows:
         assert STEP_KEYS <= set(row) and row["n"] == 400 and row["threads"] == 1
-        for name in ("fwd_ms", "fwd_bwd_ms", "spmv_ms", "fwd_over_spmv", "floor_fraction", "setup_s", "bandwidth_gbs"):
+        for name in ("fwd_ms", "fwd_bwd_ms", "spmv_ms", "fwd_over_spmv", "floor_fraction", "setup_s", "bandwidth_gbs",
+                     "fwd_cpu_ms", "fwd_bwd_over_spmv_cpu"):
             assert _positive_finite(row[name]), (name, row[name])
         # three aggregations (activity, opinion: d = 1; emotion: d = 2) over the same CSR arrays
         assert row["bytes_per_step"] == step_floor_bytes(400, row["edges"], (1, 1, 2)) == \

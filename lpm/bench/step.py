@@ -12,6 +12,8 @@ so that a loaded machine slows every path alike, with medians over repeats:
 * a CSR sparse matrix-vector product over the same graph (``torch.sparse_csr_tensor @ x``), the
   least any neighbour aggregation reads;
 * the fixed cost of a ``simulate`` call (``steps=0``: checks, validation, initial records);
+* on the CPU, each also in process CPU time (the ratios then leave out time other processes held
+  the cores);
 * the memory bandwidth (a large copy, bytes read + written) and from it the step's floor: each of
   the step's three aggregations reads the CSR arrays and its d values per agent and writes d
   values, ``(N + 1) * 4 + E * 4 + 2 * N * d * 4`` bytes (d = 1 activity, 1 opinion, 2 emotion).
@@ -26,6 +28,7 @@ import contextlib
 import json
 import statistics
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
@@ -68,6 +71,14 @@ def _timed(device: torch.device, fn: Callable[[], Any]) -> float:
     fn()
     _sync(device)
     return time.perf_counter() - start
+
+
+def _timed_both(device: torch.device, fn: Callable[[], Any]) -> tuple[float, float]:
+    """Wall seconds and this process's CPU seconds (all threads) of ``fn``: on a shared CPU the wall
+    clock also counts the time other processes held the cores."""
+    cpu = time.process_time()
+    wall = _timed(device, fn)
+    return wall, time.process_time() - cpu
 
 
 @contextlib.contextmanager
@@ -137,7 +148,10 @@ def step_floor_bytes(num_nodes: int, num_edges: int, dims: Sequence[int]) -> int
 
 def _spmv(graph: Graph, device: torch.device) -> Callable[[], torch.Tensor]:
     values = torch.ones(graph.num_edges, dtype=torch.float32, device=device)
-    matrix = torch.sparse_csr_tensor(graph.rowptr, graph.col, values, (graph.num_nodes, graph.num_nodes))
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        matrix = torch.sparse_csr_tensor(graph.rowptr, graph.col, values, (graph.num_nodes, graph.num_nodes),
+                                         check_invariants=False)
     x = torch.rand(graph.num_nodes, 1, dtype=torch.float32, device=device)
     return lambda: matrix @ x
 
@@ -197,7 +211,8 @@ def _bench_size(num_nodes: int, device: torch.device, *, batch: int, seed: int, 
     stepper = _Stepper(num_nodes, batch, seed, warmup, device)
     spmv = _spmv(stepper.graph, device)
     bandwidth = _bandwidth(device)
-    times: dict[str, dict[str, list[float]]] = {p: {"fwd": [], "fwd_bwd": [], "setup": []} for p in PATHS}
+    times: dict[str, dict[str, list[float]]] = {p: {"fwd": [], "fwd_bwd": [], "setup": [], "fwd_cpu": [],
+                                                    "fwd_bwd_cpu": []} for p in PATHS}
     peaks: dict[str, dict[str, Optional[int]]] = {}
     for path in PATHS:  # untimed first calls: the CPU library's build, allocator warm-up
         with _path(path, device):
@@ -210,19 +225,24 @@ def _bench_size(num_nodes: int, device: torch.device, *, batch: int, seed: int, 
                 _sync(device)
                 peak = _peak(device)
                 peaks[path] = {"peak": peak, "step": None if peak is None or before is None else peak - before}
-    spmv_times = []
+    spmv_times, spmv_cpu = [], []
     for _ in range(repeats):
         for path in PATHS:
             with _path(path, device):
-                times[path]["fwd"].append(_timed(device, stepper.forward))
-                if backward:
-                    times[path]["fwd_bwd"].append(_timed(device, stepper.forward_backward))
-        spmv_times.append(_timed(device, spmv))
+                for key, fn in (("fwd", stepper.forward), ("fwd_bwd", stepper.forward_backward)):
+                    if key == "fwd" or backward:
+                        wall, cpu = _timed_both(device, fn)
+                        times[path][key].append(wall)
+                        times[path][key + "_cpu"].append(cpu)
+        wall, cpu = _timed_both(device, spmv)
+        spmv_times.append(wall)
+        spmv_cpu.append(cpu)
     if setup:
         for path in PATHS:
             with _path(path, device):
                 times[path]["setup"].append(_timed(device, stepper.setup))
     spmv_ms = _median_ms(spmv_times)
+    spmv_cpu_ms = _median_ms(spmv_cpu) if device.type == "cpu" else None
     edges = stepper.graph.num_edges
     floor_bytes = step_floor_bytes(num_nodes, edges, stepper.dims)
     floor_ms = 1e3 * floor_bytes / bandwidth
@@ -234,11 +254,13 @@ def _bench_size(num_nodes: int, device: torch.device, *, batch: int, seed: int, 
         fwd = _median_ms(times[path]["fwd"])
         fwd_bwd = _median_ms(times[path]["fwd_bwd"]) if backward else None
         peak = peaks.get(path, {}).get("peak")
-        rows.append({
+        row: dict[str, Any] = {
             "device": str(device), "n": num_nodes, "edges": edges, "batch": batch, "threads": torch.get_num_threads(),
             "path": path, "implementations": [] if path == "reference" else _registered(device.type),
             "fwd_ms": fwd, "fwd_bwd_ms": fwd_bwd, "spmv_ms": spmv_ms,
             "fwd_over_spmv": fwd / spmv_ms, "fwd_bwd_over_spmv": None if fwd_bwd is None else fwd_bwd / spmv_ms,
+            "fwd_cpu_ms": None, "fwd_bwd_cpu_ms": None, "spmv_cpu_ms": spmv_cpu_ms,
+            "fwd_over_spmv_cpu": None, "fwd_bwd_over_spmv_cpu": None,
             "speedup_fwd": reference_fwd / fwd,
             "speedup_fwd_bwd": None if fwd_bwd is None else reference_bwd / fwd_bwd,
             "bytes_per_step": floor_bytes, "bandwidth_gbs": bandwidth / 1e9, "floor_ms": floor_ms,
@@ -247,7 +269,14 @@ def _bench_size(num_nodes: int, device: torch.device, *, batch: int, seed: int, 
             "bytes_per_agent": None if peak is None else (peak - baseline) / num_nodes,
             "setup_s": statistics.median(times[path]["setup"]) if setup else None,
             "graph_s": stepper.graph_s, "repeats": repeats,
-        })
+        }
+        if spmv_cpu_ms:  # CPU time: the work itself, whatever else ran on the machine
+            row["fwd_cpu_ms"] = _median_ms(times[path]["fwd_cpu"])
+            row["fwd_over_spmv_cpu"] = row["fwd_cpu_ms"] / spmv_cpu_ms
+            if backward:
+                row["fwd_bwd_cpu_ms"] = _median_ms(times[path]["fwd_bwd_cpu"])
+                row["fwd_bwd_over_spmv_cpu"] = row["fwd_bwd_cpu_ms"] / spmv_cpu_ms
+        rows.append(row)
     return rows
 
 
@@ -300,10 +329,12 @@ def _num(value: Optional[float], spec: str) -> str:
 def format_step_table(rows: Sequence[dict[str, Any]]) -> str:
     """The rows as a plain-text table."""
     header = ["device", "n", "edges", "path", "fwd ms", "fwd+bwd ms", "SpMV ms", "fwd/SpMV", "fwd+bwd/SpMV",
-              "floor frac", "peak MiB", "B/agent", "setup s"]
+              "(CPU time)", "floor frac", "peak MiB", "B/agent", "setup s"]
     body = [[row["device"], f"{row['n']:,}", f"{row['edges']:,}", row["path"], _num(row["fwd_ms"], ".1f"),
              _num(row["fwd_bwd_ms"], ".1f"), _num(row["spmv_ms"], ".2f"), _num(row["fwd_over_spmv"], ".1f") + "x",
-             _num(row["fwd_bwd_over_spmv"], ".1f") + "x", _num(row["floor_fraction"], ".3f"),
+             _num(row["fwd_bwd_over_spmv"], ".1f") + "x",
+             f"{_num(row['fwd_over_spmv_cpu'], '.1f')}x / {_num(row['fwd_bwd_over_spmv_cpu'], '.1f')}x",
+             _num(row["floor_fraction"], ".3f"),
              _num(None if row["peak_bytes"] is None else row["peak_bytes"] / 2**20, ".0f"),
              _num(row["bytes_per_agent"], ".0f"), _num(row["setup_s"], ".2f")] for row in rows]
     widths = [max(len(str(line[k])) for line in [header, *body]) for k in range(len(header))]
@@ -312,5 +343,5 @@ def format_step_table(rows: Sequence[dict[str, Any]]) -> str:
         row = rows[0]
         lines.append(f"threads {row['threads']}, batch {row['batch']}, medians of {row['repeats']} alternating "
                      f"repeats; memory bandwidth {row['bandwidth_gbs']:.1f} GB/s (copy); floor frac = "
-                     "floor time of the step's bytes / fwd time")
+                     "floor time of the step's bytes / fwd time; (CPU time): the two ratios from process CPU time")
     return "\n".join(lines)
