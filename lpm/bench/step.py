@@ -18,13 +18,16 @@ so that a loaded machine slows every path alike, with medians over repeats:
   the step's three aggregations reads the CSR arrays and its d values per agent and writes d
   values, ``(N + 1) * 4 + E * 4 + 2 * N * d * 4`` bytes (d = 1 activity, 1 opinion, 2 emotion).
 
-Peak memory: the resident set (CPU, ``/proc/self``) or the allocator's peak (CUDA) during a
-forward+backward step; ``bytes_per_agent`` counts graph, state and the step's temporaries.
+Peak memory: the resident set (CPU, ``/proc/self``, measured with freed blocks returned to the system)
+or the allocator's peak (CUDA) during a forward+backward step: ``step_peak_bytes`` above what was
+resident before it (the step's temporaries and what autograd saves), ``bytes_per_agent`` the peak
+above the process before the graph was built, per agent (graph, state and step).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import statistics
 import time
@@ -118,6 +121,15 @@ def _reset_peak(device: torch.device) -> None:
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident set (Linux)
 
 
+def _mmap_threshold(nbytes: int) -> None:
+    """glibc's malloc serves blocks of at least ``nbytes`` by mmap and returns them to the system on
+    free (no-op elsewhere). With a low threshold the resident set follows the live tensors, so the
+    peak of a step can be read from it; its default, adapted upward as blocks are freed, keeps freed
+    memory resident (faster, so the timed steps run with a high one)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(-3, int(nbytes))  # -3: M_MMAP_THRESHOLD
+
+
 def _memory(device: torch.device) -> Optional[int]:
     if device.type == "cuda":
         return torch.cuda.memory_allocated(device)
@@ -207,6 +219,8 @@ def _median_ms(values: list[float]) -> float:
 
 def _bench_size(num_nodes: int, device: torch.device, *, batch: int, seed: int, repeats: int, warmup: int,
                 backward: bool, setup: bool) -> list[dict[str, Any]]:
+    if device.type == "cpu":
+        _mmap_threshold(1 << 16)
     baseline = _memory(device) or 0
     stepper = _Stepper(num_nodes, batch, seed, warmup, device)
     spmv = _spmv(stepper.graph, device)
@@ -225,6 +239,8 @@ def _bench_size(num_nodes: int, device: torch.device, *, batch: int, seed: int, 
                 _sync(device)
                 peak = _peak(device)
                 peaks[path] = {"peak": peak, "step": None if peak is None or before is None else peak - before}
+    if device.type == "cpu":
+        _mmap_threshold(1 << 25)  # glibc's largest adaptive threshold (32 MiB)
     spmv_times, spmv_cpu = [], []
     for _ in range(repeats):
         for path in PATHS:
