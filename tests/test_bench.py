@@ -1,4 +1,5 @@
-"""``lpm bench ndlib`` on a tiny graph: the row schema, finite positive numbers, the time cap, the CLI."""
+"""``lpm bench ndlib`` on a tiny graph: the row schema, finite positive numbers, the time cap, the CLI; and
+``lpm bench cpu|gpu``: the rows of the step benchmark, its JSON and its error without CUDA."""
 
 from __future__ import annotations
 

@@ -226,7 +226,7 @@ def _bench_size(num_nodes: int, device: torch.device, *, batch: int, seed: int, 
     spmv = _spmv(stepper.graph, device)
     bandwidth = _bandwidth(device)
     times: dict[str, dict[str, list[float]]] = {p: {"fwd": [], "fwd_bwd": [], "setup": [], "fwd_cpu": [],
-                                                    "fwd_bwd_cpu": []} for p in PATHS}
+                                                    "fwd_bwd_cpu": [], "setup_cpu": []} for p in PATHS}
     peaks: dict[str, dict[str, Optional[int]]] = {}
     for path in PATHS:  # untimed first calls: the CPU library's build, allocator warm-up
         with _path(path, device):
@@ -256,7 +256,9 @@ def _bench_size(num_nodes: int, device: torch.device, *, batch: int, seed: int, 
     if setup:
         for path in PATHS:
             with _path(path, device):
-                times[path]["setup"].append(_timed(device, stepper.setup))
+                wall, cpu = _timed_both(device, stepper.setup)
+                times[path]["setup"].append(wall)
+                times[path]["setup_cpu"].append(cpu)
     spmv_ms = _median_ms(spmv_times)
     spmv_cpu_ms = _median_ms(spmv_cpu) if device.type == "cpu" else None
     edges = stepper.graph.num_edges
@@ -284,6 +286,7 @@ def _bench_size(num_nodes: int, device: torch.device, *, batch: int, seed: int, 
             "peak_bytes": peak, "step_peak_bytes": peaks.get(path, {}).get("step"),
             "bytes_per_agent": None if peak is None else (peak - baseline) / num_nodes,
             "setup_s": statistics.median(times[path]["setup"]) if setup else None,
+            "setup_cpu_s": statistics.median(times[path]["setup_cpu"]) if setup and device.type == "cpu" else None,
             "graph_s": stepper.graph_s, "repeats": repeats,
         }
         if spmv_cpu_ms:  # CPU time: the work itself, whatever else ran on the machine
