@@ -329,6 +329,12 @@ def _cmd_bench_ndlib(args: argparse.Namespace) -> int:
     return bench.run(args) or 0
 
 
+def _cmd_bench_step(args: argparse.Namespace) -> int:
+    from lpm import bench
+
+    return bench.run_step(args) or 0
+
+
 BACKENDS = ("embedding", "openai", "transformers")
 
 
@@ -446,6 +452,11 @@ def build_parser() -> argparse.ArgumentParser:
     ndlib = bench_sub.add_parser("ndlib", help="lpm vs NDlib on the CPU, side by side (BENCHMARKS.md section 1)")
     bench.add_arguments(ndlib)
     ndlib.set_defaults(func=_cmd_bench_ndlib)
+    for name, device, what in (("cpu", "cpu", "one CPU thread, against a CSR SpMV"), ("gpu", "cuda", "on CUDA")):
+        parser_ = bench_sub.add_parser(name, help=f"the default model's step, reference vs fused, {what} "
+                                                  "(BENCHMARKS.md section 2)")
+        bench.add_step_arguments(parser_, device)
+        parser_.set_defaults(func=_cmd_bench_step)
     return parser
 
 

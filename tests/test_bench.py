@@ -1,4 +1,5 @@
-"""``lpm bench ndlib`` on a tiny graph: the row schema, finite positive numbers, the time cap, the CLI."""
+"""``lpm bench ndlib`` on a tiny graph: the row schema, finite positive numbers, the time cap, the CLI; and
+``lpm bench cpu|gpu``: the rows of the step benchmark, its JSON and its error without CUDA."""
 
 from __future__ import annotations
 
@@ -104,3 +105,42 @@ def test_arguments_parse_sizes_and_reject_bad_input():
         bench_ndlib(sizes=(500,), ic_runs=1, verbose=False)
     with pytest.raises(ConfigError):
         bench_ndlib(sizes=(500,), models=("sir",), verbose=False)
+
+
+# ---------------------------------------------------------------- lpm bench cpu|gpu
+STEP_KEYS = {"device", "n", "edges", "path", "fwd_ms", "fwd_bwd_ms", "spmv_ms", "fwd_over_spmv", "fwd_bwd_over_spmv",
+             "bytes_per_step", "bandwidth_gbs", "floor_ms", "floor_fraction", "peak_bytes", "bytes_per_agent",
+             "setup_s"}
+
+
+def test_bench_cpu_rows_json_and_cli(tmp_path, capsys):
+    from lpm.bench.step import bench_step, step_floor_bytes
+    from lpm.cli import main
+
+    out = tmp_path / "step.json"
+    assert main(["bench", "cpu", "--sizes", "400", "--repeats", "1", "--json", str(out)]) == 0
+    assert "fwd/SpMV" in capsys.readouterr().out
+    rows = json.loads(out.read_text())
+    assert [row["path"] for row in rows] == ["reference", "fused"]
+    for row in rows:
+        assert STEP_KEYS <= set(row) and row["n"] == 400 and row["threads"] == 1
+        for name in ("fwd_ms", "fwd_bwd_ms", "spmv_ms", "fwd_over_spmv", "floor_fraction", "setup_s", "bandwidth_gbs",
+                     "fwd_cpu_ms", "fwd_bwd_over_spmv_cpu"):
+            assert _positive_finite(row[name]), (name, row[name])
+        # three aggregations (activity, opinion: d = 1; emotion: d = 2) over the same CSR arrays
+        assert row["bytes_per_step"] == step_floor_bytes(400, row["edges"], (1, 1, 2)) == \
+            3 * (401 * 4 + row["edges"] * 4) + 2 * 400 * 4 * 4
+    assert rows[0]["implementations"] == [] and any("fused_pull" in name for name in rows[1]["implementations"])
+    fwd_only = bench_step("cpu", [300], repeats=1, backward=False, setup=False)
+    assert fwd_only[0]["fwd_bwd_ms"] is None and fwd_only[0]["setup_s"] is None
+
+
+def test_bench_gpu_without_cuda_is_a_typed_error():
+    import torch
+
+    from lpm.bench.step import bench_step
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(ConfigError, match="Expected a CUDA device"):
+        bench_step("cuda", [1000])

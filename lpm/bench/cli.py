@@ -1,11 +1,12 @@
-"""Options and entry points of ``lpm bench ndlib`` (and ``python -m lpm.bench``)."""
+"""Options and entry points of ``lpm bench ndlib`` (and ``python -m lpm.bench``), ``lpm bench cpu`` and
+``lpm bench gpu``."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Optional, Sequence
 
-from lpm.bench import ndlib
+from lpm.bench import ndlib, step
 from lpm.bench.report import format_table
 from lpm.bench.common import BA_M, IC_RUNS, MODELS
 
@@ -67,6 +68,31 @@ def run(args: argparse.Namespace) -> int:
         out_json=args.json,
     )
     print(format_table(rows))
+    return 0
+
+
+def add_step_arguments(parser: argparse.ArgumentParser, device: str) -> argparse.ArgumentParser:
+    """Options of ``lpm bench cpu`` (``device="cpu"``) and ``lpm bench gpu`` (``"cuda"``)."""
+    sizes = step.GPU_SIZES if device == "cuda" else step.CPU_SIZES
+    default = ",".join(f"{n:.0e}".replace("e+0", "e") for n in sizes)
+    parser.add_argument("--sizes", type=_parse_sizes, default=list(sizes),
+                        help=f"comma-separated numbers of agents (default {default})")
+    parser.add_argument("--json", dest="json", default=None, help="write the rows to this JSON file")
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps per path and size (default 5)")
+    parser.add_argument("--batch", type=int, default=1, help="scenarios per step (default 1)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads, used by the fused CPU loops too (default 1); 0 keeps torch's default")
+    parser.add_argument("--no-backward", dest="backward", action="store_false", help="time the forward step only")
+    parser.add_argument("--seed", type=int, default=0, help="seed of graph, population and draws (default 0)")
+    parser.set_defaults(bench_device=device)
+    return parser
+
+
+def run_step(args: argparse.Namespace) -> int:
+    """Run ``lpm bench cpu|gpu`` with parsed ``args``, print the table; returns the exit status."""
+    rows = step.bench_step(args.bench_device, args.sizes, batch=args.batch, seed=args.seed, repeats=args.repeats,
+                           threads=args.threads or None, backward=args.backward, out_json=args.json)
+    print(step.format_step_table(rows))
     return 0
 
 

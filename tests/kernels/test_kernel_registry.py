@@ -25,6 +25,17 @@ class Recorder:
         return self.reference(*args)
 
 
+@pytest.fixture(autouse=True)
+def bare_registry():
+    """The registry's rules on an empty table: what lpm registers on import (the CPU fast path) is
+    set aside for each test and restored after it."""
+    saved = dict(registry._TABLE)
+    registry._TABLE.clear()
+    yield
+    registry._TABLE.clear()
+    registry._TABLE.update(saved)
+
+
 @pytest.fixture
 def registered():
     """Register stand-ins for a test and unregister them afterwards, whatever happens."""
