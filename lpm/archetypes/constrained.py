@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -74,13 +75,13 @@ def decision_token_bound(max_reaction_chars: int = MAX_REACTION_CHARS) -> int:
     return numbers + keys + 16 + max_reaction_chars + 1  # braces, commas and quotes, then the end token
 
 
-def _unpack(bitmask: Tensor, width: int) -> Tensor:
-    """``(B, ceil(V / 32))`` int32 bitmask -> ``(B, width)`` bool, token ``t`` allowed when bit ``t`` is set."""
-    shifts = torch.arange(32, dtype=torch.int32)
-    bits = ((bitmask[:, :, None] >> shifts) & 1).bool().reshape(bitmask.shape[0], -1)
-    if bits.shape[1] >= width:
-        return bits[:, :width]
-    return torch.cat([bits, bits.new_zeros(bits.shape[0], width - bits.shape[1])], 1)
+def _allowed(masks: list[bytes], width: int) -> Tensor:
+    """Per-row token bitmasks (bit ``t`` of the little-endian words set: token ``t`` allowed) -> ``(B, width)`` bool."""
+    rows = np.stack([np.unpackbits(np.frombuffer(m, dtype=np.uint8), bitorder="little") for m in masks])
+    allowed = torch.from_numpy(rows.astype(bool))
+    if allowed.shape[1] >= width:
+        return allowed[:, :width]
+    return torch.cat([allowed, allowed.new_zeros(allowed.shape[0], width - allowed.shape[1])], 1)
 
 
 class DecisionConstraint:
@@ -146,6 +147,5 @@ class GrammarProcessor:
                     raise BackendError(f"Expected row {row}'s token {token} to be allowed by the grammar "
                                        f"(got: {matcher.get_error()[:200]})")
         self._started = True
-        bitmask = torch.stack([torch.frombuffer(bytearray(m.compute_bitmask()), dtype=torch.int32) for m in self.matchers])
-        allowed = _unpack(bitmask, scores.shape[-1]).to(scores.device)
+        allowed = _allowed([m.compute_bitmask() for m in self.matchers], scores.shape[-1]).to(scores.device)
         return scores.masked_fill(~allowed, float("-inf"))

@@ -56,7 +56,7 @@ class TransformersBackend:
     name = "transformers"
 
     def __init__(self, model: str | os.PathLike[str], *, device: Any = None, batch_size: int = 8,
-                 max_new_tokens: int = 160, dtype: Any = None, max_retries: int = 4, retry_temperature: float = 0.7,
+                 max_new_tokens: int = 256, dtype: Any = None, max_retries: int = 4, retry_temperature: float = 0.7,
                  seed: int = 0, constrained: bool = True, cache_dir: str | os.PathLike[str] | None = None) -> None:
         if not isinstance(model, (str, os.PathLike)) or not str(model):
             raise ConfigError(f"Expected a model path or name for the transformers backend (got {model!r})")
