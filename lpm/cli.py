@@ -190,12 +190,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _record(args, folder, "run", scenario.name, v, metrics, tables)
     if backend is not None:
         usage = folder / "llm_usage.json"
-        backend.write_usage_json(usage)
+        load = {k: round(v, 3) for k in ("load_seconds", "load_cpu_seconds")
+                if (v := getattr(backend.backend, k, None)) is not None}
+        backend.write_usage_json(usage, **load)
         backend.cache.close()
-        stats = backend.stats()
+        stats, seconds = backend.stats(), backend.seconds()
         print(f"wrote {usage}")
+        loaded = (f", of which model load {load['load_seconds']:.1f} s wall, {load['load_cpu_seconds']:.1f} s CPU"
+                  if load else "")
         print(f"backend {backend.name} ({backend.model}): {stats['calls']} calls, {stats['cache_hits']} cache hits, "
-              f"{stats['prompt_tokens']} prompt tokens, {stats['completion_tokens']} completion tokens")
+              f"{stats['prompt_tokens']} prompt tokens, {stats['completion_tokens']} completion tokens, "
+              f"{seconds['wall_s']:.1f} s wall, {seconds['cpu_s']:.1f} s CPU{loaded}")
     return 0
 
 

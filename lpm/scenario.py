@@ -73,6 +73,10 @@ class Scenario:
             scenario with contexts can run with archetypes (``lpm run --archetypes K``): its
             ``build_model`` and ``arms`` then also receive ``archetypes=`` an
             :class:`lpm.archetypes.ArchetypeSetup` whose decision table covers these texts.
+        opinion_topics: with archetypes, one :class:`lpm.archetypes.OpinionTopic` per opinion
+            dimension (what it is about, which side each leaning takes): the agents' personas then
+            set the initial opinions and traits (:meth:`lpm.archetypes.ArchetypeSetup.initial_state`);
+            empty: every dimension political.
         config: the scenario's own settings (model parameters, shocks, data folder), a dataclass
             instance whose values its builders are bound to; its fields are keys of the run
             configuration beside ``agents``, ``days`` and the rest (:mod:`lpm.config`:
@@ -97,6 +101,7 @@ class Scenario:
     build_record: Optional[Callable[[Graph, int], Mapping[str, Observable]]] = None
     sweep: Optional[Callable[..., Sequence[Intervention]]] = None
     contexts: tuple[str, ...] = ()
+    opinion_topics: tuple[Any, ...] = ()
     config: Optional[Any] = None
     configure: Optional[Callable[[Any], "Scenario"]] = None
 
@@ -219,6 +224,8 @@ def run_scenario(scenario: Scenario, *, device: str | torch.device = "cpu", step
         extra = {"archetypes": archetypes}
     start = time.perf_counter()
     state = scenario.build_population(graph, scenario.batch, scenario.seed)
+    if archetypes is not None:  # the personas behind the archetypes are the agents: they set the initial state
+        state = archetypes.initial_state(state, scenario.opinion_topics or None, seed=scenario.seed)
     model = scenario.build_model(graph, scenario.dt, scenario.seed, **extra)
     model = model.to(device=device, dtype=state.opinion.dtype)
     fitted: tuple[str, ...] = ()

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lpm.archetypes import ArchetypeSetup
+from lpm.archetypes import ArchetypeSetup, OpinionTopic
 from lpm.dynamics import Cascade, Item
 from lpm.errors import ConfigError
 from lpm.graph import Graph
@@ -189,6 +189,8 @@ def scenario(config: Config = Config()) -> Scenario:
         dt=STEP_H,
         seeds=6,
         contexts=CONTEXTS,
+        # belief in the claim: a health topic on which conservatives lean toward the claim (an assumption)
+        opinion_topics=(OpinionTopic("health, medicine and vaccines", 1.0),),
         config=config,
         configure=scenario,
     )

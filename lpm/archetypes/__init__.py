@@ -16,6 +16,7 @@ from lpm.archetypes.clustering import DEFAULT_WEIGHTS, Archetypes, KMeansResult,
 from lpm.archetypes.decision import EMOTIONS, PROMPT_VERSION, Backend, Decision, Usage, decision_schema, parse_decision
 from lpm.archetypes.embedding_backend import ANCHORS, EmbeddingBackend
 from lpm.archetypes.personas import VOCABULARY, Personas
+from lpm.archetypes.population import OpinionTopic, PersonaPriors, persona_state
 from lpm.archetypes.tables import (ArchetypeDrive, ArchetypeScaled, ArchetypeSetup, BehaviourHead, DecisionTable,
                                   ExposureDrive)
 
@@ -29,6 +30,9 @@ __all__ = [
     "KMeansResult",
     "persona_features",
     "DEFAULT_WEIGHTS",
+    "OpinionTopic",
+    "PersonaPriors",
+    "persona_state",
     # decisions and backends
     "Decision",
     "Usage",

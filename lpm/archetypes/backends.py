@@ -3,8 +3,9 @@
 * :class:`OpenAICompatibleBackend`: any chat-completions endpoint (vLLM, Ollama, llama.cpp server,
   hosted APIs) through the ``openai`` package, with its own retries, bounded concurrency and token
   accounting.
-* :class:`TransformersBackend`: a local chat model loaded with ``transformers``, batched greedy
-  generation with left padding.
+* :class:`~lpm.archetypes.local_llm.TransformersBackend` (in :mod:`lpm.archetypes.local_llm`, re-exported
+  here): a local chat model loaded with ``transformers``, batched greedy generation constrained to the
+  decision's grammar.
 * :func:`make_backend`: one place that turns a backend kind (``"openai"``, ``"transformers"``,
   ``"embedding"``) into a backend.
 
@@ -16,7 +17,6 @@ are cached (:mod:`lpm.archetypes.cache`). Every answer goes through
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import random
@@ -25,9 +25,11 @@ import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, Literal, Sequence
 
-from lpm.archetypes.decision import PROMPT_VERSION, Backend, Decision, Usage, decision_schema, parse_decision
+from lpm.archetypes.decision import (PROMPT_VERSION, Backend, Decision, Usage, check_requests, decision_schema,
+                                     parse_decision)
+from lpm.archetypes.local_llm import TransformersBackend
 from lpm.archetypes.http_deadline import DEADLINE, body_start, install_deadline
-from lpm.archetypes.prompts import SYSTEM_PROMPT, describe_request, render_correction, render_messages, render_user_prompt
+from lpm.archetypes.prompts import describe_request, render_correction, render_messages
 from lpm.errors import BackendError, ConfigError
 
 __all__ = ["OpenAICompatibleBackend", "TransformersBackend", "make_backend", "check_requests"]
@@ -36,20 +38,6 @@ __all__ = ["OpenAICompatibleBackend", "TransformersBackend", "make_backend", "ch
 _RETRY_STATUSES = frozenset({408, 409, 429})
 #: Never wait longer than this on a server's Retry-After header (a misconfigured server could ask for hours).
 _MAX_RETRY_AFTER_S = 60.0
-
-
-def check_requests(requests: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Validate ``(persona_text, context_text)`` pairs once, at the boundary; lists become tuples.
-
-    Raises:
-        ConfigError: a request is not a pair of strings.
-    """
-    checked = []
-    for i, pair in enumerate(requests):
-        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(t, str) for t in pair)):
-            raise ConfigError(f"Expected request {i} to be a (persona_text, context_text) pair of str (got {pair!r:.120})")
-        checked.append((pair[0], pair[1]))
-    return checked
 
 
 class OpenAICompatibleBackend:
@@ -292,171 +280,6 @@ class OpenAICompatibleBackend:
         Raises:
             BackendError: a request still failed after ``max_retries`` retries, or the server refused
                 it (4xx other than 408/409/429).
-        """
-        return [decision for decision, _ in self.decide_with_usage(requests)]
-
-
-class TransformersBackend:
-    """Decisions from a local chat model loaded with ``transformers`` (path or hub name in the local cache).
-
-    The model loads on the first :meth:`decide`. Prompts are rendered with the tokenizer's chat
-    template, left-padded into batches of ``batch_size`` and decoded greedily; answers that fail the
-    schema are generated again by sampling (a different seed per retry) up to ``max_retries`` times.
-
-    Args:
-        model: local path or model name.
-        device: defaults to CUDA when available, else CPU.
-        batch_size: prompts per ``generate`` call.
-        max_new_tokens: completion token limit per answer.
-        dtype: torch dtype; defaults to bfloat16 on CUDA, float32 on CPU.
-        max_retries: re-generations of an invalid answer.
-        retry_temperature: sampling temperature of the re-generations.
-        seed: base seed of the re-generations (retry ``k`` uses ``seed + k``), so results are reproducible.
-    """
-
-    name = "transformers"
-
-    def __init__(self, model: str, *, device: Any = None, batch_size: int = 8, max_new_tokens: int = 160,
-                 dtype: Any = None, max_retries: int = 4, retry_temperature: float = 0.7, seed: int = 0) -> None:
-        if not isinstance(model, (str, os.PathLike)) or not str(model):
-            raise ConfigError(f"Expected a model path or name for the transformers backend (got {model!r})")
-        if not (isinstance(batch_size, int) and batch_size >= 1):
-            raise ConfigError(f"Expected batch_size to be an int >= 1 (got {batch_size!r})")
-        if not (isinstance(max_new_tokens, int) and max_new_tokens >= 1):
-            raise ConfigError(f"Expected max_new_tokens to be an int >= 1 (got {max_new_tokens!r})")
-        if not (isinstance(max_retries, int) and max_retries >= 0):
-            raise ConfigError(f"Expected max_retries to be an int >= 0 (got {max_retries!r})")
-        if not retry_temperature > 0:
-            raise ConfigError(f"Expected retry_temperature > 0 (got {retry_temperature})")
-        self.model: str = os.fspath(model)
-        self.prompt_version: str = PROMPT_VERSION
-        self.usage: Usage = Usage()
-        self.batch_size = batch_size
-        self.max_new_tokens = max_new_tokens
-        self.max_retries = max_retries
-        self.retry_temperature = float(retry_temperature)
-        self.seed = int(seed)
-        self._device_arg = device
-        self._dtype_arg = dtype
-        self._tokenizer: Any = None
-        self._lm: Any = None
-        self._lock = threading.Lock()  # one generate at a time: the model is not re-entrant on one device
-
-    def __repr__(self) -> str:
-        return f"TransformersBackend(model={self.model!r})"
-
-    def _load(self) -> None:
-        if self._lm is not None:
-            return
-        import torch
-        try:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-        except ImportError as exc:
-            raise ConfigError(f"Expected the 'transformers' package for the transformers backend (got {exc})") from None
-        device = torch.device(self._device_arg if self._device_arg is not None
-                              else ("cuda" if torch.cuda.is_available() else "cpu"))
-        dtype = self._dtype_arg if self._dtype_arg is not None else (
-            torch.bfloat16 if device.type == "cuda" else torch.float32)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(self.model)
-            lm = AutoModelForCausalLM.from_pretrained(self.model, dtype=dtype)
-        except (OSError, ValueError) as exc:
-            raise BackendError(f"Expected a loadable causal language model at {self.model!r} (got {exc})") from exc
-        tokenizer.padding_side = "left"  # generation continues from the last position of every row
-        if tokenizer.pad_token is None:  # many chat models ship without one; the mask hides it anyway
-            tokenizer.pad_token = tokenizer.eos_token
-        if tokenizer.pad_token is None:
-            raise BackendError(f"Expected the tokenizer of {self.model!r} to have a pad or eos token (got neither)")
-        self._device = device
-        self._tokenizer = tokenizer
-        self._lm = lm.to(device).eval()
-
-    def _render(self, persona: str, context: str) -> str:
-        tokenizer = self._tokenizer
-        if not getattr(tokenizer, "chat_template", None):
-            # A base model without a chat template: a plain transcript it can continue.
-            return f"{SYSTEM_PROMPT}\n\n{render_user_prompt(persona, context)}\n\nAnswer:\n"
-        messages = render_messages(persona, context)
-        from jinja2 import TemplateError  # installed with transformers' chat-template support
-
-        try:
-            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        except TemplateError:  # some templates (Gemma) reject a system role: fold it into the user turn
-            merged = [{"role": "user", "content": f"{SYSTEM_PROMPT}\n\n{render_user_prompt(persona, context)}"}]
-            return tokenizer.apply_chat_template(merged, tokenize=False, add_generation_prompt=True)
-
-    def _eos_ids(self) -> set[int]:
-        eos = self._lm.generation_config.eos_token_id
-        ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) if eos is not None else set()
-        if self._tokenizer.eos_token_id is not None:
-            ids.add(self._tokenizer.eos_token_id)
-        return ids
-
-    def _generate(self, prompts: list[str], attempt: int) -> list[tuple[str, int, int]]:
-        """Generate for one batch; returns (text, prompt tokens, completion tokens) per prompt."""
-        import torch
-        tokenizer, lm = self._tokenizer, self._lm
-        # Chat templates already insert the BOS token; adding special tokens again would double it.
-        special = not getattr(tokenizer, "chat_template", None)
-        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=special).to(self._device)
-        config = copy.deepcopy(lm.generation_config)
-        config.max_new_tokens = self.max_new_tokens
-        config.pad_token_id = tokenizer.pad_token_id
-        if attempt == 0:
-            config.do_sample, config.temperature, config.top_p, config.top_k = False, None, None, None
-        else:
-            config.do_sample, config.temperature, config.top_p, config.top_k = True, self.retry_temperature, 0.95, None
-        devices = [self._device.index or 0] if self._device.type == "cuda" else []
-        # fork_rng: seed the sampling of this retry without touching the caller's global RNG state.
-        with torch.no_grad(), torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.seed + attempt)
-            output = lm.generate(**encoded, generation_config=config)
-        new = output[:, encoded["input_ids"].shape[1]:].tolist()
-        eos = self._eos_ids()
-        results = []
-        for row, mask in zip(new, encoded["attention_mask"].sum(dim=1).tolist()):
-            length = next((j + 1 for j, token in enumerate(row) if token in eos), len(row))
-            results.append((tokenizer.decode(row[:length], skip_special_tokens=True), int(mask), length))
-        return results
-
-    def decide_with_usage(self, requests: Sequence[tuple[str, str]]) -> list[tuple[Decision, Usage]]:
-        """Like :meth:`decide`, with the tokens each request spent (all its attempts), for the cache."""
-        requests = check_requests(requests)
-        if not requests:
-            return []
-        with self._lock:
-            self._load()
-            prompts = [self._render(p, c) for p, c in requests]
-            decisions: list[Decision | None] = [None] * len(requests)
-            spent = [Usage() for _ in requests]
-            problems = ["no attempt made"] * len(requests)
-            pending = list(range(len(requests)))
-            for attempt in range(self.max_retries + 1):
-                for start in range(0, len(pending), self.batch_size):
-                    batch = pending[start:start + self.batch_size]
-                    for i, (text, n_prompt, n_new) in zip(batch, self._generate([prompts[i] for i in batch], attempt)):
-                        spent[i].add(Usage(calls=1, prompt_tokens=n_prompt, completion_tokens=n_new))
-                        try:
-                            decisions[i] = parse_decision(text, where="answer")
-                        except BackendError as exc:
-                            problems[i] = str(exc)
-                pending = [i for i in pending if decisions[i] is None]
-                if not pending:
-                    break
-            for one in spent:
-                self.usage.add(one)
-        if pending:
-            i = pending[0]
-            raise BackendError(f"Expected a valid decision for {describe_request(*requests[i])} from {self!r} after "
-                               f"{self.max_retries + 1} attempts (got, last: {problems[i]}); "
-                               f"{len(pending)} of {len(requests)} requests failed")
-        return [(d, u) for d, u in zip(decisions, spent)]  # type: ignore[misc]
-
-    def decide(self, requests: Sequence[tuple[str, str]]) -> list[Decision]:
-        """One decision per ``(persona_text, context_text)``, in request order.
-
-        Raises:
-            BackendError: the model cannot be loaded, or an answer still fails the schema after the retries.
         """
         return [decision for decision, _ in self.decide_with_usage(requests)]
 

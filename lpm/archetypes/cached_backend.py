@@ -6,6 +6,7 @@ import copy
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,7 +33,9 @@ class CachedBackend:
     answered from the cache, ``deduplicated`` repeats of a missing request within one call (answered
     by its first occurrence), ``requests`` everything asked, ``attempts`` the backend's own attempts
     (retries included), ``prompt_tokens`` and ``completion_tokens`` spent by the backend.
-    ``requests == cache_hits + calls + deduplicated``.
+    ``requests == cache_hits + calls + deduplicated``. :meth:`seconds` gives the wall and process CPU
+    seconds spent waiting on the backend (the CPU time is the whole process's: a local model's
+    threads, or almost nothing for a remote endpoint).
     """
 
     def __init__(self, backend: Backend, cache: DecisionCache, *, chunk_size: int | None = None) -> None:
@@ -44,6 +47,7 @@ class CachedBackend:
         self._lock = threading.Lock()
         self._stats = {"requests": 0, "calls": 0, "cache_hits": 0, "deduplicated": 0, "attempts": 0,
                        "prompt_tokens": 0, "completion_tokens": 0}
+        self._seconds = {"wall_s": 0.0, "cpu_s": 0.0}
 
     name = property(lambda self: self.backend.name, doc="The wrapped backend's name.")
     model = property(lambda self: self.backend.model, doc="The wrapped backend's model.")
@@ -89,6 +93,7 @@ class CachedBackend:
         """Send one chunk of misses to the backend, store the answers, count what it cost."""
         before = copy.copy(self.backend.usage)
         self._count(calls=len(chunk))
+        wall, cpu = time.perf_counter(), time.process_time()
         try:
             usages: list[Usage] | None = None
             if hasattr(self.backend, "decide_with_usage"):  # per-request tokens, stored with each entry
@@ -101,6 +106,9 @@ class CachedBackend:
             # From the running totals, so failed attempts count too (another thread using the same
             # backend at the same time would be counted here as well).
             after = self.backend.usage
+            with self._lock:
+                self._seconds["wall_s"] += time.perf_counter() - wall
+                self._seconds["cpu_s"] += time.process_time() - cpu
             self._count(attempts=after.calls - before.calls, prompt_tokens=after.prompt_tokens - before.prompt_tokens,
                         completion_tokens=after.completion_tokens - before.completion_tokens)
         if len(decisions) != len(chunk) or not all(isinstance(d, Decision) for d in decisions):
@@ -115,8 +123,14 @@ class CachedBackend:
         with self._lock:
             return dict(self._stats)
 
-    def write_usage_json(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`stats`, with the backend's name, model and prompt version, as JSON, atomically."""
+    def seconds(self) -> dict[str, float]:
+        """``{"wall_s", "cpu_s"}``: wall and process CPU seconds spent in the backend's calls (cache misses)."""
+        with self._lock:
+            return dict(self._seconds)
+
+    def write_usage_json(self, path: str | os.PathLike[str], **extra: Any) -> None:
+        """Write :meth:`stats` and :meth:`seconds`, with the backend's name, model and prompt version
+        and ``extra`` entries, as JSON, atomically."""
         payload: dict[str, Any] = {"backend": self.name, "model": self.model, "prompt_version": self.prompt_version,
-                                   **self.stats()}
+                                   **self.stats(), **{k: round(v, 3) for k, v in self.seconds().items()}, **extra}
         atomic_write_text(Path(path), json.dumps(payload, indent=2, sort_keys=True) + "\n")

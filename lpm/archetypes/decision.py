@@ -12,9 +12,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
-from lpm.errors import BackendError
+from lpm.errors import BackendError, ConfigError
 
-__all__ = ["EMOTIONS", "PROMPT_VERSION", "Decision", "Usage", "Backend", "parse_decision", "decision_schema"]
+__all__ = ["EMOTIONS", "PROMPT_VERSION", "Decision", "Usage", "Backend", "parse_decision", "decision_schema",
+           "check_requests"]
 
 #: Emotion dimensions of an impulse, in the order of the state's emotion axis (``PopulationState.emotion``).
 EMOTIONS: tuple[str, ...] = ("valence", "arousal")
@@ -136,3 +137,17 @@ def parse_decision(raw: str | Mapping[str, Any], where: str = "decision") -> Dec
     if not isinstance(reaction, str) or not reaction.strip():
         raise BackendError(f"{where}: expected 'reaction' as a non-empty string (got {reaction!r})")
     return Decision(share, stance, emotions, " ".join(reaction.split())[:300])
+
+
+def check_requests(requests: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Validate ``(persona_text, context_text)`` pairs once, at the boundary; lists become tuples.
+
+    Raises:
+        ConfigError: a request is not a pair of strings.
+    """
+    checked = []
+    for i, pair in enumerate(requests):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(t, str) for t in pair)):
+            raise ConfigError(f"Expected request {i} to be a (persona_text, context_text) pair of str (got {pair!r:.120})")
+        checked.append((pair[0], pair[1]))
+    return checked

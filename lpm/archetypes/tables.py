@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from lpm.archetypes.clustering import Archetypes, build_archetypes
 from lpm.archetypes.decision import EMOTIONS, Decision
+from lpm.archetypes.population import OpinionTopic, PersonaPriors, persona_state
 from lpm.dynamics.base import positive, softplus
 from lpm.engine import StepContext, Updates
 from lpm.errors import BackendError, ConfigError, StateError
@@ -480,6 +481,12 @@ class ArchetypeSetup:
         """``(N,)`` ``1 + stance_shift[archetype_i, context]``, in [0, 2] (see :class:`ArchetypeScaled`)."""
         column = self.table.column(context)
         return (1.0 + self.table.stance_shift[:, column])[self.archetypes.assignment]
+
+    def initial_state(self, state: PopulationState, topics: Optional[Sequence[OpinionTopic]] = None, *,
+                      priors: PersonaPriors = PersonaPriors(), seed: int = 0) -> PopulationState:
+        """``state`` with opinions, posting rates, susceptibility and stubbornness set by the agents'
+        personas (:func:`~lpm.archetypes.population.persona_state`)."""
+        return persona_state(state, self.archetypes.personas, topics, priors=priors, seed=seed)
 
     def scaled(self, intervention: Intervention, context: str) -> ArchetypeScaled:
         """``intervention`` with its effect on each agent scaled by :meth:`acceptance` of ``context``."""

@@ -258,7 +258,8 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_transformers_backend_batches_with_left_padding(tiny_models: dict[str, Path]) -> None:
-    backend = TransformersBackend(str(tiny_models["crafted"]), device="cpu", batch_size=3, max_new_tokens=16)
+    backend = TransformersBackend(str(tiny_models["crafted"]), device="cpu", batch_size=3, max_new_tokens=16,
+                                  constrained=False)  # a word-level vocabulary cannot spell the grammar
     assert isinstance(backend, Backend) and backend.name == "transformers"
     # Different prompt lengths within a batch, and a last batch of one.
     requests = [("short", "a"), ("a much longer persona text with many words in it", "b c d e f g"),
@@ -270,13 +271,14 @@ def test_transformers_backend_batches_with_left_padding(tiny_models: dict[str, P
     assert backend.usage.calls == len(requests)
     assert backend.usage.completion_tokens == len(requests) * (len(ANSWER_TOKENS) + 1)  # + eos
     tokenizer = backend._tokenizer
-    lengths = [len(tokenizer(backend._render(p, c), add_special_tokens=False)["input_ids"]) for p, c in requests]
+    lengths = [len(tokenizer(backend._render(render_messages(p, c)), add_special_tokens=False)["input_ids"])
+               for p, c in requests]
     assert backend.usage.prompt_tokens == sum(lengths)
 
 
 def test_transformers_backend_garbage_raises_after_retries(tiny_models: dict[str, Path]) -> None:
     backend = TransformersBackend(str(tiny_models["random"]), device="cpu", batch_size=2, max_new_tokens=6,
-                                  max_retries=2)
+                                  max_retries=2, constrained=False)
     with pytest.raises(BackendError, match=r"after 3 attempts.*2 of 2 requests failed"):
         backend.decide([("p1", "c1"), ("p2", "c2")])
     assert backend.usage.calls == 2 * 3
@@ -284,5 +286,9 @@ def test_transformers_backend_garbage_raises_after_retries(tiny_models: dict[str
 
 def test_transformers_backend_unloadable_model(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
-    with pytest.raises(BackendError, match="loadable"):
+    with pytest.raises(ConfigError, match="smollm2-135m"):  # neither a path nor a packaged name
         TransformersBackend(str(tmp_path / "missing")).decide([("p", "c")])
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{}")
+    with pytest.raises(BackendError, match="loadable"):
+        TransformersBackend(str(tmp_path / "broken"), constrained=False).decide([("p", "c")])
