@@ -87,7 +87,9 @@ def test_stats_are_exact_and_written_atomically(tmp_path: Path) -> None:
         target = tmp_path / "out" / "usage.json"
         cached.write_usage_json(target)
         written = json.loads(target.read_text())
-        assert written == {**stats, "backend": "counting", "model": "m1", "prompt_version": PROMPT_VERSION}
+        seconds = {k: round(v, 3) for k, v in cached.seconds().items()}
+        assert set(seconds) == {"wall_s", "cpu_s"} and all(v >= 0 for v in seconds.values())
+        assert written == {**stats, **seconds, "backend": "counting", "model": "m1", "prompt_version": PROMPT_VERSION}
         assert sorted(p.name for p in target.parent.iterdir()) == ["usage.json"]  # no temp file left
 
 

@@ -110,7 +110,7 @@ def test_lpm_run_with_the_local_model_then_from_the_cache(tmp_path, capsys) -> N
     from lpm.scenarios.misinformation import CONTEXTS as SCENARIO_CONTEXTS
 
     k = 2
-    args = ["run", "misinformation", "--agents", "2000", "--archetypes", str(k), "--steps", "2", "--seeds", "1",
+    args = ["run", "misinformation", "--agents", "2000", "--archetypes", str(k), "--steps", "2", "--seeds", "2",
             "--backend", "transformers", "--llm-model", "smollm2-135m", "--out", str(tmp_path),
             "--cache", str(tmp_path / "cache.sqlite"), "--quiet", "--logger", "none"]
     assert main(args) == 0

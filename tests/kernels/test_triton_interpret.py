@@ -94,9 +94,9 @@ def _check_pull(fused, graph: Graph, x, pair, source_weight, params, tol=TOL):
 
 def test_kernels_are_interpreted_and_not_registered(fused):
     assert type(fused.kernels.pull_rows_fwd).__name__ == "InterpretedFunction"
-    # an interpreting process registers nothing: every op is served by its reference
+    # an interpreting process registers nothing for CUDA (the CPU's own fast path may be registered)
     assert not fused_kernels.register_available()
-    assert all(len(kernels.implementations(op)) == 1 for op in fused_kernels.FUSED_OPS)
+    assert not any(impl.device == "cuda" for op in fused_kernels.FUSED_OPS for impl in kernels.implementations(op))
 
 
 @pytest.mark.parametrize("with_source", [False, True])
@@ -219,13 +219,20 @@ def _registered_on_cpu(fused, calls: dict):
             return fn(*args)
         return run
 
+    # the CPU fast path (kernels/cpu) may hold these keys: set aside while the interpreted ops stand in
+    displaced = {(impl.op, impl.pair): impl.fn for op, _ in keys for impl in kernels.implementations(op)[1:]
+                 if impl.device == "cpu" and impl.dtype == DT}
     for op, pair in keys:
+        if (op, pair) in displaced:
+            kernels.unregister(op, device="cpu", dtype=DT, pair=pair)
         kernels.register(op, counted(op, getattr(fused, op)), device="cpu", dtype=DT, pair=pair)
     try:
         yield
     finally:
         for op, pair in keys:
             kernels.unregister(op, device="cpu", dtype=DT, pair=pair)
+            if (op, pair) in displaced:
+                kernels.register(op, displaced[op, pair], device="cpu", dtype=DT, pair=pair)
 
 
 def _default_run(steps: int):

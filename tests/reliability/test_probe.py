@@ -590,8 +590,10 @@ case("backend-openai-nothing-listening", lambda t: oa(max_retries=0, timeout_s=0
      E.BackendError, "127.0.0.1:9", "after 1 attempts")
 case("backend-transformers-batch-0", lambda t: make_backend("transformers", model="x", batch_size=0), E.ConfigError,
      "batch_size")
-case("backend-transformers-unloadable", lambda t: make_backend("transformers", model=str(t / "none")).decide(
-    [("p", "c")]), E.BackendError, "none")
+case("backend-transformers-missing-model", lambda t: make_backend("transformers", model=str(t / "none")).decide(
+    [("p", "c")]), E.ConfigError, "none", "nothing is downloaded")
+case("backend-transformers-empty-folder", lambda t: make_backend("transformers", model=str(t)).decide(
+    [("p", "c")]), E.BackendError, "{tmp}", "config.json")
 case("decision-not-json", lambda t: parse_decision("share it!"), E.BackendError, "JSON")
 case("decision-share-1.7", lambda t: parse_decision({"share_probability": 1.7, "stance_shift": 0.0, "emotion_impulse":
                                                      {"valence": 0, "arousal": 0}, "reaction": "x"}),
