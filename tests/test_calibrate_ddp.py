@@ -1,0 +1,96 @@
+"""Cascade calibration across processes with Lightning's DDP (gloo, CPU): two ranks, each simulating
+half of the step's ensemble, give the one-process loss, gradients and parameters.
+
+The two-process fit runs this file as a program (``python tests/test_calibrate_ddp.py OUT``):
+Lightning's launcher starts rank 1 by running the same command again with ``LOCAL_RANK=1``, as it
+does for ``lpm calibrate --devices 2``. Rank 0 writes what the fit saw to ``OUT``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from lpm.calibration.common import fit
+from lpm.calibration.fit_cascades import DEFAULTS, CascadeCalibration, CascadeWorld, simulate_cascades
+from lpm.errors import ConfigError
+from lpm.targets import cascade_targets
+
+STEPS = 2
+HOURS = [1 / 6, 0.5]
+
+
+def _module() -> CascadeCalibration:
+    """A small random problem: 4 scenarios x 3 cascades per step, relaxed (random) reshare draws, so
+    that each rank's half of the ensemble must come from the same per-scenario draws as in one process."""
+    world = CascadeWorld(agents=300, items=3)
+    truth = dict(DEFAULTS, audience=900.0, transmissibility=0.01)
+    observed = cascade_targets(simulate_cascades(world, truth, hours=HOURS, batch=3, seed=5), HOURS)
+    return CascadeCalibration(observed, world, dict(truth, audience=600.0, feed_half_life_h=0.4), fixed=(),
+                              batch=4, fit_horizon_h=0.5, estimator="relaxed", temperature=0.7,
+                              dtype=torch.float64, seed=3)
+
+
+class _Record(Callback):
+    """The gradients each step applies (after DDP's all-reduce) and the parameters after it."""
+
+    def __init__(self) -> None:
+        self.grads: list[dict[str, torch.Tensor]] = []
+        self.params: list[dict[str, torch.Tensor]] = []
+
+    def on_before_optimizer_step(self, trainer, module, optimizer) -> None:
+        self.grads.append({n: p.grad.detach().clone() for n, p in module.named_parameters() if p.grad is not None})
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.params.append({n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad})
+
+
+def _fit(work_dir: Path, devices: int) -> dict:
+    record = _Record()
+    result = fit(_module(), kind="cascades", max_steps=STEPS, logger="none", progress=False, work_dir=work_dir,
+                 devices=devices, strategy="ddp" if devices > 1 else "auto", callbacks=[record])
+    return {"losses": [loss for _, _, loss in result["history"]], "grads": record.grads, "params": record.params,
+            "rank": result["global_rank"]}
+
+
+def test_two_processes_give_the_one_process_loss_gradients_and_steps(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    done = subprocess.run([sys.executable, __file__, str(tmp_path / "ddp.pt"), str(tmp_path / "ddp")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = torch.load(tmp_path / "ddp.pt")
+    one = _fit(tmp_path / "one", devices=1)
+    assert len(two["losses"]) == len(one["losses"]) == STEPS
+    # The loss is computed on the gathered ensemble, the same float64 values in the same order as in
+    # one process: equal to the last bit. The gradient's per-scenario parts are summed per rank and
+    # then across ranks (another order), so it agrees to float64 rounding: relative 1e-12.
+    assert two["losses"] == one["losses"]
+    for got, want in zip(two["grads"], one["grads"]):
+        assert got.keys() == want.keys() and len(want) >= 6
+        for name in want:
+            assert torch.allclose(got[name], want[name], rtol=1e-12, atol=1e-15), name
+    assert any(float(g.abs().max()) > 1e-6 for g in one["grads"][0].values())  # the comparison is not of zeros
+    for got, want in zip(two["params"], one["params"]):
+        for name in want:
+            assert torch.allclose(got[name], want[name], rtol=1e-12, atol=1e-15), name
+    assert one["params"][-1]["model.cascade.raw_audience"] != one["params"][0]["model.cascade.raw_audience"]
+
+
+def test_strategy_and_devices_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match="strategy"):
+        fit(_module(), kind="cascades", max_steps=1, logger="none", progress=False, work_dir=tmp_path,
+            strategy="fsdp")
+    with pytest.raises(ConfigError, match="devices"):
+        fit(_module(), kind="cascades", max_steps=1, logger="none", progress=False, work_dir=tmp_path, devices=0)
+
+
+if __name__ == "__main__":  # one rank of the two-process fit (see the module docstring)
+    seen = _fit(Path(sys.argv[2]), devices=2)
+    if seen["rank"] == 0:
+        torch.save(seen, sys.argv[1])
