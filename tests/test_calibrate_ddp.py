@@ -13,12 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
 from lpm.calibration.common import fit
 from lpm.calibration.fit_cascades import DEFAULTS, CascadeCalibration, CascadeWorld, simulate_cascades
+from lpm.cli import main
 from lpm.errors import ConfigError
 from lpm.targets import cascade_targets
 
@@ -61,11 +63,12 @@ def _fit(work_dir: Path, devices: int) -> dict:
 
 def test_two_processes_give_the_one_process_loss_gradients_and_steps(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    done = subprocess.run([sys.executable, __file__, str(tmp_path / "ddp.pt"), str(tmp_path / "ddp")], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = subprocess.Popen([sys.executable, __file__, str(tmp_path / "ddp.pt"), str(tmp_path / "ddp")], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    one = _fit(tmp_path / "one", devices=1)  # while the two ranks start
+    _, err = ranks.communicate(timeout=300)
+    assert ranks.returncode == 0, err[-3000:]
     two = torch.load(tmp_path / "ddp.pt")
-    one = _fit(tmp_path / "one", devices=1)
     assert len(two["losses"]) == len(one["losses"]) == STEPS
     # The loss is computed on the gathered ensemble, the same float64 values in the same order as in
     # one process: equal to the last bit. The gradient's per-scenario parts are summed per rank and
@@ -89,6 +92,26 @@ def test_strategy_and_devices_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="devices"):
         fit(_module(), kind="cascades", max_steps=1, logger="none", progress=False, work_dir=tmp_path, devices=0)
 
+
+
+def test_sharding_needs_a_module_that_splits_and_an_even_split(tmp_path, capsys):
+    """A fit that cannot split its ensemble refuses several processes before any starts; the CLI
+    refuses other kinds, and a batch that does not divide over the processes, before fitting."""
+
+    class OneProcess(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.randn(3))
+
+    with pytest.raises(ConfigError, match="splits its simulated ensemble"):
+        fit(OneProcess(), kind="stance", max_steps=1, logger="none", progress=False, work_dir=tmp_path, devices=2)
+    data = tmp_path / "data.csv"
+    data.write_text("x\n")
+    out = str(tmp_path / "f.json")
+    assert main(["calibrate", "stance", "--data", str(data), "--out", out, "--devices", "2"]) == 2
+    assert "only with 'cascades'" in capsys.readouterr().err
+    assert main(["calibrate", "cascades", "--data", str(data), "--out", out, "--devices", "2", "--batch", "3"]) == 2
+    assert "multiple of the fit's processes" in capsys.readouterr().err
 
 if __name__ == "__main__":  # one rank of the two-process fit (see the module docstring)
     seen = _fit(Path(sys.argv[2]), devices=2)
