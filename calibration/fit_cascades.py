@@ -59,6 +59,7 @@ from lpm.calibration.cascade_posterior import cascade_posterior
 from lpm.calibration.common import CalibrationModule, FitResult, fit, load_params, save_params
 from lpm.calibration.posterior import posterior_path
 from lpm.errors import ConfigError
+from lpm.executor import Executor
 from lpm.graph import Graph
 from lpm.relax import Expected, RelaxedBernoulli, StraightThrough
 from lpm.simulate import simulate
@@ -236,6 +237,9 @@ def correct_bias(estimate: Callable[[CascadeTargets, Mapping[str, float]], Mappi
     coordinate: ``theta <- theta + theta_0 - estimate(simulated(theta))``. At the fixed point the
     procedure applied to the model's cascades returns what it returned on the data.
 
+    The iterations are sequential (each simulates at the previous one's ``theta``), so they run one
+    after the other here; what an iteration does in parallel is its own (the fits' DDP processes).
+
     Returns:
         the iterates ``[theta_0, theta_1, ...]``; the last is the corrected estimate.
     """
@@ -269,7 +273,7 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
               init: Optional[Mapping[str, float]] = None, fixed: Sequence[str] = DEFAULT_FIXED,
               batch: int = 2, fit_horizon_h: float = 12.0, agents: Optional[int] = None,
               items: Optional[int] = None, debias: int = 0, posterior: bool = False, devices: int = 1,
-              num_nodes: int = 1, strategy: str = "auto") -> FitResult:
+              num_nodes: int = 1, strategy: str = "auto", executor: Optional[Executor] = None) -> FitResult:
     """Fit the cascade model to the cascades in ``data`` (the ``split`` part) and write ``out``.
 
     ``agents`` and ``items`` override the default :class:`CascadeWorld`'s size. ``debias > 0``
@@ -288,7 +292,9 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
     share of the ``batch`` scenarios of every step (``batch`` must be a multiple of their number),
     for the loss and gradients of one process. Every rank runs this function to its end (the
     debias refits are fits across the same processes); only rank 0 writes ``out`` and the posterior.
-    The debias rounds themselves are sequential: each simulates at the previous round's estimate."""
+    The debias rounds themselves are sequential: each simulates at the previous round's estimate.
+    ``executor`` (:mod:`lpm.executor`; default here) runs the posterior's independent simulation
+    replicates (:func:`~lpm.calibration.cascade_posterior.cascade_posterior`)."""
     processes = devices * num_nodes if min(devices, num_nodes) >= 1 else 1  # fit() names bad counts
     if batch % processes:  # checked before any process starts (CascadeCalibration.setup on each, too)
         raise ConfigError(f"Expected batch (scenarios per step, {batch}) to be a multiple of the fit's processes "
@@ -307,7 +313,7 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
     if not debias:
         if posterior and plain["global_rank"] == 0:
             return _with_posterior(out, plain, observed, world, plain["params"], fixed, batch, fit_horizon_h, seed,
-                                   dict(meta, loss=plain["loss"]))
+                                   dict(meta, loss=plain["loss"]), executor)
         return plain
     free = [name for name in world.params if name not in fixed]
     fits = [plain]
@@ -329,17 +335,18 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
         return result
     save_params(out, "cascades", corrected, meta)
     if posterior:
-        return _with_posterior(out, result, observed, world, corrected, fixed, batch, fit_horizon_h, seed, meta)
+        return _with_posterior(out, result, observed, world, corrected, fixed, batch, fit_horizon_h, seed, meta,
+                               executor)
     return result
 
 
 def _with_posterior(out: Path, result: FitResult, observed: CascadeTargets, world: CascadeWorld,
                     values: Mapping[str, float], fixed: Sequence[str], batch: int, fit_horizon_h: float, seed: int,
-                    meta: Mapping) -> FitResult:
+                    meta: Mapping, executor: Optional[Executor] = None) -> FitResult:
     """Write the posterior beside ``out`` and its mode into ``out``: the mode is the exact model's
     estimate (the mean field's bias corrected by simulation), the mean-field fit stays in the meta."""
     module = CascadeCalibration(observed, world, values, fixed, batch=batch, fit_horizon_h=fit_horizon_h, seed=seed)
-    posterior = cascade_posterior(module, observed, seed=seed)
+    posterior = cascade_posterior(module, observed, seed=seed, executor=executor)
     posterior.save(posterior_path(out))
     mode = posterior.point()
     written = load_params(out, kind="cascades")[1] if out.exists() else {}  # the fit's own record (steps, time)

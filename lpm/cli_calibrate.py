@@ -99,10 +99,16 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     if world and args.kind != "cascades":
         raise ConfigError(f"Expected --agents / --items / --batch / --debias / --posterior only with 'cascades' "
                           f"(got {args.kind!r})")
+    if (args.executor != "inprocess" or args.address is not None) and not args.posterior:
+        raise ConfigError(f"Expected --executor / --address with 'cascades --posterior' (the posterior's independent "
+                          f"simulations; got --executor {args.executor} without --posterior)")
     start = time.perf_counter()
-    result = module.calibrate(_data(args.data), out, budget_s=args.budget_s, device=args.device, seed=args.seed,
-                              work_dir=work_dir, resume=args.resume, progress=not args.quiet,
-                              max_steps=args.max_steps, split=args.split, logger=args.logger, **world)
+    with make_executor(args.executor, args.address) as executor:
+        if args.posterior:
+            world["executor"] = executor
+        result = module.calibrate(_data(args.data), out, budget_s=args.budget_s, device=args.device, seed=args.seed,
+                                  work_dir=work_dir, resume=args.resume, progress=not args.quiet,
+                                  max_steps=args.max_steps, split=args.split, logger=args.logger, **world)
     wall = time.perf_counter() - start
     say(f"best loss {result['loss']:.4g} after {result['steps']} steps in {wall:.0f} s; wrote {out}")
     if args.posterior and result.get("global_rank", 0) == 0:  # rank 0 writes it
@@ -230,6 +236,7 @@ def add_parsers(sub) -> None:
     calibrate.add_argument("--strategy", default="auto", choices=["auto", "ddp"],
                            help="Lightning strategy: auto (one process unless --devices/--num-nodes > 1) or ddp")
     calibrate.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_executor_options(calibrate)  # cascades --posterior: its seed replicates are independent simulations
     calibrate.set_defaults(func=_cmd_calibrate)
 
     evaluate = sub.add_parser("evaluate", help="metrics of fitted parameters on data (by default the held-out split)")

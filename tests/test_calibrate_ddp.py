@@ -9,6 +9,7 @@ does for ``lpm calibrate --devices 2``. Rank 0 writes what the fit saw to ``OUT`
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -96,7 +97,8 @@ def test_strategy_and_devices_are_checked(tmp_path):
 
 def test_sharding_needs_a_module_that_splits_and_an_even_split(tmp_path, capsys):
     """A fit that cannot split its ensemble refuses several processes before any starts; the CLI
-    refuses other kinds, and a batch that does not divide over the processes, before fitting."""
+    refuses other kinds, a batch that does not divide over the processes, and an executor with
+    nothing independent to run, before fitting."""
 
     class OneProcess(pl.LightningModule):
         def __init__(self) -> None:
@@ -112,6 +114,43 @@ def test_sharding_needs_a_module_that_splits_and_an_even_split(tmp_path, capsys)
     assert "only with 'cascades'" in capsys.readouterr().err
     assert main(["calibrate", "cascades", "--data", str(data), "--out", out, "--devices", "2", "--batch", "3"]) == 2
     assert "multiple of the fit's processes" in capsys.readouterr().err
+    assert main(["calibrate", "cascades", "--data", str(data), "--out", out, "--executor", "ray"]) == 2
+    assert "with 'cascades --posterior'" in capsys.readouterr().err
+
+
+class _Shipping:
+    """A stand-in for a remote executor: every task's function and inputs go through pickle (as to a
+    Ray worker), and the tasks run in reverse order; results come back in task order."""
+
+    remote = True
+
+    def map(self, fn, tasks, *, shared=(), device="cpu"):
+        fn, shared = pickle.loads(pickle.dumps((fn, tuple(shared))))
+        done = {i: fn(*shared, pickle.loads(pickle.dumps(task))) for i, task in reversed(list(enumerate(tasks)))}
+        return [done[i] for i in range(len(tasks))]
+
+    def close(self) -> None:
+        pass
+
+
+def test_posterior_replicates_through_an_executor_equal_the_in_process_ones():
+    """The posterior's seed replicates are independent simulations: through the default, an explicit
+    in-process and a shipping executor, the posterior (mode, covariance, noise) is the same bit for bit."""
+    from lpm.calibration.cascade_posterior import cascade_posterior
+    from lpm.executor import InProcessExecutor
+
+    def posterior(executor):
+        module = _module()
+        observed = cascade_targets(simulate_cascades(module.world, dict(DEFAULTS, audience=900.0), hours=HOURS,
+                                                     batch=3, seed=5), HOURS)
+        return cascade_posterior(module, observed, rounds=1, iterations=1, seed_replicates=4, exact_batch=1, seed=1,
+                                 executor=executor)
+
+    default, here, shipped = posterior(None), posterior(InProcessExecutor()), posterior(_Shipping())
+    for other in (here, shipped):
+        assert torch.equal(other.mean, default.mean) and torch.equal(other.covariance, default.covariance)
+        assert other.meta["noise_sd"] == default.meta["noise_sd"]
+    assert all(sd > 0 for sd in default.meta["noise_sd"]["simulation"])  # the replicates differ: seeded apart
 
 if __name__ == "__main__":  # one rank of the two-process fit (see the module docstring)
     seen = _fit(Path(sys.argv[2]), devices=2)
