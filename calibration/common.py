@@ -308,6 +308,10 @@ def fit(module, *, kind: str, max_steps: int, budget_s: Optional[float] = None, 
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    trainer_strategy = _strategy(module, devices, num_nodes, strategy)
+    if ":" in str(device) and devices * num_nodes > 1:  # Lightning takes GPUs 0..devices-1 on every node
+        raise ConfigError(f"Expected device 'cuda' (GPUs 0..{devices - 1}) for a fit on {devices} devices "
+                          f"(got {device!r}, one GPU)")
     # No validation_step: held-out metrics come from `lpm evaluate/check` on exact simulations after
     # the fit; selecting the kept parameters on held-out loss would spend the test split on model selection.
     work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix=f"lpm-{kind}-"))
@@ -341,7 +345,7 @@ def fit(module, *, kind: str, max_steps: int, budget_s: Optional[float] = None, 
     max_time = timedelta(seconds=budget_s) if budget_s is not None else None
     trainer = pl.Trainer(max_steps=max_steps, max_epochs=-1, max_time=max_time, min_steps=1, min_epochs=0,
                          accelerator=accelerator, devices=devices, num_nodes=num_nodes,
-                         strategy=_strategy(module, devices, num_nodes, strategy),
+                         strategy=trainer_strategy,
                          logger=run_logger, callbacks=[budget, checkpoints, *callbacks], enable_progress_bar=progress,
                          enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
                          gradient_clip_val=gradient_clip, gradient_clip_algorithm="norm",

@@ -92,6 +92,9 @@ def test_strategy_and_devices_are_checked(tmp_path):
             strategy="fsdp")
     with pytest.raises(ConfigError, match="devices"):
         fit(_module(), kind="cascades", max_steps=1, logger="none", progress=False, work_dir=tmp_path, devices=0)
+    with pytest.raises(ConfigError, match="one GPU"):
+        fit(_module(), kind="cascades", max_steps=1, logger="none", progress=False, work_dir=tmp_path, devices=2,
+            device="cuda:1")
 
 
 
