@@ -23,6 +23,7 @@ from torch import Tensor
 from lpm.calibration.cascade_world import _RAW, RECORD, simulate_cascades
 from lpm.calibration.posterior import GaussianPosterior, gauss_newton, statistics_noise
 from lpm.errors import ConfigError
+from lpm.executor import Executor, resolve_executor
 from lpm.simulate import simulate
 from lpm.targets import CascadeTargets, cascade_targets
 
@@ -80,7 +81,7 @@ def _mean_field_statistics(module: "CascadeCalibration", step_seed: int) -> Tens
 
 def cascade_posterior(module: "CascadeCalibration", observed: CascadeTargets, *, rounds: int = 2,
                       iterations: int = 6, seed_replicates: Optional[int] = None, exact_batch: int = 8,
-                      prior_sd: float = 3.0, seed: int = 0) -> GaussianPosterior:
+                      prior_sd: float = 3.0, seed: int = 0, executor: Optional[Executor] = None) -> GaussianPosterior:
     """The posterior of ``module``'s free parameters given ``observed`` (module docstring).
 
     Starts from the module's current parameters (a fit's point estimate) and leaves them at the
@@ -92,6 +93,10 @@ def cascade_posterior(module: "CascadeCalibration", observed: CascadeTargets, *,
         seed_replicates: mean-field seed sets for the simulation noise (default ``K + 2``).
         exact_batch: scenarios of exact cascades (``exact_batch x C``) per bias estimate.
         prior_sd: SD of the Gaussian prior around the starting point, in unconstrained units.
+        executor: where the seed replicates of the simulation noise run (:mod:`lpm.executor`;
+            default here): they are independent simulations at the starting point, one task each,
+            keyed by their replicate id, so any executor gives the same posterior. The rounds and
+            their Gauss-Newton steps are sequential (each starts where the last ended) and stay here.
     """
     hours = [float(observed.hours[i]) for i in module.read]
     if len(hours) != observed.hours.numel():
@@ -112,8 +117,9 @@ def cascade_posterior(module: "CascadeCalibration", observed: CascadeTargets, *,
             for p, v in zip(params, z.tolist()):
                 p.fill_(v)
 
-    with torch.no_grad():
-        replicates = [_mean_field_statistics(module, 10_000 + r) for r in range(seed_replicates or k + 2)]
+    executor = resolve_executor(executor)
+    replicates = executor.map(_replicate_statistics, [10_000 + r for r in range(seed_replicates or k + 2)],
+                              shared=(module, executor.remote), device=module.device)
     noise_sim = statistics_noise(replicates)
     start = get()
     bias = torch.zeros(k, dtype=torch.float64)
@@ -144,6 +150,14 @@ def cascade_posterior(module: "CascadeCalibration", observed: CascadeTargets, *,
                                    "noise_sd": {"observed": noise_obs.diagonal().sqrt().tolist(),
                                                 "simulation": noise_sim.diagonal().sqrt().tolist()},
                                    "rounds": rounds, "prior_sd": prior_sd, "cascades": observed.num_cascades})
+
+
+def _replicate_statistics(module: "CascadeCalibration", remote: bool, step_seed: int) -> Tensor:
+    """One executor task: the mean-field statistics under the seeds of ``step_seed`` (on the CPU
+    when they travel back from another process)."""
+    with torch.no_grad():
+        stats = _mean_field_statistics(module, step_seed)
+    return stats.cpu() if remote else stats
 
 
 def _exact_bias(module: "CascadeCalibration", hours: Sequence[float], batch: int, seed: int) -> tuple[Tensor, Tensor]:

@@ -19,14 +19,14 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import torch
 from torch.utils.data import IterableDataset
 
 from lpm.errors import ConfigError, DataFormatError
 
-__all__ = ["KINDS", "PARAM_SCHEMAS", "OPTIONAL_PARAMS", "split_index", "save_params", "load_params", "check_params", "check_checkpoint", "CalibrationModule", "fit", "FitResult", "atomic_write_json"]
+__all__ = ["KINDS", "PARAM_SCHEMAS", "OPTIONAL_PARAMS", "split_index", "save_params", "load_params", "check_params", "check_checkpoint", "CalibrationModule", "fit", "FitResult", "atomic_write_json", "STRATEGIES"]
 
 #: ``lpm calibrate KIND`` -> the module implementing it.
 KINDS = {
@@ -231,7 +231,7 @@ class _Budget:
                 # the loss was measured at the parameters before this optimiser step
                 if math.isfinite(value) and value < self.best:
                     self.best, self.best_params = value, dict(module.params_before_step)
-                    if self.out is not None:
+                    if self.out is not None and trainer.is_global_zero:  # one writer under DDP
                         save_params(self.out, self.kind, self.best_params,
                                     {**self.meta, "loss": value, "step": trainer.global_step, "wall_s": elapsed})
 
@@ -252,18 +252,22 @@ class _Budget:
 
 
 class FitResult(dict):
-    """``{"params", "loss", "history": [(wall_s, step, loss)], "steps", "averaged"}`` of a finished fit.
+    """``{"params", "loss", "history": [(wall_s, step, loss)], "steps", "averaged", "global_rank"}`` of a
+    finished fit.
 
     ``params`` are those of the lowest (single-simulation, hence noisy) training loss; ``averaged``
     is the mean of the last fifth of the iterates (Polyak-Ruppert averaging), the better estimate
-    when the optimiser has settled and only sampling noise moves it.
+    when the optimiser has settled and only sampling noise moves it. ``global_rank`` is this process's
+    rank in a multi-process fit (0 in one process): every rank returns the same result, and only rank
+    0 should write files or print.
     """
 
 
 def fit(module, *, kind: str, max_steps: int, budget_s: Optional[float] = None, out: Optional[Path] = None,
         work_dir: Optional[Path] = None, resume: bool = False, logger: str = "wandb", device: str = "cpu",
         progress: bool = True, meta: Optional[Mapping[str, Any]] = None,
-        gradient_clip: Optional[float] = 50.0) -> FitResult:
+        gradient_clip: Optional[float] = 50.0, devices: int = 1, num_nodes: int = 1, strategy: str = "auto",
+        callbacks: Sequence[Any] = ()) -> FitResult:
     """Fit ``module`` by gradient descent under a wall-time budget.
 
     Args:
@@ -284,14 +288,30 @@ def fit(module, *, kind: str, max_steps: int, budget_s: Optional[float] = None, 
             cuts such explosions (near a fit's optimum the norms are a few units: clipping there
             would move where the noisy updates balance).
 
+        devices, num_nodes, strategy: processes per node, nodes, and Lightning's strategy
+            (:data:`STRATEGIES`). ``"ddp"`` (the default with more than one process) runs one process
+            per device (CPU processes with ``device="cpu"``, over gloo; GPUs over NCCL) on each node;
+            the module must split its simulated ensemble across them (``shards_ensemble``, e.g.
+            :class:`~lpm.calibration.fit_cascades.CascadeCalibration`), so that every rank computes
+            the single-process loss and DDP all-reduces the gradients. Lightning starts the other
+            local processes by re-running this program (``LOCAL_RANK=1.. python ...``), or joins
+            processes started by ``torchrun`` / SLURM (multi-node). See docs/concepts/distributed.md.
+        callbacks: more Lightning callbacks (e.g. to record gradients).
+
     Raises:
         DataFormatError: ``resume`` and the checkpoint is unreadable or from another calibration.
+        ConfigError: a bad strategy, device count or node count, or several processes for a module
+            that cannot split its ensemble.
     """
     from datetime import timedelta
 
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    trainer_strategy = _strategy(module, devices, num_nodes, strategy)
+    if ":" in str(device) and devices * num_nodes > 1:  # Lightning takes GPUs 0..devices-1 on every node
+        raise ConfigError(f"Expected device 'cuda' (GPUs 0..{devices - 1}) for a fit on {devices} devices "
+                          f"(got {device!r}, one GPU)")
     # No validation_step: held-out metrics come from `lpm evaluate/check` on exact simulations after
     # the fit; selecting the kept parameters on held-out loss would spend the test split on model selection.
     work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix=f"lpm-{kind}-"))
@@ -324,8 +344,9 @@ def fit(module, *, kind: str, max_steps: int, budget_s: Optional[float] = None, 
     # min_epochs=0, else min_steps implies one epoch, which the endless step stream never ends
     max_time = timedelta(seconds=budget_s) if budget_s is not None else None
     trainer = pl.Trainer(max_steps=max_steps, max_epochs=-1, max_time=max_time, min_steps=1, min_epochs=0,
-                         accelerator=accelerator, devices=1,
-                         logger=run_logger, callbacks=[budget, checkpoints], enable_progress_bar=progress,
+                         accelerator=accelerator, devices=devices, num_nodes=num_nodes,
+                         strategy=trainer_strategy,
+                         logger=run_logger, callbacks=[budget, checkpoints, *callbacks], enable_progress_bar=progress,
                          enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
                          gradient_clip_val=gradient_clip, gradient_clip_algorithm="norm",
                          default_root_dir=str(work_dir))
@@ -339,7 +360,33 @@ def fit(module, *, kind: str, max_steps: int, budget_s: Optional[float] = None, 
     tail = budget.iterates[-max(1, len(budget.iterates) // 5):] or [module.fitted_params()]
     averaged = {name: sum(it[name] for it in tail) / len(tail) for name in tail[0]}
     return FitResult(params=budget.best_params or module.fitted_params(), loss=budget.best,
-                     history=budget.history, steps=trainer.global_step, averaged=averaged)
+                     history=budget.history, steps=trainer.global_step, averaged=averaged,
+                     global_rank=trainer.global_rank)
+
+
+#: ``fit(strategy=...)`` values: one process (``"auto"``), or Lightning's DDP over ``devices x num_nodes``.
+STRATEGIES = ("auto", "ddp")
+
+
+def _strategy(module, devices: int, num_nodes: int, strategy: str):
+    """Lightning's strategy for ``devices x num_nodes`` processes, checked against what ``module`` can do."""
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"Expected a strategy among {STRATEGIES} (got {strategy!r})")
+    for name, value in (("devices", devices), ("num_nodes", num_nodes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"Expected {name} to be an integer >= 1 (got {value!r})")
+    if devices * num_nodes == 1 and strategy == "auto":
+        return "auto"
+    if not getattr(module, "shards_ensemble", False):
+        raise ConfigError(f"Expected a fit that splits its simulated ensemble across processes for {devices} "
+                          f"device(s) x {num_nodes} node(s) (got {type(module).__name__}, which fits in one "
+                          f"process only; use devices=1)")
+    from lightning.pytorch.strategies import DDPStrategy
+
+    # The subprocess launcher (not ddp_spawn): the fit's callbacks and results stay in the processes
+    # that made them, and a process started by torchrun or SLURM joins as it is. The backend follows
+    # the accelerator: gloo on CPUs, NCCL on GPUs.
+    return DDPStrategy()
 
 
 _RESUME_HINT = "delete it, or run without --resume to start the fit over"

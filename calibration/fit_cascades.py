@@ -59,6 +59,7 @@ from lpm.calibration.cascade_posterior import cascade_posterior
 from lpm.calibration.common import CalibrationModule, FitResult, fit, load_params, save_params
 from lpm.calibration.posterior import posterior_path
 from lpm.errors import ConfigError
+from lpm.executor import Executor
 from lpm.graph import Graph
 from lpm.relax import Expected, RelaxedBernoulli, StraightThrough
 from lpm.simulate import simulate
@@ -93,7 +94,13 @@ class CascadeCalibration(CalibrationModule, pl.LightningModule):
         estimator: ``"expected"`` (default: the mean-field dynamics, :class:`~lpm.relax.Expected`,
             deterministic with exact gradients), ``"straight_through"`` (exact samples forward) or
             ``"relaxed"`` (:class:`~lpm.relax.RelaxedBernoulli`).
+
+    Fitted across processes (``fit(..., devices=W, strategy="ddp")``), each rank simulates ``batch / W``
+    of the scenarios (:meth:`loss_terms`); ``batch`` must be a multiple of ``W``.
     """
+
+    #: the step's simulated ensemble splits across DDP ranks (:meth:`loss_terms`)
+    shards_ensemble = True
 
     def __init__(self, observed: CascadeTargets, world: CascadeWorld, init: Optional[Mapping[str, float]] = None,
                  fixed: Sequence[str] = DEFAULT_FIXED, batch: int = 2, fit_horizon_h: float = 12.0,
@@ -146,18 +153,49 @@ class CascadeCalibration(CalibrationModule, pl.LightningModule):
             self._graph = self.world.graph(self.device)
         return self._graph
 
+    def _shard(self) -> tuple[int, int]:
+        """``(rank, processes)`` the simulated ensemble is split over: the trainer's, else ``(0, 1)``."""
+        trainer = self._trainer
+        return (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
+
+    def setup(self, stage: str) -> None:  # noqa: D401 - Lightning hook, run on every rank
+        _, processes = self._shard()
+        if self.batch % processes:
+            raise ConfigError(f"Expected the simulated scenarios per step (batch {self.batch}) to divide evenly over "
+                              f"the {processes} processes of the fit (got remainder {self.batch % processes})")
+
     def loss_terms(self, step_seed: int) -> dict[str, Tensor]:
-        state = self.world.initial_state(self.batch, self.device, self.dtype_)
-        seeds = [self.seed * 7919 + step_seed * self.batch + b for b in range(self.batch)]
+        """The loss and its terms on ``batch x C`` cascades simulated with seeds keyed by ``step_seed``.
+
+        Under a multi-process strategy (DDP) rank ``r`` of ``W`` simulates only the contiguous block
+        of scenarios ``r B/W .. (r+1) B/W - 1``, each seeded by its scenario id exactly as in one
+        process, and gathers everyone's sizes (``all_gather`` with gradients), so every rank computes
+        the single-process loss on the whole ensemble. The gather's backward sums the ``W`` identical
+        upstream gradients and DDP averages over ranks, so the parameters' gradient is the
+        single-process one, up to the order its per-scenario parts are summed in.
+        """
+        rank, processes = self._shard()
+        share = self.batch // processes
+        first = rank * share
+        state = self.world.initial_state(share, self.device, self.dtype_)
+        seeds = [self.seed * 7919 + step_seed * self.batch + b for b in range(first, first + share)]
         trajectory = simulate(self.model, state, self.graph, steps=self.steps, record=RECORD, seed=seeds,
                               estimator=self.estimator)
-        size = trajectory["size"][self.steps_at]  # (T', B, C)
+        size = trajectory["size"][self.steps_at]  # (T', B/W, C)
+        direct = trajectory["direct"][1 : self.steps + 1].sum(0)  # (B/W, C)
+        if processes > 1:
+            # one collective for both (the backward of each gather is a collective too, and one per
+            # step keeps every rank's sequence of collectives trivially the same)
+            mine = torch.cat([size, direct[None]])  # (T' + 1, B/W, C)
+            every = self.all_gather(mine, sync_grads=True)  # (W, T' + 1, B/W, C), in rank order
+            every = every.transpose(0, 1).reshape(mine.size(0), self.batch, -1)  # (T' + 1, B, C)
+            size, direct = every[:-1], every[-1]
         size = size.reshape(len(self.steps_at), -1).T.clamp_min(1.0)  # (M', T')
         log_size = torch.sort(size.log(), dim=0).values
         size_loss = ((log_size - self.target_log_size) ** 2).mean()
         shape = (size / size[:, -1:]).mean(0)
         shape_loss = ((shape - self.target_shape) ** 2).sum()
-        direct = trajectory["direct"][1 : self.steps + 1].sum(0).reshape(-1)  # (M',)
+        direct = direct.reshape(-1)  # (M',)
         children = (size[:, -1] - 1.0).clamp_min(1.0)
         root_share = torch.sort(direct / children).values
         root_loss = ((root_share - self.target_root_share) ** 2).mean()
@@ -199,6 +237,9 @@ def correct_bias(estimate: Callable[[CascadeTargets, Mapping[str, float]], Mappi
     coordinate: ``theta <- theta + theta_0 - estimate(simulated(theta))``. At the fixed point the
     procedure applied to the model's cascades returns what it returned on the data.
 
+    The iterations are sequential (each simulates at the previous one's ``theta``), so they run one
+    after the other here; what an iteration does in parallel is its own (the fits' DDP processes).
+
     Returns:
         the iterates ``[theta_0, theta_1, ...]``; the last is the corrected estimate.
     """
@@ -231,7 +272,8 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
               split: str = "train", logger: str = "wandb", world: Optional[CascadeWorld] = None,
               init: Optional[Mapping[str, float]] = None, fixed: Sequence[str] = DEFAULT_FIXED,
               batch: int = 2, fit_horizon_h: float = 12.0, agents: Optional[int] = None,
-              items: Optional[int] = None, debias: int = 0, posterior: bool = False) -> FitResult:
+              items: Optional[int] = None, debias: int = 0, posterior: bool = False, devices: int = 1,
+              num_nodes: int = 1, strategy: str = "auto", executor: Optional[Executor] = None) -> FitResult:
     """Fit the cascade model to the cascades in ``data`` (the ``split`` part) and write ``out``.
 
     ``agents`` and ``items`` override the default :class:`CascadeWorld`'s size. ``debias > 0``
@@ -243,7 +285,20 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
     ``posterior``: also compute the parameters' posterior (``FIT.posterior.json`` beside ``out``,
     :func:`lpm.calibration.cascade_posterior.cascade_posterior`: bias-corrected Gauss-Newton steps from
     the fitted values) and write its mode, the exact model's estimate, as the fitted parameters (the
-    mean-field fit stays in the file's meta as ``mean_field_fit``)."""
+    mean-field fit stays in the file's meta as ``mean_field_fit``).
+
+    ``devices``, ``num_nodes``, ``strategy``: fit across processes with Lightning's DDP
+    (:func:`lpm.calibration.common.fit`): each of the ``devices x num_nodes`` ranks simulates its
+    share of the ``batch`` scenarios of every step (``batch`` must be a multiple of their number),
+    for the loss and gradients of one process. Every rank runs this function to its end (the
+    debias refits are fits across the same processes); only rank 0 writes ``out`` and the posterior.
+    The debias rounds themselves are sequential: each simulates at the previous round's estimate.
+    ``executor`` (:mod:`lpm.executor`; default here) runs the posterior's independent simulation
+    replicates (:func:`~lpm.calibration.cascade_posterior.cascade_posterior`)."""
+    processes = devices * num_nodes if min(devices, num_nodes) >= 1 else 1  # fit() names bad counts
+    if batch % processes:  # checked before any process starts (CascadeCalibration.setup on each, too)
+        raise ConfigError(f"Expected batch (scenarios per step, {batch}) to be a multiple of the fit's processes "
+                          f"({devices} devices x {num_nodes} nodes)")
     table = load_cascades(data, split=split)
     # read only up to the fit horizon, so the root share the loss matches covers the simulated window
     observed = cascade_targets(table, [h for h in GROWTH_HOURS if h <= fit_horizon_h + 1e-9])
@@ -252,13 +307,13 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
     meta = {"world": world.__dict__, "split": split, "cascades": table.num_cascades, "data": [str(p) for p in data],
             "fixed": list(fixed), "device": device}
     options = dict(kind="cascades", max_steps=max_steps, budget_s=budget_s, logger=logger, device=device,
-                   progress=progress)
+                   progress=progress, devices=devices, num_nodes=num_nodes, strategy=strategy)
     module = CascadeCalibration(observed, world, init, fixed, batch=batch, fit_horizon_h=fit_horizon_h, seed=seed)
     plain = fit(module, out=None if debias else out, work_dir=work_dir, resume=resume, meta=meta, **options)
     if not debias:
-        if posterior:
+        if posterior and plain["global_rank"] == 0:
             return _with_posterior(out, plain, observed, world, plain["params"], fixed, batch, fit_horizon_h, seed,
-                                   dict(meta, loss=plain["loss"]))
+                                   dict(meta, loss=plain["loss"]), executor)
         return plain
     free = [name for name in world.params if name not in fixed]
     fits = [plain]
@@ -274,24 +329,28 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
     corrected = path[-1]
     history = [row for result in fits for row in result["history"]]
     meta = dict(meta, loss=plain["loss"], debias={"iterations": debias, "path": path})
-    save_params(out, "cascades", corrected, meta)
     result = FitResult(params=corrected, loss=plain["loss"], history=history, steps=sum(r["steps"] for r in fits),
-                       averaged=corrected)
+                       averaged=corrected, global_rank=plain["global_rank"])
+    if plain["global_rank"] != 0:
+        return result
+    save_params(out, "cascades", corrected, meta)
     if posterior:
-        return _with_posterior(out, result, observed, world, corrected, fixed, batch, fit_horizon_h, seed, meta)
+        return _with_posterior(out, result, observed, world, corrected, fixed, batch, fit_horizon_h, seed, meta,
+                               executor)
     return result
 
 
 def _with_posterior(out: Path, result: FitResult, observed: CascadeTargets, world: CascadeWorld,
                     values: Mapping[str, float], fixed: Sequence[str], batch: int, fit_horizon_h: float, seed: int,
-                    meta: Mapping) -> FitResult:
+                    meta: Mapping, executor: Optional[Executor] = None) -> FitResult:
     """Write the posterior beside ``out`` and its mode into ``out``: the mode is the exact model's
     estimate (the mean field's bias corrected by simulation), the mean-field fit stays in the meta."""
     module = CascadeCalibration(observed, world, values, fixed, batch=batch, fit_horizon_h=fit_horizon_h, seed=seed)
-    posterior = cascade_posterior(module, observed, seed=seed)
+    posterior = cascade_posterior(module, observed, seed=seed, executor=executor)
     posterior.save(posterior_path(out))
     mode = posterior.point()
     written = load_params(out, kind="cascades")[1] if out.exists() else {}  # the fit's own record (steps, time)
     save_params(out, "cascades", mode, {**written, **meta, "mean_field_fit": dict(values),
                                         "posterior": str(posterior_path(out))})
-    return FitResult(params=mode, loss=result["loss"], history=result["history"], steps=result["steps"], averaged=mode)
+    return FitResult(params=mode, loss=result["loss"], history=result["history"], steps=result["steps"], averaged=mode,
+                     global_rank=result.get("global_rank", 0))

@@ -63,37 +63,63 @@ def _data(paths: list[str]) -> list[Path]:
     return found
 
 
+def _launched_rank() -> int:
+    """This process's rank as its launcher set it (torchrun: ``RANK``; Lightning's launcher:
+    ``NODE_RANK``/``LOCAL_RANK``; SLURM: ``SLURM_PROCID``): nonzero on every process but the first."""
+    import os
+
+    return max(int(os.environ.get(name, "0") or 0) for name in ("RANK", "NODE_RANK", "LOCAL_RANK", "SLURM_PROCID"))
+
+
+def _silent(*args, **kwargs) -> None:
+    """The printer of a DDP fit's other ranks: rank 0 reports."""
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     _check_fit_options(args)
     module = _module(args.kind)
     out = Path(args.out)
     work_dir = Path(args.work_dir) if args.work_dir else out.with_suffix("").parent / f"{out.stem}_work"
-    print(f"lpm calibrate {args.kind}: data {', '.join(args.data)} (split {args.split}), device {args.device}, "
-          f"budget {args.budget_s if args.budget_s is not None else 'none'} s, at most {args.max_steps} steps; "
-          f"checkpoints and logs in {work_dir}")
-    world = {k: v for k, v in dict(agents=args.agents, items=args.items).items() if v is not None}
+    processes = {k: v for k, v in dict(devices=args.devices, num_nodes=args.num_nodes).items() if v != 1}
+    if args.strategy != "auto":
+        processes["strategy"] = args.strategy
+    if processes and args.kind != "cascades":
+        raise ConfigError(f"Expected --devices / --num-nodes / --strategy only with 'cascades', the fit whose "
+                          f"simulated ensemble splits across processes (got {args.kind!r})")
+    say = _silent if processes and _launched_rank() else print  # one report, from rank 0
+    say(f"lpm calibrate {args.kind}: data {', '.join(args.data)} (split {args.split}), device {args.device}, "
+        f"budget {args.budget_s if args.budget_s is not None else 'none'} s, at most {args.max_steps} steps; "
+        f"checkpoints and logs in {work_dir}")
+    world = {k: v for k, v in dict(agents=args.agents, items=args.items, batch=args.batch).items() if v is not None}
+    world.update(processes)
     if args.debias:
         world["debias"] = args.debias
     if args.posterior:
         world["posterior"] = True
     if world and args.kind != "cascades":
-        raise ConfigError(f"Expected --agents / --items / --debias / --posterior only with 'cascades' "
+        raise ConfigError(f"Expected --agents / --items / --batch / --debias / --posterior only with 'cascades' "
                           f"(got {args.kind!r})")
+    if (args.executor != "inprocess" or args.address is not None) and not args.posterior:
+        raise ConfigError(f"Expected --executor / --address with 'cascades --posterior' (the posterior's independent "
+                          f"simulations; got --executor {args.executor} without --posterior)")
     start = time.perf_counter()
-    result = module.calibrate(_data(args.data), out, budget_s=args.budget_s, device=args.device, seed=args.seed,
-                              work_dir=work_dir, resume=args.resume, progress=not args.quiet,
-                              max_steps=args.max_steps, split=args.split, logger=args.logger, **world)
+    with make_executor(args.executor, args.address) as executor:
+        if args.posterior:
+            world["executor"] = executor
+        result = module.calibrate(_data(args.data), out, budget_s=args.budget_s, device=args.device, seed=args.seed,
+                                  work_dir=work_dir, resume=args.resume, progress=not args.quiet,
+                                  max_steps=args.max_steps, split=args.split, logger=args.logger, **world)
     wall = time.perf_counter() - start
-    print(f"best loss {result['loss']:.4g} after {result['steps']} steps in {wall:.0f} s; wrote {out}")
-    if args.posterior:
+    say(f"best loss {result['loss']:.4g} after {result['steps']} steps in {wall:.0f} s; wrote {out}")
+    if args.posterior and result.get("global_rank", 0) == 0:  # rank 0 writes it
         from lpm.calibration.posterior import load_posterior, posterior_path
 
         posterior = load_posterior(posterior_path(out))
-        print(f"posterior (80% credible intervals) in {posterior_path(out)}:")
+        say(f"posterior (80% credible intervals) in {posterior_path(out)}:")
         for name, (low, high) in posterior.interval(0.8).items():
-            print(f"  {name:>18} in [{low:.6g}, {high:.6g}]")
+            say(f"  {name:>18} in [{low:.6g}, {high:.6g}]")
     for name, value in sorted(result["params"].items()):
-        print(f"  {name:>18} = {value:.6g}")
+        say(f"  {name:>18} = {value:.6g}")
     return 0
 
 
@@ -199,7 +225,18 @@ def add_parsers(sub) -> None:
                            help="cascades: correct the mean-field fit's bias by simulation, this many rounds")
     calibrate.add_argument("--posterior", action="store_true",
                            help="cascades: also write the parameters' posterior beside --out (FITTED.posterior.json)")
+    calibrate.add_argument("--batch", type=_positive_int("--batch"), default=None,
+                           help="cascades: simulated scenarios per step (default 2; a multiple of devices x nodes)")
+    calibrate.add_argument("--devices", type=_positive_int("--devices"), default=1,
+                           help="cascades: processes per node (CPU processes, or GPUs with --device cuda), each "
+                                "simulating its share of the step's scenarios; Lightning's DDP all-reduces gradients")
+    calibrate.add_argument("--num-nodes", type=_positive_int("--num-nodes"), default=1,
+                           help="cascades: nodes of a multi-node fit (start it on each with torchrun; see "
+                                "docs/concepts/distributed.md)")
+    calibrate.add_argument("--strategy", default="auto", choices=["auto", "ddp"],
+                           help="Lightning strategy: auto (one process unless --devices/--num-nodes > 1) or ddp")
     calibrate.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_executor_options(calibrate)  # cascades --posterior: its seed replicates are independent simulations
     calibrate.set_defaults(func=_cmd_calibrate)
 
     evaluate = sub.add_parser("evaluate", help="metrics of fitted parameters on data (by default the held-out split)")
