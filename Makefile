@@ -48,10 +48,11 @@ test-latest:
 
 # Regenerate constraints.txt from a fresh install of the newest allowed versions. torch (and the
 # CUDA wheels it may pull) stays out: which build to install depends on the machine (see above).
+# triton stays in: the test extra runs its interpreter on the CPU; a CUDA torch resolves to a build that accepts it.
 lock:
 	$(call make_venv,.venv-lock,)
 	{ echo "# Known-good versions for make test / make demo; regenerate with 'make lock' (torch is chosen per machine)."; \
-	  .venv-lock/bin/python -m pip freeze --exclude-editable | grep -viE '^(torch|triton|nvidia-[a-z0-9-]+|cuda-[a-z0-9-]+)=='; } > $(CONSTRAINTS)
+	  .venv-lock/bin/python -m pip freeze --exclude-editable | grep -viE '^(torch|nvidia-[a-z0-9-]+|cuda-[a-z0-9-]+)=='; } > $(CONSTRAINTS)
 	rm -rf .venv-lock
 
 bench: $(STAMP)
