@@ -20,10 +20,12 @@ from lpm.data.cascades import CascadeTable
 from lpm.metrics.trees import tree_curves
 from lpm.errors import ConfigError
 
-__all__ = ["GROWTH_HOURS", "CascadeTargets", "cascade_targets", "cascade_metrics", "ks_statistic", "nrmse"]
+__all__ = ["GROWTH_HOURS", "DEPTH_LEVELS", "CascadeTargets", "cascade_targets", "cascade_metrics", "ks_statistic", "nrmse"]
 
 #: Times (hours since the source post) at which growth, depth and breadth curves are read.
 GROWTH_HOURS: tuple[float, ...] = (1 / 6, 0.5, 1.0, 2.0, 4.0, 8.0, 12.0, 24.0, 48.0, 72.0)
+#: Depth levels the depth profile counts reshares in: ``(first, last)`` hops from the root, the last open.
+DEPTH_LEVELS: tuple[tuple[int, Optional[int]], ...] = ((1, 1), (2, 2), (3, 4), (5, 7), (8, None))
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,6 +41,9 @@ class CascadeTargets:
         delays: ``(R,)`` hours from the source post to each non-root node, within the window.
         delay_owner: ``(R,)`` the cascade each delay belongs to (``None`` if unknown), so that
             :meth:`resample` can draw whole cascades.
+        depth_profile: ``(M, L)`` non-root nodes within the window at each of :data:`DEPTH_LEVELS`
+            (``None`` if unknown): where in the tree the reshares sit, which the mean depth curve
+            alone does not tell (a few very deep cascades move it as much as many slightly deeper ones).
     """
 
     hours: Tensor
@@ -48,6 +53,7 @@ class CascadeTargets:
     root_share: Tensor
     delays: Tensor
     delay_owner: Optional[Tensor] = None
+    depth_profile: Optional[Tensor] = None
 
     @property
     def num_cascades(self) -> int:
@@ -71,12 +77,19 @@ class CascadeTargets:
         counts = torch.bincount(self.delay_owner, minlength=self.num_cascades)
         starts = torch.cumsum(counts, 0) - counts
         owner, rows, _ = kernels.expand_segments(starts[index], counts[index])
+        profile = self.depth_profile[index] if self.depth_profile is not None else None
         return CascadeTargets(self.hours, self.size[index], self.depth[index], self.breadth[index],
-                              self.root_share[index], self.delays[order[rows]], owner)
+                              self.root_share[index], self.delays[order[rows]], owner, profile)
 
     def summary(self) -> dict[str, float]:
-        """Headline numbers (medians over cascades)."""
+        """Headline numbers (medians over cascades), and with a depth profile the share of all
+        reshares at each of :data:`DEPTH_LEVELS` (pooled over cascades: ``share_depth_3_4`` ...)."""
         finite = self.root_share[torch.isfinite(self.root_share)]
+        levels: dict[str, float] = {}
+        if self.depth_profile is not None:
+            pooled = self.depth_profile.double().sum(0)
+            shares = pooled / pooled.sum() if float(pooled.sum()) > 0 else torch.full_like(pooled, float("nan"))
+            levels = {f"share_depth_{_level_name(level)}": float(v) for level, v in zip(DEPTH_LEVELS, shares)}
         return {
             "cascades": float(self.num_cascades),
             "median_final_size": float(self.final_size.median()),
@@ -85,7 +98,16 @@ class CascadeTargets:
             "root_share": float(finite.mean()) if finite.numel() else float("nan"),
             "share_delays_within_1h": float((self.delays <= 1.0).double().mean()) if self.delays.numel() else float("nan"),
             "share_delays_within_24h": float((self.delays <= 24.0).double().mean()) if self.delays.numel() else float("nan"),
+            **levels,
         }
+
+
+_DEEPEST = torch.iinfo(torch.int64).max
+
+
+def _level_name(level: tuple[int, Optional[int]]) -> str:
+    first, last = level
+    return f"{first}_plus" if last is None else str(first) if last == first else f"{first}_{last}"
 
 
 def cascade_targets(table: CascadeTable, hours: Sequence[float] = GROWTH_HOURS) -> CascadeTargets:
@@ -111,7 +133,9 @@ def cascade_targets(table: CascadeTable, hours: Sequence[float] = GROWTH_HOURS) 
     on_root = child & (table.depth == 1)
     children = torch.bincount(cascade[child], minlength=m).double()
     root_share = torch.bincount(cascade[on_root], minlength=m).double() / children
-    return CascadeTargets(hours_t, size, deepest, breadth, root_share, time_h[child], cascade[child])
+    profile = torch.stack([torch.bincount(cascade[child & (depth >= first) & (depth <= (last if last is not None else _DEEPEST))],
+                                          minlength=m) for first, last in DEPTH_LEVELS], 1)
+    return CascadeTargets(hours_t, size, deepest, breadth, root_share, time_h[child], cascade[child], profile)
 
 
 def ks_statistic(a: Tensor, b: Tensor) -> float:

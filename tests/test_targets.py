@@ -11,7 +11,7 @@ import lpm
 from lpm.data.cascades import CascadeTable
 from lpm.dynamics.cascade import Cascade, Item
 from lpm.errors import ConfigError
-from lpm.targets import cascade_metrics, cascade_targets, ks_statistic, nrmse
+from lpm.targets import DEPTH_LEVELS, cascade_metrics, cascade_targets, ks_statistic, nrmse
 
 
 def _two_cascades() -> CascadeTable:
@@ -35,6 +35,39 @@ def test_targets_of_a_hand_built_table():
     assert sorted(targets.delays.tolist()) == pytest.approx([0.1, 0.4, 1.5, 3.0])
     summary = targets.summary()
     assert summary["share_delays_within_1h"] == pytest.approx(0.5)
+    # depth profile within 72 h: cascade 0 has a, b at depth 1 and c at depth 2 (d is outside); cascade 1 has e
+    assert targets.depth_profile.tolist() == [[2, 1, 0, 0, 0], [1, 0, 0, 0, 0]]
+    assert [summary[f"share_depth_{k}"] for k in ("1", "2", "3_4", "5_7", "8_plus")] == pytest.approx([0.75, 0.25, 0, 0, 0])
+    again = targets.resample(torch.tensor([1, 1, 0]))
+    assert again.depth_profile.tolist() == [[1, 0, 0, 0, 0], [1, 0, 0, 0, 0], [2, 1, 0, 0, 0]]
+
+
+def test_depth_profile_counts_every_level_of_a_random_forest():
+    """Random trees (each node on a uniformly drawn earlier node): the profile's rows add up to the
+    cascades' reshares and each level's count equals a direct count of the depths."""
+    gen = torch.Generator().manual_seed(5)
+    rows, cascade, parent, depth = 0, [], [], []
+    for m in range(6):
+        n = int(torch.randint(1, 40, (1,), generator=gen))
+        levels = [0]
+        cascade.append(m)
+        parent.append(-1)
+        depth.append(0)
+        for i in range(1, n):
+            on = int(torch.randint(0, i, (1,), generator=gen))
+            levels.append(levels[on] + 1)
+            cascade.append(m)
+            parent.append(rows + on)
+            depth.append(levels[i])
+        rows += n
+    time_h = torch.where(torch.tensor(parent) >= 0, 1.0, 0.0).double()
+    table = CascadeTable(torch.tensor(cascade), time_h, torch.tensor(parent), torch.tensor(depth), [str(m) for m in range(6)])
+    targets = cascade_targets(table, hours=[72.0])
+    d, c = torch.tensor(depth), torch.tensor(cascade)
+    assert targets.depth_profile.sum(1).tolist() == (targets.size[:, -1] - 1).long().tolist()
+    for column, (first, last) in enumerate(DEPTH_LEVELS):
+        inside = (d >= first) & (d <= (last if last is not None else 10**9))
+        assert targets.depth_profile[:, column].tolist() == torch.bincount(c[inside], minlength=6).tolist()
 
 
 def test_ks_statistic_against_hand_values_and_scipy():
