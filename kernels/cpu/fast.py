@@ -201,7 +201,8 @@ class _PlainPull(torch.autograd.Function):
         grad_weight = None if grad_weight is None else grad_weight.contiguous()
         batch, num_nodes, dim = x.shape
         need_source = source is not None and ctx.needs_input_grad[1]
-        grad_x = torch.zeros_like(x)
+        # a state without gradient (the usual case: only parameters learn) skips the scatter to x
+        grad_x = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
         grad_source = torch.zeros_like(source) if need_source else None
         _check(load().lpm_plain_backward(
             _DTYPE_CODE[x.dtype], graph.index, batch, num_nodes, dim, _ptr(graph.rowptr), _ptr(graph.col),
@@ -248,7 +249,7 @@ class _PairPull(torch.autograd.Function):
         grad_pull, grad_weight = grad_pull.contiguous(), grad_weight.contiguous()
         batch, num_nodes, dim = x.shape
         need = ctx.needs_input_grad
-        grad_x = torch.zeros_like(x)
+        grad_x = torch.zeros_like(x) if need[0] else None
         grad_source = torch.zeros_like(source) if source is not None and need[1] else None
         per_receiver = spec.eps_strides is not None
         grad_eps = torch.zeros_like(eps) if per_receiver and need[2] else None
