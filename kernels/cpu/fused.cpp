@@ -835,6 +835,55 @@ void sum_backward(int64_t B, int64_t N, int64_t d, int64_t E, const I* col, cons
   reduce_buffers(gx, bx, B * N * d);
 }
 
+// ------------------------------------------------------------------ emotion update, backward
+// The gradients of lpm.dynamics.emotion's second-order update in one pass over (B, N, d):
+//   f = a P / (1 + W) - decay (e - base) + gain shock (+ drive),  a = coupling s_i,
+//   v' = momentum v + dt f,  e' = e + v'.
+// ge, gv: dL/de', dL/dv'. Writes gP (B, N, d), gW (B, N, 1), and where not null gf (dL/df, the
+// drive's gradient), gE, gV (the gradients of e and v); adds to sums[0..3] the gradients of
+// coupling, decay, momentum and gain. s: (B or 1, N) with batch stride s_b; shock: (N, d) with
+// stride shock_n (0 for one (d,) impulse) or null; base: (d,) or null.
+template <typename T>
+void emotion_backward(int64_t B, int64_t N, int64_t d, double dt, double coupling, double decay, double momentum,
+                      const T* e, const T* v, const T* P, const T* W, const T* s, int64_t s_b, const T* base,
+                      const T* shock, int64_t shock_n, const T* ge, const T* gv, T* gP, T* gW, T* gf, T* gE, T* gV,
+                      double* sums) {
+  const T c_coupling = static_cast<T>(coupling), c_decay = static_cast<T>(decay);
+  const T c_momentum = static_cast<T>(momentum), c_dt = static_cast<T>(dt);
+  double sum_coupling = 0.0, sum_decay = 0.0, sum_momentum = 0.0, sum_gain = 0.0;
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t i = 0; i < N; ++i) {
+      const int64_t n = b * N + i;
+      const T si = s[b * s_b + i];
+      const T a = c_coupling * si;
+      const T c = T(1) + W[n];
+      T g_w = T(0), g_coupling = T(0);
+      for (int64_t k = 0; k < d; ++k) {
+        const int64_t at = n * d + k;
+        const T g_vel = gv[at] + ge[at];  // v' also feeds e' = e + v'
+        const T g_f = c_dt * g_vel;
+        sum_momentum += static_cast<double>(g_vel * v[at]);
+        if (gV) gV[at] = c_momentum * g_vel;
+        const T rel = base ? e[at] - base[k] : e[at];
+        sum_decay -= static_cast<double>(g_f * rel);
+        if (shock) sum_gain += static_cast<double>(g_f * shock[i * shock_n + k]);
+        if (gf) gf[at] = g_f;
+        if (gE) gE[at] = ge[at] - c_decay * g_f;
+        const T q = g_f / c;
+        gP[at] = q * a;
+        g_w -= q * a * P[at] / c;
+        g_coupling += q * P[at] * si;
+      }
+      gW[n] = g_w;
+      sum_coupling += static_cast<double>(g_coupling);
+    }
+  }
+  sums[0] += sum_coupling;
+  sums[1] += sum_decay;
+  sums[2] += sum_momentum;
+  sums[3] += sum_gain;
+}
+
 template <typename T>
 Pair<T> make_pair(int kind, const void* eps, int64_t esb, int64_t esn, int64_t esd, double eps0, double tau,
                   double rho, double rep) {
@@ -957,6 +1006,21 @@ int lpm_sum_backward(int dtype, int index, int64_t B, int64_t N, int64_t d, int6
   LPM_DISPATCH(dtype, index,
                sum_backward<T, I>(B, N, d, E, (const I*)col, row, (const T*)ew, (const T*)x, (const T*)scale,
                                   (const T*)g, (T*)gx, (T*)gscale, threads));
+  return 0;
+}
+
+int lpm_emotion_backward(int dtype, int64_t B, int64_t N, int64_t d, double dt, double coupling, double decay,
+                         double momentum, const void* e, const void* v, const void* P, const void* W, const void* s,
+                         int64_t s_b, const void* base, const void* shock, int64_t shock_n, const void* ge,
+                         const void* gv, void* gP, void* gW, void* gf, void* gE, void* gV, double* sums) {
+#define LPM_EMOTION(T)                                                                                       \
+  emotion_backward<T>(B, N, d, dt, coupling, decay, momentum, (const T*)e, (const T*)v, (const T*)P, (const T*)W, \
+                      (const T*)s, s_b, (const T*)base, (const T*)shock, shock_n, (const T*)ge, (const T*)gv,      \
+                      (T*)gP, (T*)gW, (T*)gf, (T*)gE, (T*)gV, sums)
+  if (dtype == 0) LPM_EMOTION(float);
+  else if (dtype == 1) LPM_EMOTION(double);
+  else return -1;
+#undef LPM_EMOTION
   return 0;
 }
 
