@@ -2,10 +2,12 @@
 
 Each op is one fused loop over the CSR rows (``fused.cpp``): no ``(B, E, d)`` gather, message or
 scatter buffer, only the outputs; the backward is a second fused loop that recomputes the pair
-kernel per edge instead of saving per-edge values. A pull gated by a sparse source weight (only the
-followees that posted count) is pushed from the sources along their out-edges instead, once the
-graph's transpose is cached (at its third gated pull), so its cost follows the posts, not ``E``. Both take the reference's arguments and return
-what it returns (:mod:`lpm.kernels.reference`); inputs they do not cover (a pair parameter that is
+kernel per edge instead of saving per-edge values (its sigmoids from one exp, vectorised in blocks
+of edges), and, when ``x`` needs no gradient (a simulation's state), scatters nothing to it and reads
+each followee's values and source weight from one packed record per agent. A pull gated by a
+sparse source weight (only the followees that posted count) is pushed from the sources along their
+out-edges instead, once the graph's transpose is cached (at its third gated pull), so its cost
+follows the posts, not ``E``. Both take the reference's arguments and return what it returns (:mod:`lpm.kernels.reference`); inputs they do not cover (a pair parameter that is
 neither a scalar nor per receiver, a differentiable edge weight, an empty state) go to the
 reference, as does everything when the library could not be built (:mod:`.build`).
 
