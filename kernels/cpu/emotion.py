@@ -118,6 +118,8 @@ def fused_emotion_update(chain: EmotionChain, e: Tensor, v: Tensor, pull: Tensor
         return None
     if baseline is not None and baseline.shape != (dim,):
         return None
+    if drive is not None and (drive.dim() > 3 or torch.broadcast_shapes(drive.shape, e.shape) != e.shape):
+        return None
     s = susceptibility.to(e.dtype)
     if s.dim() == 2 and s.size(0) == batch and batch > 1 and s.stride(0) != 0:
         s, stride = s.contiguous(), num_nodes

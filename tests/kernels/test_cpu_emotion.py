@@ -107,6 +107,8 @@ def test_left_to_autograd_where_it_does_not_apply():
         assert fused_emotion_update(chain, *state, susceptibility, *leaves, None, None, None, None, DT) is None
     learnt = susceptibility.clone().requires_grad_()
     assert fused_emotion_update(chain, *state, learnt, *leaves, None, None, None, None, DT) is None
+    wider = torch.rand(2, 1, 10, 2, dtype=torch.float64)  # would broadcast the state to another shape
+    assert fused_emotion_update(chain, *state, susceptibility, *leaves, None, None, None, wider, DT) is None
     assert fused_emotion_update(chain, *state, susceptibility, *leaves, None, None, None, None, DT) is not None
 
 
