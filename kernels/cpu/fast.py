@@ -205,6 +205,14 @@ class _PlainPull(torch.autograd.Function):
         need_source = source is not None and ctx.needs_input_grad[1]
         # a state without gradient (the usual case: only parameters learn) skips the scatter to x
         grad_x = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
+        followers = graph.followers
+        if grad_x is None and need_source and followers is not None:  # from the followees' side
+            grad_source = torch.empty_like(source)  # every entry written
+            _check(load().lpm_plain_source_grad(
+                _DTYPE_CODE[x.dtype], graph.index, batch, num_nodes, dim, _ptr(followers.starts),
+                _ptr(followers.follower), _ptr(followers.edge), _ptr(graph.edge_weight), _ptr(x), _ptr(grad_pull),
+                _ptr(grad_weight), _ptr(grad_source), _threads(batch * graph.col.numel())), "pull backward")
+            return None, grad_source, None, None
         grad_source = torch.zeros_like(source) if need_source else None
         _check(load().lpm_plain_backward(
             _DTYPE_CODE[x.dtype], graph.index, batch, num_nodes, dim, _ptr(graph.rowptr), _ptr(graph.col),

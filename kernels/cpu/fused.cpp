@@ -750,6 +750,63 @@ void push_forward(int64_t B, int64_t N, int64_t d, const int64_t* starts, const 
   }
 }
 
+// dL/ds of a pull without pair kernel gated by s, when x needs no gradient, from the followees'
+// side (the transpose): gs_j = sum over j's out-edges e = (j -> i) of a_e (h_i + gp_i . x_j) with
+// h_i = gw_i - gp_i . x_i, summed as sum_e a_e h_i + x_j . sum_e a_e gp_i. Each follower's
+// [gp_i, h_i] is read from one record (a random read per edge instead of a random read-modify-write)
+// and each gs_j written once, so rows split across threads need no reduction.
+template <typename T, typename I, int D>
+void plain_source_grad_rows(int64_t lo, int64_t hi, int64_t d, const int64_t* starts, const I* follower,
+                            const I* edge, const T* ew, const T* xb, const T* records, T* gsb) {
+  if (D > 0) d = D;
+  T acc[kMaxDim];
+  for (int64_t j = lo; j < hi; ++j) {
+    T acc_h = T(0);
+    for (int64_t k = 0; k < d; ++k) acc[k] = T(0);
+    for (int64_t p = starts[j]; p < starts[j + 1]; ++p) {
+      const T* r = records + static_cast<int64_t>(follower[p]) * (d + 1);
+      const T a = ew ? ew[edge[p]] : T(1);
+      for (int64_t k = 0; k < d; ++k) acc[k] += a * r[k];
+      acc_h += a * r[d];
+    }
+    T total = acc_h;
+    for (int64_t k = 0; k < d; ++k) total += acc[k] * xb[j * d + k];
+    gsb[j] = total;
+  }
+}
+
+template <typename T, typename I, int D>
+void plain_source_grad(int64_t B, int64_t N, int64_t d, const int64_t* starts, const I* follower, const I* edge,
+                       const T* ew, const T* x, const T* gp, const T* gw, T* gs, int threads) {
+  if (D > 0) d = D;
+  std::vector<T> records(N * (d + 1));
+  for (int64_t b = 0; b < B; ++b) {
+    const T* xb = x + b * N * d;
+    for (int64_t i = 0; i < N; ++i) {
+      const T* gpi = gp + (b * N + i) * d;
+      T* r = records.data() + i * (d + 1);
+      T h = gw ? gw[b * N + i] : T(0);
+      for (int64_t k = 0; k < d; ++k) {
+        r[k] = gpi[k];
+        h -= gpi[k] * xb[i * d + k];
+      }
+      r[d] = h;
+    }
+    T* gsb = gs + b * N;
+    if (threads <= 1) {
+      plain_source_grad_rows<T, I, D>(0, N, d, starts, follower, edge, ew, xb, records.data(), gsb);
+      continue;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+      const std::vector<int64_t> bounds = row_bounds(starts, N, thread_count());
+      const int tid = thread_id();
+      plain_source_grad_rows<T, I, D>(bounds[tid], bounds[tid + 1], d, starts, follower, edge, ew, xb,
+                                      records.data(), gsb);
+    }
+  }
+}
+
 // ------------------------------------------------------------------ neighbor sum
 template <typename T, typename I, int D>
 void sum_forward_edges(int64_t lo, int64_t hi, int64_t B, int64_t N, int64_t d, int64_t E, const I* col,
@@ -959,6 +1016,15 @@ int lpm_pair_backward(int dtype, int index, int64_t B, int64_t N, int64_t d, con
                                    (const T*)s, make_pair<T>(kind, eps, esb, esn, esd, eps0, tau, rho, rep),
                                    (const T*)gp, (const T*)gw, (T*)gx, (T*)gs, (T*)geps, need, scalars,
                                       threads));
+  return 0;
+}
+
+int lpm_plain_source_grad(int dtype, int index, int64_t B, int64_t N, int64_t d, const int64_t* starts,
+                          const void* follower, const void* edge, const void* ew, const void* x, const void* gp,
+                          const void* gw, void* gs, int threads) {
+  LPM_DISPATCH_D(dtype, index, d,
+                 plain_source_grad<T, I, D>(B, N, d, starts, (const I*)follower, (const I*)edge, (const T*)ew,
+                                            (const T*)x, (const T*)gp, (const T*)gw, (T*)gs, threads));
   return 0;
 }
 

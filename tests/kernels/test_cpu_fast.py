@@ -335,3 +335,33 @@ def test_a_simulation_of_the_default_model_is_unchanged():
     assert ref_traj["posts"].sum() > 0
     for a, b in zip(fast_grads, ref_grads):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_source_gradient_from_the_transpose(threads):
+    """Once a graph's transpose is cached, the source weights' gradient of a plain gated pull over a
+    constant state is summed per followee over its followers: the same gradient as the row loop's
+    and the reference's, weighted and not, one thread or two."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for graph in (small_graph(300, 5.0, seed=31, weighted=True), Graph.holme_kim(20_000, 4, 0.3, seed=2)):
+            gen = torch.Generator().manual_seed(32)
+            n = graph.num_nodes
+            x = rand(2, n, 2, gen=gen, low=-1)
+            source = rand(2, n, gen=gen) * (rand(2, n, gen=gen) < 0.3)
+            proj = rand(2, n, 2, gen=gen, low=-1), rand(2, n, 1, gen=gen, low=-1)
+            grads = []
+            for fn in (fast.fused_pull, fast.fused_pull, reference.neighbor_pull):  # first: no transpose yet
+                ss = source.clone().requires_grad_()
+                pull, weight = fn(*args(graph), x, None, ss)
+                grads.append(torch.autograd.grad((pull * proj[0]).sum() + (weight * proj[1]).sum(), ss)[0])
+                if fn is fast.fused_pull and fast._FOLLOWERS.get(id(graph.col), [None] * 4)[3] is None:
+                    for _ in range(fast._BUILD_AT_CALL):
+                        fast.fused_pull(*args(graph), x, None, source)
+            assert fast._FOLLOWERS[id(graph.col)][3] is not None
+            rows, pushed, want = grads
+            torch.testing.assert_close(pushed, rows, atol=1e-12, rtol=1e-10)
+            torch.testing.assert_close(pushed, want, atol=1e-12, rtol=1e-10)
+    finally:
+        torch.set_num_threads(saved)
