@@ -338,30 +338,35 @@ def test_a_simulation_of_the_default_model_is_unchanged():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_source_gradient_from_the_transpose(threads):
+@pytest.mark.parametrize("kind", [None, "bc", "attract_repel"])
+def test_source_gradient_from_the_transpose(threads, kind):
     """Once a graph's transpose is cached, the source weights' gradient of a plain gated pull over a
-    constant state is summed per followee over its followers: the same gradient as the row loop's
-    and the reference's, weighted and not, one thread or two."""
+    constant state is summed per followee over its followers: the same gradients as the row loop's
+    and the reference's, weighted and not, one thread or two (pair kernels keep the row loop, which
+    measured faster here: followers are scattered, followees are often hubs in cache)."""
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         for graph in (small_graph(300, 5.0, seed=31, weighted=True), Graph.holme_kim(20_000, 4, 0.3, seed=2)):
             gen = torch.Generator().manual_seed(32)
-            n = graph.num_nodes
-            x = rand(2, n, 2, gen=gen, low=-1)
+            n, dim = graph.num_nodes, 2
+            x = rand(2, n, dim, gen=gen, low=-1)
             source = rand(2, n, gen=gen) * (rand(2, n, gen=gen) < 0.3)
-            proj = rand(2, n, 2, gen=gen, low=-1), rand(2, n, 1, gen=gen, low=-1)
-            grads = []
-            for fn in (fast.fused_pull, fast.fused_pull, reference.neighbor_pull):  # first: no transpose yet
-                ss = source.clone().requires_grad_()
-                pull, weight = fn(*args(graph), x, None, ss)
-                grads.append(torch.autograd.grad((pull * proj[0]).sum() + (weight * proj[1]).sum(), ss)[0])
-                if fn is fast.fused_pull and fast._FOLLOWERS.get(id(graph.col), [None] * 4)[3] is None:
-                    for _ in range(fast._BUILD_AT_CALL):
-                        fast.fused_pull(*args(graph), x, None, source)
-            assert fast._FOLLOWERS[id(graph.col)][3] is not None
-            rows, pushed, want = grads
-            torch.testing.assert_close(pushed, rows, atol=1e-12, rtol=1e-10)
-            torch.testing.assert_close(pushed, want, atol=1e-12, rtol=1e-10)
+            proj = rand(2, n, dim, gen=gen, low=-1), rand(2, n, dim, gen=gen, low=-1)
+            for pair in ([None] if kind is None else pairs(kind, 2, n, dim, gen)):
+                grads = []
+                for fn in (fast.fused_pull, fast.fused_pull, reference.neighbor_pull):  # first: no transpose yet
+                    ss = source.clone().requires_grad_()
+                    pp, leaves = with_grads(pair, parameters(pair))
+                    pull, weight = fn(*args(graph), x, pp, ss)
+                    loss = (pull * proj[0]).sum() + (weight * proj[1][..., :weight.size(-1)]).sum()
+                    grads.append(torch.autograd.grad(loss, [ss, *leaves]))
+                    if fn is fast.fused_pull and fast._FOLLOWERS.get(id(graph.col), [None] * 4)[3] is None:
+                        for _ in range(fast._BUILD_AT_CALL):
+                            fast.fused_pull(*args(graph), x, None, source)
+                assert fast._FOLLOWERS[id(graph.col)][3] is not None
+                for rows, pushed, want in zip(*grads):
+                    torch.testing.assert_close(pushed, rows, atol=1e-12, rtol=1e-10)
+                    torch.testing.assert_close(pushed, want, atol=1e-12, rtol=1e-10)
     finally:
         torch.set_num_threads(saved)
