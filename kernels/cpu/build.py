@@ -44,10 +44,13 @@ _SIGNATURES = {
     "lpm_pair_backward": [_INT, _INT, _I64, _I64, _I64] + [_PTR] * 5 + [_INT, _PTR, _I64, _I64, _I64]
     + [_DBL] * 4 + [_PTR] * 5 + [_INT, _c.POINTER(_DBL), _INT],
     "lpm_transpose": [_INT, _I64] + [_PTR] * 5,
+    "lpm_plain_source_grad": [_INT, _INT, _I64, _I64, _I64] + [_PTR] * 8 + [_INT],
     "lpm_gated_forward": [_INT, _INT, _I64, _I64, _I64] + [_PTR] * 8 + [_INT, _PTR, _I64, _I64, _I64] + [_DBL] * 4
     + [_PTR, _PTR, _INT],
     "lpm_sum_forward": [_INT, _INT, _I64, _I64, _I64, _I64] + [_PTR] * 6 + [_INT],
     "lpm_sum_backward": [_INT, _INT, _I64, _I64, _I64, _I64] + [_PTR] * 8 + [_INT],
+    "lpm_emotion_backward": [_INT, _I64, _I64, _I64] + [_DBL] * 4 + [_PTR] * 5 + [_I64, _PTR, _PTR, _I64]
+    + [_PTR] * 7 + [_c.POINTER(_DBL)],
 }
 
 

@@ -2,10 +2,12 @@
 
 Each op is one fused loop over the CSR rows (``fused.cpp``): no ``(B, E, d)`` gather, message or
 scatter buffer, only the outputs; the backward is a second fused loop that recomputes the pair
-kernel per edge instead of saving per-edge values. A pull gated by a sparse source weight (only the
-followees that posted count) is pushed from the sources along their out-edges instead, once the
-graph's transpose is cached (at its third gated pull), so its cost follows the posts, not ``E``. Both take the reference's arguments and return
-what it returns (:mod:`lpm.kernels.reference`); inputs they do not cover (a pair parameter that is
+kernel per edge instead of saving per-edge values (its sigmoids from one exp, vectorised in blocks
+of edges), and, when ``x`` needs no gradient (a simulation's state), scatters nothing to it and reads
+each followee's values and source weight from one packed record per agent. A pull gated by a
+sparse source weight (only the followees that posted count) is pushed from the sources along their
+out-edges instead, once the graph's transpose is cached (at its third gated pull), so its cost
+follows the posts, not ``E``. Both take the reference's arguments and return what it returns (:mod:`lpm.kernels.reference`); inputs they do not cover (a pair parameter that is
 neither a scalar nor per receiver, a differentiable edge weight, an empty state) go to the
 reference, as does everything when the library could not be built (:mod:`.build`).
 
@@ -201,7 +203,16 @@ class _PlainPull(torch.autograd.Function):
         grad_weight = None if grad_weight is None else grad_weight.contiguous()
         batch, num_nodes, dim = x.shape
         need_source = source is not None and ctx.needs_input_grad[1]
-        grad_x = torch.zeros_like(x)
+        # a state without gradient (the usual case: only parameters learn) skips the scatter to x
+        grad_x = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
+        followers = graph.followers
+        if grad_x is None and need_source and followers is not None:  # from the followees' side
+            grad_source = torch.empty_like(source)  # every entry written
+            _check(load().lpm_plain_source_grad(
+                _DTYPE_CODE[x.dtype], graph.index, batch, num_nodes, dim, _ptr(followers.starts),
+                _ptr(followers.follower), _ptr(followers.edge), _ptr(graph.edge_weight), _ptr(x), _ptr(grad_pull),
+                _ptr(grad_weight), _ptr(grad_source), _threads(batch * graph.col.numel())), "pull backward")
+            return None, grad_source, None, None
         grad_source = torch.zeros_like(source) if need_source else None
         _check(load().lpm_plain_backward(
             _DTYPE_CODE[x.dtype], graph.index, batch, num_nodes, dim, _ptr(graph.rowptr), _ptr(graph.col),
@@ -248,7 +259,7 @@ class _PairPull(torch.autograd.Function):
         grad_pull, grad_weight = grad_pull.contiguous(), grad_weight.contiguous()
         batch, num_nodes, dim = x.shape
         need = ctx.needs_input_grad
-        grad_x = torch.zeros_like(x)
+        grad_x = torch.zeros_like(x) if need[0] else None
         grad_source = torch.zeros_like(source) if source is not None and need[1] else None
         per_receiver = spec.eps_strides is not None
         grad_eps = torch.zeros_like(eps) if per_receiver and need[2] else None

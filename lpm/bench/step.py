@@ -125,9 +125,14 @@ def _mmap_threshold(nbytes: int) -> None:
     """glibc's malloc serves blocks of at least ``nbytes`` by mmap and returns them to the system on
     free (no-op elsewhere). With a low threshold the resident set follows the live tensors, so the
     peak of a step can be read from it; its default, adapted upward as blocks are freed, keeps freed
-    memory resident (faster, so the timed steps run with a high one)."""
+    memory resident (faster, so the timed steps run with a high one). Setting it turns that
+    adaptation off, which would leave the heap's trim threshold at 128 KiB (freed memory at the top
+    of the heap returned, and faulted in again by the next step's tensors), so the trim threshold is
+    set as the adaptation sets it: twice the mmap threshold."""
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").mallopt(-3, int(nbytes))  # -3: M_MMAP_THRESHOLD
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, int(nbytes))  # -3: M_MMAP_THRESHOLD
+        libc.mallopt(-1, 2 * int(nbytes))  # -1: M_TRIM_THRESHOLD
 
 
 def _memory(device: torch.device) -> Optional[int]:

@@ -27,6 +27,7 @@ from lpm.dynamics.base import positive, softplus, unit_interval
 from lpm.engine import DynamicsModule, StepContext, Updates
 from lpm.errors import ConfigError, StateError
 from lpm.graph import Graph
+from lpm.kernels.cpu.emotion import fused_emotion_update
 from lpm.state import PopulationState
 
 __all__ = ["Shock", "EmotionContagion"]
@@ -152,15 +153,27 @@ class EmotionContagion(DynamicsModule):
         extra force (e.g. guidance messages from :mod:`lpm.interventions`)."""
         e = state.emotion
         pull, weight = kernels.neighbor_pull(graph, e, source_weight=seen)
-        force = self.coupling * state.traits.susceptibility[..., None] * pull / (1 + weight)
-        baseline = self.baseline.to(e.dtype) if self.baseline.numel() else e.new_zeros(())
-        force = force - self.decay * (e - baseline)
+        susceptibility = state.traits.susceptibility
+        baseline = self.baseline.to(e.dtype) if self.baseline.numel() else None
         shock = self.shock_drive(time_h, e)
-        if shock is not None:
-            force = force + self.shock_gain * shock
-        if drive is not None:
-            force = force + drive
-        if self.order == 1:
-            return e + dt * force, state.emotion_velocity
-        velocity = self.momentum * state.emotion_velocity + dt * force
-        return e + velocity, velocity
+        gain = None if shock is None else self.shock_gain
+
+        def chain(e, velocity, pull, weight, coupling, decay, momentum, gain, drive):
+            force = coupling * susceptibility[..., None] * pull / (1 + weight)
+            force = force - decay * (e - (baseline if baseline is not None else e.new_zeros(())))
+            if shock is not None:
+                force = force + gain * shock
+            if drive is not None:
+                force = force + drive
+            if momentum is None:
+                return e + dt * force, velocity
+            velocity = momentum * velocity + dt * force
+            return e + velocity, velocity
+
+        momentum = self.momentum if self.order == 2 else None
+        if momentum is not None:  # one fused backward pass instead of autograd's chain (same forward bits)
+            fused = fused_emotion_update(chain, e, state.emotion_velocity, pull, weight, susceptibility, self.coupling,
+                                         self.decay, momentum, gain, shock, baseline, drive, dt)
+            if fused is not None:
+                return fused
+        return chain(e, state.emotion_velocity, pull, weight, self.coupling, self.decay, momentum, gain, drive)

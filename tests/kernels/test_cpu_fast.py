@@ -78,13 +78,14 @@ def with_grads(pair, tensors):
     return type(pair)(**dict(zip(fields, leaves))), leaves
 
 
-def compare_pull(graph, x, pair, source, dtype, exact=False):
-    """Forward and the gradient of a random projection in every input, fast path vs reference."""
-    tol = dict(atol=1e-12, rtol=1e-10) if dtype == torch.float64 else dict(atol=2e-5, rtol=2e-5)
+def compare_pull(graph, x, pair, source, dtype, exact=False, x_grad=True, float32_tol=2e-5):
+    """Forward and the gradient of a random projection in every input, fast path vs reference
+    (``x_grad=False``: ``x`` is a constant, as a simulation's state is)."""
+    tol = dict(atol=1e-12, rtol=1e-10) if dtype == torch.float64 else dict(atol=float32_tol, rtol=float32_tol)
     gen = torch.Generator().manual_seed(99)
     results = []
     for fn in (fast.fused_pull, reference.neighbor_pull):
-        xs = x.detach().clone().requires_grad_()
+        xs = x.detach().clone().requires_grad_(x_grad)
         ss = None if source is None else source.detach().clone().requires_grad_()
         pp, leaves = with_grads(pair, parameters(pair))
         pull, weight = fn(*args(graph), xs, pp, ss)
@@ -92,7 +93,7 @@ def compare_pull(graph, x, pair, source, dtype, exact=False):
         gen.manual_seed(99)
         proj_p = rand(*pull.shape, gen=gen, dtype=dtype, low=-1)
         proj_w = rand(*weight.shape, gen=gen, dtype=dtype, low=-1)
-        inputs = [xs] + ([ss] if ss is not None else []) + leaves
+        inputs = ([xs] if x_grad else []) + ([ss] if ss is not None else []) + leaves
         loss = (pull * proj_p).sum() + (weight * proj_w).sum()
         results.append(torch.autograd.grad(loss, inputs, allow_unused=True, materialize_grads=True))
     fwd_fast, grads_fast, fwd_ref, grads_ref = results
@@ -127,6 +128,59 @@ def test_neighbor_pull_matches_the_reference(kind, gated, dtype):
                 compare_pull(graph, x, pair, source, dtype, exact=kind is None)
 
 
+@pytest.mark.parametrize("kind", [None, "bc", "attract_repel"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gradients_when_the_state_is_a_constant(kind, dtype, threads):
+    """Only the source weights and the pair's parameters learn (a simulation's usual case): the
+    backward skips x and keeps the followees' values and source gradients in one record per agent."""
+    gen = torch.Generator().manual_seed(17)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        # the last graph is over the serial threshold; its hubs sum thousands of float32 terms, in
+        # another order than the reference's
+        for graph, float32_tol in [(g, 2e-5) for g in graphs(dtype)[1:]] + [(Graph.holme_kim(20_000, 4, 0.3, seed=1), 2e-4)]:
+            n, batch = graph.num_nodes, 2
+            for dim in (1, 2):
+                x = rand(batch, n, dim, gen=gen, dtype=dtype, low=-1)
+                source = rand(batch, n, gen=gen, dtype=dtype) * (rand(batch, n, gen=gen) < 0.3).to(dtype)
+                for pair in ([None] if kind is None else pairs(kind, batch, n, dim, gen, dtype)):
+                    if pair is not None and pair.eps.dim() == 3 and pair.eps.size(-1) != dim:
+                        continue
+                    compare_pull(graph, x, pair, source, dtype, x_grad=False, float32_tol=float32_tol)
+    finally:
+        torch.set_num_threads(saved)
+
+
+def test_backward_with_saturated_and_extreme_kernels():
+    """Exponents beyond the backward's one-exp range (tiny tau, huge distances, eps past rho): the
+    sigmoids are computed directly there, and the gradients stay finite and equal to the reference's."""
+    graph = small_graph(60, 4.0, seed=5, weighted=True)
+    gen = torch.Generator().manual_seed(6)
+    for dtype in (torch.float64, torch.float32):
+        x = rand(2, 60, 2, gen=gen, dtype=dtype, low=-1)
+        x[0, :10] *= 1e3  # distances of thousands
+        source = rand(2, 60, gen=gen, dtype=dtype) * (rand(2, 60, gen=gen) < 0.5).to(dtype)
+        tol = dict(atol=1e-10, rtol=1e-9) if dtype == torch.float64 else dict(atol=1e-4, rtol=1e-4)
+        eps = rand(60, 1, gen=gen, dtype=dtype, low=0.1, high=0.5)
+        eps[:5] = 30.0  # eps - rho far beyond the exponent range for a few receivers
+        for tau in (1e-3, 0.01, 0.2):
+            pair = kernels.AttractRepel(eps=eps, rho=torch.tensor(0.6, dtype=dtype), tau=tau,
+                                        repulsion=torch.tensor(0.5, dtype=dtype))
+            results = []
+            for fn in (fast.fused_pull, reference.neighbor_pull):
+                ss = source.clone().requires_grad_()
+                leaves = [t.detach().clone().requires_grad_() for t in (pair.eps, pair.rho, pair.repulsion)]
+                pp = kernels.AttractRepel(eps=leaves[0], rho=leaves[1], tau=tau, repulsion=leaves[2])
+                pull, weight = fn(*args(graph), x, pp, ss)
+                loss = (pull * x).sum() + weight.sum()
+                results.append(torch.autograd.grad(loss, [ss, *leaves]))
+            for got, want in zip(*results):
+                assert torch.isfinite(got).all()
+                torch.testing.assert_close(got, want, **tol)
+
+
 def test_pull_float_parameters_and_huge_distances():
     """Python-float parameters (no gradient) and saturated sigmoids stay finite and equal."""
     graph = small_graph(50, 4.0, seed=3)
@@ -155,6 +209,8 @@ def test_neighbor_pull_gradcheck(kind):
         return torch.cat(fast.fused_pull(*args(graph), x, p, source), -1)
 
     assert torch.autograd.gradcheck(fn, (x, source, *leaves))
+    # x a constant: the backward without x's gradient
+    assert torch.autograd.gradcheck(lambda source, *params: fn(x.detach(), source, *params), (source, *leaves))
 
 
 @pytest.mark.parametrize("scaled", [False, True])
@@ -279,3 +335,38 @@ def test_a_simulation_of_the_default_model_is_unchanged():
     assert ref_traj["posts"].sum() > 0
     for a, b in zip(fast_grads, ref_grads):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("kind", [None, "bc", "attract_repel"])
+def test_source_gradient_from_the_transpose(threads, kind):
+    """Once a graph's transpose is cached, the source weights' gradient of a plain gated pull over a
+    constant state is summed per followee over its followers: the same gradients as the row loop's
+    and the reference's, weighted and not, one thread or two (pair kernels keep the row loop, which
+    measured faster here: followers are scattered, followees are often hubs in cache)."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for graph in (small_graph(300, 5.0, seed=31, weighted=True), Graph.holme_kim(20_000, 4, 0.3, seed=2)):
+            gen = torch.Generator().manual_seed(32)
+            n, dim = graph.num_nodes, 2
+            x = rand(2, n, dim, gen=gen, low=-1)
+            source = rand(2, n, gen=gen) * (rand(2, n, gen=gen) < 0.3)
+            proj = rand(2, n, dim, gen=gen, low=-1), rand(2, n, dim, gen=gen, low=-1)
+            for pair in ([None] if kind is None else pairs(kind, 2, n, dim, gen)):
+                grads = []
+                for fn in (fast.fused_pull, fast.fused_pull, reference.neighbor_pull):  # first: no transpose yet
+                    ss = source.clone().requires_grad_()
+                    pp, leaves = with_grads(pair, parameters(pair))
+                    pull, weight = fn(*args(graph), x, pp, ss)
+                    loss = (pull * proj[0]).sum() + (weight * proj[1][..., :weight.size(-1)]).sum()
+                    grads.append(torch.autograd.grad(loss, [ss, *leaves]))
+                    if fn is fast.fused_pull and fast._FOLLOWERS.get(id(graph.col), [None] * 4)[3] is None:
+                        for _ in range(fast._BUILD_AT_CALL):
+                            fast.fused_pull(*args(graph), x, None, source)
+                assert fast._FOLLOWERS[id(graph.col)][3] is not None
+                for rows, pushed, want in zip(*grads):
+                    torch.testing.assert_close(pushed, rows, atol=1e-12, rtol=1e-10)
+                    torch.testing.assert_close(pushed, want, atol=1e-12, rtol=1e-10)
+    finally:
+        torch.set_num_threads(saved)
