@@ -21,6 +21,7 @@ from pathlib import Path
 from lpm.archetypes import CachedBackend, DecisionCache, DecisionTable, build_archetypes, make_backend
 from lpm.calibration.stance_archetypes import CONTEXTS, StanceDecisions, compare
 from lpm.calibration.stance_data import load_posts
+from lpm.calibration.stance_memory import thread_replies
 from lpm.calibration.stance_model import StanceConfig
 from lpm.embed import TextEmbedder
 
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="embedding,transformers,random",
                         help=f"comma-separated among {', '.join(BACKENDS)}")
     parser.add_argument("--k", type=int, default=16, help="archetypes")
+    parser.add_argument("--agents", type=int, default=StanceConfig.agents, help="repliers per veracity scenario")
     parser.add_argument("--llm-model", default="smollm2-135m", help="model of the transformers backend")
     parser.add_argument("--steps", type=int, default=60, help="optimiser steps of the fit without archetypes")
     parser.add_argument("--extra-steps", type=int, default=30, help="further steps of every arm")
@@ -47,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown backends {unknown}; expected among {list(BACKENDS)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    config = StanceConfig()
+    config = StanceConfig(agents=args.agents)
     posts = load_posts([Path(args.data)])
+    test = thread_replies(posts, config, "test")
     embedder = TextEmbedder()
     archetypes = build_archetypes(config.agents, args.k, args.seed, embedder=embedder)
     decisions, costs = {}, {}
@@ -65,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         decisions[name] = StanceDecisions.from_table(table, archetypes.assignment)
     rows = compare(posts, decisions, config, steps=args.steps, extra_steps=args.extra_steps, budget_s=args.budget_s,
                    seed=args.seed, draws=args.draws)
-    (out / "results.json").write_text(json.dumps({"rows": rows, "costs": costs, "args": vars(args)}, indent=2) + "\n")
+    held_out = {"threads": test.veracity.numel(), "replies": int(test.every.sum())}
+    (out / "results.json").write_text(json.dumps({"rows": rows, "costs": costs, "test": held_out, "args": vars(args)},
+                                                 indent=2) + "\n")
+    print(f"held-out threads: {held_out['threads']}, replies: {held_out['replies']}")
     print("| arm | held-out mae_stance | kl_stance | minus no-archetypes [90% paired bootstrap] | gains (belief, arousal, evidence) |")
     print("|---|---|---|---|---|")
     for row in rows:

@@ -165,3 +165,30 @@ def test_compare_end_to_end(tmp_path: Path):
     assert rows[1]["steps"] == 5 and set(sa.GAINS) <= set(rows[1])
     with pytest.raises(ConfigError, match="arm names"):
         sa.compare(posts, {sa.BASELINE: sa.StanceDecisions.random(archetype, 3, 8)}, CONFIG, steps=0, extra_steps=0)
+
+
+def test_script_writes_the_table(tmp_path: Path, capsys):
+    """``scripts/stance_archetypes.py`` with the random control only (no backend, no model load beyond
+    the persona embedder): a row per arm and reference, the results file, the held-out thread count."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location(
+        "stance_archetypes_script", Path(__file__).resolve().parents[2] / "scripts" / "stance_archetypes.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    data = _write_threads(tmp_path / "posts.csv")
+    out = tmp_path / "out"
+    assert script.main(["--data", str(data), "--backends", "random", "--k", "3", "--agents", "24", "--steps", "1",
+                        "--extra-steps", "1", "--draws", "10", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| no archetypes |" in printed and "| random |" in printed and "| train_bin |" in printed
+    saved = json.loads((out / "results.json").read_text())
+    assert [r["arm"] for r in saved["rows"]][:2] == [sa.BASELINE, "random"]
+    assert saved["test"]["threads"] == len(_test_index(30)) > 0
+
+
+def _test_index(threads: int) -> list[int]:
+    from lpm.calibration.common import split_index
+
+    return split_index([str(1000 + t) for t in range(threads)], "test")
