@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             decisions[name] = StanceDecisions.random(archetypes.assignment, archetypes.k, seed=args.seed)
             continue
         kind = make_backend(name, **({"embedder": embedder} if name == "embedding" else {"model": args.llm_model}))
-        backend = CachedBackend(kind, DecisionCache(out / "decision_cache.sqlite"))
+        backend = CachedBackend(kind, DecisionCache(out / "decision_cache.sqlite"), chunk_size=8)  # keeps partial work
         started = time.perf_counter()
         table = DecisionTable.build(archetypes.persona_texts, CONTEXTS, backend, embedder)
         costs[name] = {**backend.stats(), **backend.seconds(), "build_wall_s": time.perf_counter() - started}
@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "results.json").write_text(json.dumps({"rows": rows, "costs": costs, "test": held_out, "args": vars(args)},
                                                  indent=2) + "\n")
     print(f"held-out threads: {held_out['threads']}, replies: {held_out['replies']}")
-    print("| arm | held-out mae_stance | kl_stance | minus no-archetypes [90% paired bootstrap] | gains (belief, arousal, evidence) |")
+    print("| arm | held-out mae_stance | kl_stance | minus no-archetypes [90% paired bootstrap] "
+          "| gains (belief, arousal, evidence) |")
     print("|---|---|---|---|---|")
     for row in rows:
         gains = ", ".join(f"{row[g]:+.3f}" for g in ("belief_gain", "arousal_gain", "evidence_gain") if g in row)
