@@ -6,7 +6,7 @@ own flexibility), and prints mae_stance on the held-out threads beside the refer
 ``lpm check stance`` (see lpm.calibration.stance_archetypes). Decisions are cached, so a rerun calls
 no backend.
 
-    .venv/bin/python scripts/stance_archetypes.py --data ../shared/data/rumoureval2017 \
+    .venv/bin/python scripts/stance_archetypes.py --data ../shared/data/rumoureval2017 --k 8 \
         --backends embedding,transformers,random --out runs/stance_archetypes
 """
 
@@ -17,6 +17,8 @@ import json
 import sys
 import time
 from pathlib import Path
+
+import torch
 
 from lpm.archetypes import CachedBackend, DecisionCache, DecisionTable, build_archetypes, make_backend
 from lpm.calibration.stance_archetypes import CONTEXTS, StanceDecisions, compare
@@ -36,13 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=16, help="archetypes")
     parser.add_argument("--agents", type=int, default=StanceConfig.agents, help="repliers per veracity scenario")
     parser.add_argument("--llm-model", default="smollm2-135m", help="model of the transformers backend")
-    parser.add_argument("--steps", type=int, default=60, help="optimiser steps of the fit without archetypes")
-    parser.add_argument("--extra-steps", type=int, default=30, help="further steps of every arm")
-    parser.add_argument("--budget-s", type=float, default=180.0, help="wall seconds per fit stage")
+    parser.add_argument("--steps", type=int, default=200, help="optimiser steps of the fit without archetypes")
+    parser.add_argument("--extra-steps", type=int, default=100, help="further steps of every arm")
+    parser.add_argument("--budget-s", type=float, default=300.0, help="wall seconds per fit stage at most")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (the model's tensors are small: on a shared CPU more threads cost more)")
     parser.add_argument("--draws", type=int, default=1000, help="bootstrap resamples of the test threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/stance_archetypes", help="folder: decision cache and results JSON")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     chosen = [b for b in args.backends.split(",") if b]
     unknown = sorted(set(chosen) - set(BACKENDS))
     if unknown:
