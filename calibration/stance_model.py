@@ -109,6 +109,9 @@ class Evidence(Intervention):
         self.raw_rates = nn.Parameter(torch.tensor([inverse_softplus(r) for r in rates]))
         self.register_buffer("truth", torch.tensor(list(truth)))
         self.dt = float(dt)
+        #: ``(B, N)`` multipliers of each agent's evidence rate, or ``None`` (all 1). A plain attribute, not a
+        #: buffer: a model that computes it from its own parameters sets it before each simulation.
+        self.agent_scale: Optional[Tensor] = None
 
     @property
     def rates(self) -> Tensor:
@@ -117,8 +120,14 @@ class Evidence(Intervention):
     def apply(self, effects: Effects, time_h: float, shape: Shape) -> None:
         if self.raw_rates.numel() != shape.batch:
             raise ConfigError(f"Expected one evidence rate per scenario ({shape.batch}) (got {self.raw_rates.numel()})")
-        step = -torch.expm1(-self.rates * self.dt).to(shape.like.dtype)  # (B,)
-        rate = step[:, None, None]
+        if self.agent_scale is None:
+            rate = -torch.expm1(-self.rates * self.dt).to(shape.like.dtype)[:, None, None]  # (B, 1, 1)
+        else:
+            if tuple(self.agent_scale.shape) != (shape.batch, shape.agents):
+                raise ConfigError(f"Expected an evidence scale of shape {(shape.batch, shape.agents)} "
+                                  f"(got {tuple(self.agent_scale.shape)})")
+            scaled = self.rates[:, None].to(shape.like.dtype) * self.agent_scale.to(shape.like.dtype)
+            rate = -torch.expm1(-scaled * self.dt)[..., None]  # (B, N, 1)
         effects.add("opinion_rate", rate)
         effects.add("opinion_pull", rate * self.truth.to(shape.like.dtype)[:, None, None])
 
@@ -220,13 +229,22 @@ class StanceModel(SeriesModel, nn.Module):
                 "initial_belief": torch.tanh(self.raw_initial_belief),
                 **{f"evidence_rate_{v}": rates[i] for i, v in enumerate(VERACITIES)}}
 
-    def initial_state(self) -> PopulationState:
-        """Beliefs at the source post, arousal of the users it reached, one scenario per veracity."""
+    def initial_state(self, belief_offset: Optional[Tensor] = None, arousal_scale: Optional[Tensor] = None
+                      ) -> PopulationState:
+        """Beliefs at the source post, arousal of the users it reached, one scenario per veracity.
+
+        ``belief_offset`` ``(N,)`` (added in ``atanh`` units) and ``arousal_scale`` ``(N,)`` (multiplies
+        the reached users' arousal) let a subclass shape individuals (see :mod:`lpm.calibration.stance_archetypes`).
+        """
         like = self.raw_initial_belief
         batch, n = len(VERACITIES), self.config.agents
-        belief = torch.tanh(self.raw_initial_belief + self.belief_noise.to(like.dtype))  # (N,)
+        raw = self.raw_initial_belief + self.belief_noise.to(like.dtype)
+        belief = torch.tanh(raw if belief_offset is None else raw + belief_offset.to(like.dtype))  # (N,)
         opinion = belief.expand(batch, n)[..., None]
-        arousal = self.reached.to(like.dtype).expand(batch, n)[..., None]
+        reached = self.reached.to(like.dtype)
+        if arousal_scale is not None:
+            reached = reached * arousal_scale.to(like.dtype)
+        arousal = reached.expand(batch, n)[..., None]
         traits = Traits(*[getattr(self, f"trait_{f.name}").to(like.dtype).expand(batch, n)
                           for f in dataclasses.fields(Traits)])
         return PopulationState.create(opinion, arousal.contiguous(), traits=traits)
