@@ -28,7 +28,7 @@ from lpm.simulate import simulate
 from lpm.state import PopulationState
 from lpm.targets import GROWTH_HOURS
 
-__all__ = ["PARAMS", "RESHARER_PARAMS", "DEFAULTS", "DEFAULT_FIXED", "RECORD", "CascadeWorld", "model_params",
+__all__ = ["PARAMS", "RESHARER_PARAMS", "DEFAULTS", "DEFAULT_FIXED", "RECORD", "LEVEL_RECORD", "CascadeWorld", "model_params",
            "simulate_cascades", "set_params", "apply_params", "world_from_meta", "load_cascades"]
 
 PARAMS = ("transmissibility", "audience", "audience_spread", "attention", "attention_spread", "feed_half_life_h",
@@ -60,11 +60,19 @@ def _direct(state, events) -> Tensor:
     return events.direct_reshares
 
 
+def _second_level(state, events) -> Tensor:
+    if events.second_level_reshares is None:
+        return torch.zeros_like(state.reshared[:, 0, :])
+    return events.second_level_reshares
+
+
 def _sizes(state, events) -> Tensor:
     return state.reshared.sum(1)
 
 
 RECORD = {"size": _sizes, "direct": _direct}
+#: also the expected reshares at depth 2, from a world whose initial state follows levels
+LEVEL_RECORD = {**RECORD, "second": _second_level}
 
 
 @dataclass(frozen=True)
@@ -134,10 +142,12 @@ class CascadeWorld:
         return PARAMS
 
     def initial_state(self, batch: int, device: str | torch.device = "cpu",
-                      dtype: torch.dtype = torch.float32) -> PopulationState:
+                      dtype: torch.dtype = torch.float32, *, levels: bool = False) -> PopulationState:
+        """Nobody exposed yet; ``levels``: the cascade state also follows depth-1 reshares
+        (:class:`~lpm.dynamics.cascade_state.LevelCascadeState`, for :data:`LEVEL_RECORD`)."""
         state = PopulationState.create(torch.zeros(batch, self.agents, 1, dtype=dtype, device=device),
                                        torch.zeros(batch, self.agents, 2, dtype=dtype, device=device))
-        return init_cascade_state(state, self.items)
+        return init_cascade_state(state, self.items, levels=levels)
 
 
 def model_params(model: Model) -> dict[str, float]:

@@ -23,7 +23,11 @@ quantile matching of log cascade sizes at each reading time up to the fit horizo
 curves, and at the last time the size distribution), the squared error of the mean normalised
 growth curve (the timing of reshares), and quantile matching of the share of reshares attached to
 the root per cascade (its mean separates person-to-person spread from the source's broadcast, its
-spread across cascades how many trees are shallow stars and how many deep). Depth, breadth and KS distances are evaluated on exact trees (:mod:`lpm.targets`).
+spread across cascades how many trees are shallow stars and how many deep), and quantile matching of
+the share one level further down (depth 2): the mean field follows the reshares attached to the
+source (:class:`~lpm.dynamics.cascade_state.LevelCascadeState`) and the expected reshares attached to
+those, so the loss sees how deep the trees are without sampling them; with the root share it fixes the
+share of everything deeper. Breadth and KS distances are evaluated on exact trees (:mod:`lpm.targets`).
 
 Identifiability (what parameter recovery shows): with small ``q``, exposures enter the hazard as
 ``attention * q``, so ``transmissibility`` and ``attention`` are identified only through their
@@ -52,9 +56,9 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
-from lpm.calibration.cascade_world import (_RAW, DEFAULT_FIXED, DEFAULTS, PARAMS, RECORD, RESHARER_PARAMS, CascadeWorld,
-                                           apply_params, load_cascades, model_params, set_params, simulate_cascades,
-                                           world_from_meta)
+from lpm.calibration.cascade_world import (_RAW, DEFAULT_FIXED, DEFAULTS, LEVEL_RECORD, PARAMS, RECORD, RESHARER_PARAMS,
+                                           CascadeWorld, apply_params, load_cascades, model_params, set_params,
+                                           simulate_cascades, world_from_meta)
 from lpm.calibration.cascade_posterior import cascade_posterior
 from lpm.calibration.common import CalibrationModule, FitResult, fit, load_params, save_params
 from lpm.calibration.posterior import posterior_path
@@ -94,6 +98,9 @@ class CascadeCalibration(CalibrationModule, pl.LightningModule):
         estimator: ``"expected"`` (default: the mean-field dynamics, :class:`~lpm.relax.Expected`,
             deterministic with exact gradients), ``"straight_through"`` (exact samples forward) or
             ``"relaxed"`` (:class:`~lpm.relax.RelaxedBernoulli`).
+        root_weight, shape_weight, depth_weight: weights of the root-share, growth-shape and depth-2
+            share terms (the size term has weight 1); ``depth_weight=0`` leaves depth out (and the
+            levels untracked, as fits before it did).
 
     Fitted across processes (``fit(..., devices=W, strategy="ddp")``), each rank simulates ``batch / W``
     of the scenarios (:meth:`loss_terms`); ``batch`` must be a multiple of ``W``.
@@ -105,9 +112,10 @@ class CascadeCalibration(CalibrationModule, pl.LightningModule):
     def __init__(self, observed: CascadeTargets, world: CascadeWorld, init: Optional[Mapping[str, float]] = None,
                  fixed: Sequence[str] = DEFAULT_FIXED, batch: int = 2, fit_horizon_h: float = 12.0,
                  temperature: float = 0.5, learning_rate: float = 0.08, seed: int = 0, estimator: str = "expected",
-                 dtype: torch.dtype = torch.float32, root_weight: float = 10.0, shape_weight: float = 4.0) -> None:
+                 dtype: torch.dtype = torch.float32, root_weight: float = 10.0, shape_weight: float = 4.0,
+                 depth_weight: float = 10.0) -> None:
         super().__init__()
-        self.root_weight, self.shape_weight = float(root_weight), float(shape_weight)
+        self.root_weight, self.shape_weight, self.depth_weight = float(root_weight), float(shape_weight), float(depth_weight)
         self.world, self.batch, self.seed, self.dtype_ = world, batch, seed, dtype
         self.learning_rate = learning_rate
         self.model = world.model(dict(init or {})).to(dtype)
@@ -142,6 +150,14 @@ class CascadeCalibration(CalibrationModule, pl.LightningModule):
         # quantiles, not only the mean: how the root share varies across cascades sets how many
         # trees are shallow stars and how many deep (the item spread of resharer audiences)
         self.register_buffer("target_root_share", _quantiles(finite[:, None], count)[:, 0].to(dtype))  # (M',)
+        # the share one level below the root: with the root share it fixes the share of everything
+        # deeper, which the root share alone left free (fits put 2.6x the observed share at depth >= 5)
+        self.levels = self.depth_weight > 0 and observed.depth_profile is not None
+        if self.levels:
+            profile = observed.depth_profile.double()
+            children = profile.sum(1)
+            second = profile[children > 0, 1] / children[children > 0]
+            self.register_buffer("target_second_share", _quantiles(second[:, None], count)[:, 0].to(dtype))  # (M',)
         self.params_before_step: dict[str, float] = {}
 
     def fitted_params(self) -> dict[str, float]:
@@ -177,19 +193,20 @@ class CascadeCalibration(CalibrationModule, pl.LightningModule):
         rank, processes = self._shard()
         share = self.batch // processes
         first = rank * share
-        state = self.world.initial_state(share, self.device, self.dtype_)
+        state = self.world.initial_state(share, self.device, self.dtype_, levels=self.levels)
         seeds = [self.seed * 7919 + step_seed * self.batch + b for b in range(first, first + share)]
-        trajectory = simulate(self.model, state, self.graph, steps=self.steps, record=RECORD, seed=seeds,
-                              estimator=self.estimator)
+        trajectory = simulate(self.model, state, self.graph, steps=self.steps,
+                              record=LEVEL_RECORD if self.levels else RECORD, seed=seeds, estimator=self.estimator)
         size = trajectory["size"][self.steps_at]  # (T', B/W, C)
         direct = trajectory["direct"][1 : self.steps + 1].sum(0)  # (B/W, C)
+        second = trajectory["second"][1 : self.steps + 1].sum(0) if self.levels else torch.zeros_like(direct)
         if processes > 1:
-            # one collective for both (the backward of each gather is a collective too, and one per
+            # one collective for all (the backward of each gather is a collective too, and one per
             # step keeps every rank's sequence of collectives trivially the same)
-            mine = torch.cat([size, direct[None]])  # (T' + 1, B/W, C)
-            every = self.all_gather(mine, sync_grads=True)  # (W, T' + 1, B/W, C), in rank order
-            every = every.transpose(0, 1).reshape(mine.size(0), self.batch, -1)  # (T' + 1, B, C)
-            size, direct = every[:-1], every[-1]
+            mine = torch.cat([size, direct[None], second[None]])  # (T' + 2, B/W, C)
+            every = self.all_gather(mine, sync_grads=True)  # (W, T' + 2, B/W, C), in rank order
+            every = every.transpose(0, 1).reshape(mine.size(0), self.batch, -1)  # (T' + 2, B, C)
+            size, direct, second = every[:-2], every[-2], every[-1]
         size = size.reshape(len(self.steps_at), -1).T.clamp_min(1.0)  # (M', T')
         log_size = torch.sort(size.log(), dim=0).values
         size_loss = ((log_size - self.target_log_size) ** 2).mean()
@@ -199,8 +216,13 @@ class CascadeCalibration(CalibrationModule, pl.LightningModule):
         children = (size[:, -1] - 1.0).clamp_min(1.0)
         root_share = torch.sort(direct / children).values
         root_loss = ((root_share - self.target_root_share) ** 2).mean()
-        return {"size": size_loss, "shape": shape_loss, "root": root_loss,
-                "loss": size_loss + self.shape_weight * shape_loss + self.root_weight * root_loss}
+        terms = {"size": size_loss, "shape": shape_loss, "root": root_loss,
+                 "loss": size_loss + self.shape_weight * shape_loss + self.root_weight * root_loss}
+        if self.levels:
+            second_share = torch.sort(second.reshape(-1) / children).values
+            terms["depth"] = ((second_share - self.target_second_share) ** 2).mean()
+            terms["loss"] = terms["loss"] + self.depth_weight * terms["depth"]
+        return terms
 
     def training_step(self, batch, batch_idx):
         self.params_before_step = self.fitted_params()

@@ -93,12 +93,14 @@ class Updates:
         posts: ``(B, N)`` posts per agent, when the component draws them.
         log_prob: ``(B,)`` log-probability of its score-function draws, else ``None``.
         direct_reshares: ``(B, C)`` expected reshares that came straight from item sources.
+        second_level_reshares: ``(B, C)`` expected reshares attached to those (depth 2 of the trees).
     """
 
     state: Mapping[str, Any] = field(default_factory=lambda: _NOTHING)
     posts: Optional[Tensor] = None
     log_prob: Optional[Tensor] = None
     direct_reshares: Optional[Tensor] = None
+    second_level_reshares: Optional[Tensor] = None
 
 
 @runtime_checkable

@@ -34,11 +34,15 @@ class StepEvents:
             estimator, else ``None``.
         direct_reshares: ``(B, C)`` expected reshares in this step that came straight from the items'
             sources through their out-of-graph audience (:class:`~lpm.dynamics.Cascade` ``audience``), else ``None``.
+        second_level_reshares: ``(B, C)`` expected reshares in this step attached to the direct ones
+            (depth 2 of the trees), when the cascade state follows levels
+            (:class:`~lpm.dynamics.cascade_state.LevelCascadeState`), else ``None``.
     """
 
     posts: Optional[Tensor] = None
     log_prob: Optional[Tensor] = None
     direct_reshares: Optional[Tensor] = None
+    second_level_reshares: Optional[Tensor] = None
 
 
 class Model(nn.Module):
@@ -226,7 +230,7 @@ class Model(nn.Module):
         """
         ctx = self.context(state, graph, t, rng, estimator)
         changes: dict[str, object] = {}
-        posts = log_prob = direct_reshares = None
+        posts = log_prob = direct_reshares = second_level = None
         for _, component in self.components:
             out = component(state, graph, ctx)
             changes.update(out.state)
@@ -234,9 +238,12 @@ class Model(nn.Module):
                 log_prob = out.log_prob if log_prob is None else log_prob + out.log_prob
             if out.direct_reshares is not None:
                 direct_reshares = out.direct_reshares
+            if out.second_level_reshares is not None:
+                second_level = out.second_level_reshares
             new = {"updates": MappingProxyType(dict(changes))}
             if out.posts is not None:  # what later components see
                 posts = out.posts
                 new.update(posts=posts, seen=self._seen(posts, state, ctx.effects))
             ctx = dataclasses.replace(ctx, **new)
-        return state.replace(**changes), StepEvents(posts=posts, log_prob=log_prob, direct_reshares=direct_reshares)
+        return state.replace(**changes), StepEvents(posts=posts, log_prob=log_prob, direct_reshares=direct_reshares,
+                                               second_level_reshares=second_level)

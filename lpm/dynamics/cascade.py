@@ -51,7 +51,7 @@ from torch import Tensor, nn
 
 from lpm.dynamics.base import positive, softplus, unit_interval
 from lpm.dynamics.cascade_base import Item, _CascadeBase, _exposure_count
-from lpm.dynamics.cascade_state import CascadeState, init_cascade_state
+from lpm.dynamics.cascade_state import CascadeState, LevelCascadeState, init_cascade_state
 from lpm.engine import StepContext, Updates
 from lpm.errors import ConfigError, StateError
 from lpm.graph import Graph
@@ -370,6 +370,11 @@ class Cascade(_CascadeBase):
             from_resharers = broadcast_r / (k + 1e-6)
             if from_audience is not None:
                 from_audience = broadcast / (k + 1e-6)
+        levels = state.cascade if isinstance(state.cascade, LevelCascadeState) else None
+        to_first_level = from_first_level = None
+        if levels is not None:
+            to_first_level, from_first_level = self._level_shares(state, levels, graph, effects, per_resharer, k,
+                                                                  from_audience)
         seen = self.attention_share(rng, n, k.dtype) * k  # expected posts of the item seen while online
         logits = self.reshare_logit(state)
         if effects.reshare_logit is not None:
@@ -396,7 +401,38 @@ class Cascade(_CascadeBase):
                        hazard=state.hazard + step_hazard * not_yet, reshare_time=reshare_time, parent=parent)
         # an event, not state: expected reshares attached to the source
         direct = (new * from_audience).sum(1) if from_audience is not None else None
-        return Updates(state={"cascade": state.cascade.replace(**changes)}, log_prob=log_prob, direct_reshares=direct)
+        second_level = None
+        if levels is not None and to_first_level is not None and from_first_level is not None:
+            new_first = new * to_first_level
+            first_frontier = new_first
+            if self.raw_feed_half_life is not None:
+                first_frontier = new_first + self._age_frontier(levels.first_level_frontier,
+                                                                levels.first_level_reshared, dt)
+            changes.update(first_level_reshared=levels.first_level_reshared + new_first,
+                           first_level_frontier=first_frontier)
+            second_level = (new * from_first_level).sum(1)
+        return Updates(state={"cascade": state.cascade.replace(**changes)}, log_prob=log_prob, direct_reshares=direct,
+                       second_level_reshares=second_level)
+
+    def _level_shares(self, state: PopulationState, levels: LevelCascadeState, graph: Graph, effects,
+                      per_resharer: Optional[Tensor], k: Tensor, from_audience: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        """``(B, N, C)`` shares of each agent's exposures ``k`` that come from an item's source (its
+        out-of-graph audience and its followers in the graph) and from reshares attached to the source
+        (through the graph and, with ``resharer_audience``, their own audiences): the probabilities that
+        a reshare now sits at depth 1 and at depth 2 of the item's tree."""
+        from_source = _exposure_count(graph, state.frontier * self.sources_mask(state.num_agents, k.device), effects)
+        first = levels.first_level_frontier
+        from_first = _exposure_count(graph, first, effects)
+        if per_resharer is not None:
+            gated = first if effects.source_gate is None else first * effects.source_gate[..., None]
+            broadcast = (per_resharer * gated).sum(1, keepdim=True)  # sources are never at depth 1
+            if effects.exposure_scale is not None:
+                broadcast = broadcast * effects.exposure_scale
+            from_first = from_first + broadcast
+        to_first = from_source / (k + 1e-6)
+        if from_audience is not None:
+            to_first = to_first + from_audience
+        return to_first, from_first / (k + 1e-6)
 
     @staticmethod
     def _sellke_uniform(state: PopulationState, rng: CounterRNG, n: int, c: int) -> Tensor:

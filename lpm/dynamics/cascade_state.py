@@ -16,7 +16,7 @@ from torch import Tensor
 from lpm.errors import StateError
 from lpm.state import NestedState, PopulationState, _check_float, _check_range, _check_shape
 
-__all__ = ["CascadeState", "init_cascade_state"]
+__all__ = ["CascadeState", "LevelCascadeState", "init_cascade_state"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,6 +85,47 @@ class CascadeState(NestedState):
         return None
 
 
-def init_cascade_state(state: PopulationState, num_items: int) -> PopulationState:
-    """``state`` with empty cascade state for ``num_items`` items (nobody exposed or resharing)."""
-    return state.replace(cascade=CascadeState.empty(state.batch_size, state.num_agents, num_items, state.opinion))
+@dataclass(frozen=True, eq=False)
+class LevelCascadeState(CascadeState):
+    """:class:`CascadeState` that also follows the reshares attached to an item's source (depth 1 of its
+    tree), so the expected-value dynamics can say how many reshares sit one level further down (depth 2):
+    :class:`~lpm.dynamics.Cascade` then reports ``second_level_reshares`` each step. Calibration uses it
+    to put the trees' depth profile into a loss that is computed without sampling trees.
+
+    Shapes (as :class:`CascadeState`):
+        first_level_reshared: ``(B, N, C)`` in [0, 1], the part of ``reshared`` attached to the source.
+        first_level_frontier: ``(B, N, C)`` >= 0, the part of ``frontier`` from those reshares.
+    """
+
+    first_level_reshared: Tensor
+    first_level_frontier: Tensor
+
+    @classmethod
+    def empty(cls, batch: int, num_agents: int, num_items: int, like: Tensor) -> "LevelCascadeState":
+        base = CascadeState.empty(batch, num_agents, num_items, like)
+        zeros = like.new_zeros(batch, num_agents, num_items)
+        return cls(*base.tensors(), first_level_reshared=zeros, first_level_frontier=zeros)
+
+    def check_layout(self, batch: int, num_agents: int, like: Tensor) -> None:
+        super().check_layout(batch, num_agents, like)
+        for name in ("first_level_reshared", "first_level_frontier"):
+            _check_shape(name, getattr(self, name), tuple(self.reshared.shape))
+            _check_float(name, getattr(self, name), like)
+
+    def validate(self, num_agents: int) -> None:
+        super().validate(num_agents)
+        _check_range("first_level_reshared", self.first_level_reshared, 0.0, 1.0)
+        _check_range("first_level_frontier", self.first_level_frontier, 0.0, float("inf"))
+
+    def nonfinite(self) -> Optional[str]:
+        for name in ("first_level_reshared", "first_level_frontier"):
+            if not bool(torch.isfinite(getattr(self, name)).all()):
+                return name
+        return super().nonfinite()
+
+
+def init_cascade_state(state: PopulationState, num_items: int, *, levels: bool = False) -> PopulationState:
+    """``state`` with empty cascade state for ``num_items`` items (nobody exposed or resharing);
+    ``levels``: a :class:`LevelCascadeState`, which also follows the reshares attached to the source."""
+    kind = LevelCascadeState if levels else CascadeState
+    return state.replace(cascade=kind.empty(state.batch_size, state.num_agents, num_items, state.opinion))

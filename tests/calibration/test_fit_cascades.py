@@ -41,7 +41,9 @@ def test_loss_gradient_matches_finite_differences(estimator):
     observed = cascade_targets(simulate_cascades(world, truth, hours=[1 / 6, 0.5], batch=2, seed=5), [1 / 6, 0.5])
     module = CascadeCalibration(observed, world, dict(truth, audience=600.0), fixed=(), batch=1, fit_horizon_h=0.5,
                                 estimator=estimator, temperature=0.7, dtype=torch.float64)
-    loss = module.loss_terms(0)["loss"]
+    terms = module.loss_terms(0)
+    assert float(terms["depth"].detach()) > 0  # the depth-2 share's term is part of the differentiated loss
+    loss = terms["loss"]
     params = [p for p in module.parameters() if p.requires_grad]
     grads = torch.autograd.grad(loss, params)
     for param, grad in zip(params, grads):
@@ -55,6 +57,29 @@ def test_loss_gradient_matches_finite_differences(estimator):
         numeric = (up - down) / (2 * eps)
         assert math.isfinite(float(grad))
         assert float(grad) == pytest.approx(numeric, rel=1e-4, abs=1e-8)
+
+
+def test_depth_term_matches_the_observed_depth_2_shares_and_leaves_the_rest_alone():
+    """The depth term's targets are quantiles of each observed cascade's share of reshares at depth 2
+    (counted from the trees by :func:`lpm.targets.cascade_targets`); without it (``depth_weight=0``) the other terms are the same
+    numbers, since following levels does not change the dynamics."""
+    world = CascadeWorld(agents=300, items=4)
+    hours = [1 / 6, 0.5, 1.0]
+    table = simulate_cascades(world, dict(DEFAULTS, audience=900.0, transmissibility=0.02), hours=hours, batch=3,
+                              seed=8)
+    observed = cascade_targets(table, hours)
+    with_depth = CascadeCalibration(observed, world, batch=2, fit_horizon_h=1.0, dtype=torch.float64)
+    without = CascadeCalibration(observed, world, batch=2, fit_horizon_h=1.0, dtype=torch.float64, depth_weight=0.0)
+    second = observed.depth_profile[:, 1].double() / observed.depth_profile.double().sum(1)
+    second = second[torch.isfinite(second)]
+    levels = (torch.arange(8, dtype=torch.float64) + 0.5) / 8
+    torch.testing.assert_close(with_depth.target_second_share, torch.quantile(second, levels))
+    assert not hasattr(without, "target_second_share")
+    a, b = with_depth.loss_terms(3), without.loss_terms(3)
+    assert set(a) - set(b) == {"depth"}
+    for name in ("size", "shape", "root"):
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+    torch.testing.assert_close(a["loss"], b["loss"] + with_depth.depth_weight * a["depth"])
 
 
 @pytest.mark.slow

@@ -1,0 +1,124 @@
+"""Level tracking of the cascade state (LevelCascadeState): expected reshares at depth 1 and 2 of the trees."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import lpm
+from lpm import relax
+from lpm.dynamics import Cascade, Item, init_cascade_state
+from lpm.dynamics.cascade_state import LevelCascadeState
+from lpm.errors import StateError
+from lpm.graph import Graph
+from lpm.targets import cascade_targets
+from lpm.data.cascades import CascadeTable
+from tests.helpers import assert_gradients_match_finite_differences, make_state
+
+
+
+def _second(state, events) -> torch.Tensor:
+    """Expected depth-2 reshares of the step (none before the first)."""
+    none = torch.zeros_like(state.reshared[:, 0, :])
+    return none if events.second_level_reshares is None else events.second_level_reshares
+
+
+SECOND = {"second": _second}
+
+
+def _world(feed_half_life_h=None, **kwargs) -> lpm.Model:
+    cascade = Cascade([Item(source=3), Item(source=40), Item(source=77)], transmissibility=0.05, audience=60.0,
+                      audience_spread=0.5, resharer_audience=8.0, resharer_audience_spread=0.8,
+                      resharer_item_spread=0.4, feed_half_life_h=feed_half_life_h, **kwargs)
+    return lpm.Model(cascade=cascade, dt=0.5).double()
+
+
+def _state(batch: int, n: int, levels: bool) -> lpm.PopulationState:
+    state = lpm.PopulationState.create(torch.zeros(batch, n, 1, dtype=torch.float64),
+                                       torch.zeros(batch, n, 2, dtype=torch.float64))
+    return init_cascade_state(state, 3, levels=levels)
+
+
+def _levels_and_counts(model: lpm.Model, graph: Graph, batch: int, steps: int) -> tuple[float, float, float, float]:
+    """Tracked expectations and the exact trees' counts of depth-1 and depth-2 reshares (Hard draws)."""
+    run = lpm.simulate(model, _state(batch, graph.num_nodes, True), graph, steps=steps, seed=list(range(batch)),
+                       estimator=relax.Hard(), record=SECOND)
+    final = run.final
+    profile = cascade_targets(CascadeTable.from_state(final, [0.0] * 3), [steps * model.dt]).depth_profile.double()
+    return (float(final.cascade.first_level_reshared.detach().sum()), float(profile[:, 0].sum()),
+            float(run["second"][1:].detach().sum()), float(profile[:, 1].sum()))
+
+
+def test_levels_follow_generations_when_posts_show_for_one_step():
+    """Visible for one step only, every post of step t is exposed in step t + 1 and nothing older is:
+    reshares of step s sit at depth s, so the tracked levels are the trees' counts (up to the 1e-6
+    guard in the exposure shares), through the graph and the out-of-graph audiences alike."""
+    model = _world()
+    first, first_count, second, second_count = _levels_and_counts(model, Graph.holme_kim(400, 3, 0.3, seed=2), 24, 10)
+    assert second_count > 100 and first_count > 100
+    assert first == pytest.approx(first_count, rel=1e-4) and second == pytest.approx(second_count, rel=1e-4)
+
+
+def test_levels_are_the_exact_trees_counts_in_expectation_when_generations_mix():
+    """With a feed half-life, posts of several generations are visible at once, so a reshare's depth is
+    random. Through out-of-graph audiences (no graph edges here) an exact tree's parent is drawn in
+    proportion to the exposures it came through, so the tracked expectation of a reshare's level is its
+    conditional probability: summed, they differ from the trees' counts by a martingale whose
+    variance is at most the expected count (Bernoulli variances p (1 - p) <= p). 4 standard deviations."""
+    n = 600
+    edgeless = Graph.from_edge_index(torch.tensor([[1], [2]]), n)
+    model = _world(feed_half_life_h=1.0)
+    first, first_count, second, second_count = _levels_and_counts(model, edgeless, 16, 12)
+    assert second_count > 100 and first_count > 100
+    assert abs(first_count - first) > 1e-3 or abs(second_count - second) > 1e-3  # depths are random here
+    assert abs(first_count - first) <= 4 * first ** 0.5
+    assert abs(second_count - second) <= 4 * second ** 0.5
+
+
+@pytest.mark.parametrize("estimator", [relax.Hard(), relax.Expected()])
+def test_tracking_levels_leaves_the_dynamics_unchanged(estimator):
+    n, batch = 300, 3
+    graph = Graph.holme_kim(n, 3, 0.3, seed=4)
+    model = _world(feed_half_life_h=0.7, feed_tail=1.8)
+    plain = lpm.simulate(model, _state(batch, n, False), graph, steps=8, seed=[5, 6, 7], estimator=estimator, record={})
+    tracked = lpm.simulate(model, _state(batch, n, True), graph, steps=8, seed=[5, 6, 7], estimator=estimator,
+                           record={})
+    torch.testing.assert_close(tracked.final.reshared, plain.final.reshared, rtol=0, atol=0)
+    torch.testing.assert_close(tracked.final.parent, plain.final.parent, rtol=0, atol=0)
+    levels = tracked.final.cascade
+    # the depth-1 part is a part: between 0 and the whole, for the reshares and their visible posts
+    assert bool((levels.first_level_reshared <= levels.reshared + 1e-12).all())
+    assert bool((levels.first_level_frontier <= levels.frontier + 1e-12).all())
+    assert float(levels.first_level_reshared.sum()) > 0
+
+
+def test_second_level_gradients_match_finite_differences():
+    n = 40
+    graph = Graph.holme_kim(n, 2, 0.3, seed=6)
+    model = lpm.Model(cascade=Cascade([Item(source=3), Item(source=17)], transmissibility=0.2, audience=30.0,
+                                      resharer_audience=4.0, resharer_audience_spread=0.7, resharer_item_spread=0.6,
+                                      feed_half_life_h=0.6, feed_tail=1.5), dt=0.25).double()
+    for name in ("interest_weight", "arousal_weight", "alignment_weight"):
+        getattr(model.cascade, name).requires_grad_(False)
+    state = init_cascade_state(make_state(n, batch=2, seed=6), 2, levels=True)
+
+    def loss():
+        run = lpm.simulate(model, state, graph, steps=8, seed=[3, 4], estimator=relax.Expected(), record=SECOND)
+        return run["second"][1:].sum()
+
+    # transmissibility, audience, resharer audience and its two spreads, half-life, tail
+    assert assert_gradients_match_finite_differences(model.cascade, loss) == 7
+
+
+def test_level_state_layout_is_checked():
+    state = _state(2, 50, True)
+    assert isinstance(state.cascade, LevelCascadeState)
+    assert len(state.cascade.tensors()) == 8  # the six of CascadeState and the two levels
+    bad = state.cascade.replace(first_level_frontier=torch.zeros(2, 50, 4, dtype=torch.float64))
+    with pytest.raises(StateError, match="first_level_frontier"):
+        bad.check_layout(2, 50, state.opinion)
+    negative = state.cascade.replace(first_level_reshared=-torch.ones(2, 50, 3, dtype=torch.float64))
+    with pytest.raises(StateError, match="first_level_reshared"):
+        negative.validate(50)
+    picked = state.select(torch.tensor([1])).cascade  # batch views keep the kind and its levels
+    assert isinstance(picked, LevelCascadeState) and picked.first_level_reshared.shape == (1, 50, 3)
