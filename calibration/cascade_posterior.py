@@ -1,8 +1,9 @@
 """Posterior of the cascade parameters: a Laplace approximation of a bias-corrected synthetic likelihood.
 
-Statistics (``K = T + 3`` of them, over the reading times ``T`` up to the fit horizon): the mean log
-cascade size at each reading time, the SD of the log size at the last one, and the mean and SD
-across cascades of the share of reshares attached to the root, all over the fit horizon's window. The model's statistics come from
+Statistics (``K = T + 3`` of them, over the reading times ``T`` up to the fit horizon, and ``T + 4``
+when the fit follows depth): the mean log cascade size at each reading time, the SD of the log size
+at the last one, the mean and SD across cascades of the share of reshares attached to the root, and
+the mean share one level further down (depth 2), all over the fit horizon's window. The model's statistics come from
 the mean-field dynamics (differentiable, deterministic under fixed seeds) plus a correction ``b``
 for the mean field's bias, ``b = E_exact[s] - s_meanfield`` at the current estimate, estimated from
 exact (sampled) cascades and re-estimated each round, so the mode is the exact model's (the same
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 import torch
 from torch import Tensor
 
-from lpm.calibration.cascade_world import _RAW, RECORD, simulate_cascades
+from lpm.calibration.cascade_world import _RAW, LEVEL_RECORD, RECORD, simulate_cascades
 from lpm.calibration.posterior import GaussianPosterior, gauss_newton, statistics_noise
 from lpm.errors import ConfigError
 from lpm.executor import Executor, resolve_executor
@@ -39,44 +40,64 @@ TRANSFORM_OF = {"transmissibility": "logit", "audience": "log", "audience_spread
                 "resharer_item_spread": "softplus"}
 
 
-def fit_statistics(size: Tensor, root_share: Tensor) -> Tensor:
+def fit_statistics(size: Tensor, root_share: Tensor, second_share: Optional[Tensor] = None) -> Tensor:
     """``(T + 3,)`` statistics of ``M`` cascades: mean log size per reading time, SD of the last log
     size, mean and SD of the root share (cascades without reshares count as all-root, as one
-    reshare would be).
+    reshare would be); with ``second_share``, ``(T + 4,)``: its mean too (no reshares: none at depth 2).
 
     Shapes:
-        size: ``(M, T)`` sizes at the reading times; root_share: ``(M,)``.
+        size: ``(M, T)`` sizes at the reading times; root_share, second_share: ``(M,)``.
     """
     log_size = size.clamp_min(1.0).log()
     root_share = root_share.nan_to_num(1.0)
-    return torch.cat([log_size.mean(0), log_size[:, -1].std().reshape(1), root_share.mean().reshape(1),
-                      root_share.std().reshape(1)])
+    parts = [log_size.mean(0), log_size[:, -1].std().reshape(1), root_share.mean().reshape(1),
+             root_share.std().reshape(1)]
+    if second_share is not None:
+        parts.append(second_share.nan_to_num(0.0).mean().reshape(1))
+    return torch.cat(parts)
 
 
-def observed_statistics(observed: CascadeTargets, draws: int = 200, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """Statistics of observed cascades and their ``(K, K)`` bootstrap covariance over cascades."""
-    stats = fit_statistics(observed.size.double(), observed.root_share.double())
+def _second_share(targets: CascadeTargets) -> Tensor:
+    """``(M,)`` each cascade's share of reshares at depth 2 (NaN for a lone root)."""
+    profile = targets.depth_profile
+    if profile is None:
+        raise ConfigError("Expected cascade targets with a depth profile for the depth-2 statistic (got none)")
+    profile = profile.double()
+    return profile[:, 1] / profile.sum(1)
+
+
+def observed_statistics(observed: CascadeTargets, draws: int = 200, seed: int = 0,
+                        depth: bool = False) -> tuple[Tensor, Tensor]:
+    """Statistics of observed cascades and their ``(K, K)`` bootstrap covariance over cascades
+    (``depth``: with the depth-2 share)."""
+    second = _second_share(observed) if depth else None
+    stats = fit_statistics(observed.size.double(), observed.root_share.double(), second)
     generator = torch.Generator().manual_seed(seed)
     m = observed.num_cascades
     replicates = []
     for _ in range(draws):
         index = torch.randint(0, m, (m,), generator=generator)
-        replicates.append(fit_statistics(observed.size[index].double(), observed.root_share[index].double()))
+        replicates.append(fit_statistics(observed.size[index].double(), observed.root_share[index].double(),
+                                         None if second is None else second[index]))
     return stats, statistics_noise(replicates)
 
 
 def _mean_field_statistics(module: "CascadeCalibration", step_seed: int) -> Tensor:
     """The statistics of the module's mean-field simulation (one seed set), differentiable."""
-    state = module.world.initial_state(module.batch, module.device, module.dtype_)
+    state = module.world.initial_state(module.batch, module.device, module.dtype_, levels=module.levels)
     seeds = [module.seed * 7919 + step_seed * module.batch + b for b in range(module.batch)]
-    trajectory = simulate(module.model, state, module.graph, steps=module.steps, record=RECORD, seed=seeds,
-                          estimator=module.estimator)
+    trajectory = simulate(module.model, state, module.graph, steps=module.steps,
+                          record=LEVEL_RECORD if module.levels else RECORD, seed=seeds, estimator=module.estimator)
     size = trajectory["size"][module.steps_at].reshape(len(module.steps_at), -1).T  # (M', T)
     direct = trajectory["direct"][1 : module.steps + 1].sum(0).reshape(-1)
     children = size[:, -1] - 1.0
     # as in the data: a cascade with no reshares has no root share; count it as all-root
     root_share = torch.where(children > 0.5, direct / children.clamp_min(1.0), torch.ones_like(children))
-    return fit_statistics(size.double(), root_share.double())
+    second_share = None
+    if module.levels:
+        second = trajectory["second"][1 : module.steps + 1].sum(0).reshape(-1)
+        second_share = torch.where(children > 0.5, second / children.clamp_min(1.0), torch.zeros_like(children))
+    return fit_statistics(size.double(), root_share.double(), None if second_share is None else second_share.double())
 
 
 def cascade_posterior(module: "CascadeCalibration", observed: CascadeTargets, *, rounds: int = 2,
@@ -106,7 +127,7 @@ def cascade_posterior(module: "CascadeCalibration", observed: CascadeTargets, *,
     if not names:
         raise ConfigError("Expected at least one free parameter for a posterior (got all fixed)")
     params = [getattr(module.model.cascade, _RAW[n][0]) for n in names]
-    s_obs, noise_obs = observed_statistics(observed, seed=seed)
+    s_obs, noise_obs = observed_statistics(observed, seed=seed, depth=module.levels)
     k = s_obs.numel()
 
     def get() -> Tensor:
@@ -145,7 +166,9 @@ def cascade_posterior(module: "CascadeCalibration", observed: CascadeTargets, *,
         history.append(path)
     fixed = {n: v for n, v in module.fitted_params().items() if n not in names}
     return GaussianPosterior("cascades", tuple(names), tuple(TRANSFORM_OF[n] for n in names), z, covariance, fixed,
-                             meta={"statistics": [f"mean_log_size@{h:g}h" for h in hours] + ["sd_log_size", "root_share"],
+                             meta={"statistics": [f"mean_log_size@{h:g}h" for h in hours]
+                                   + ["sd_log_size", "root_share", "sd_root_share"]
+                                   + (["depth_2_share"] if module.levels else []),
                                    "observed": s_obs.tolist(), "bias": biases, "objective": history,
                                    "noise_sd": {"observed": noise_obs.diagonal().sqrt().tolist(),
                                                 "simulation": noise_sim.diagonal().sqrt().tolist()},
@@ -167,5 +190,5 @@ def _exact_bias(module: "CascadeCalibration", hours: Sequence[float], batch: int
                                               device=str(module.device)), hours)
     with torch.no_grad():
         mean_field = _mean_field_statistics(module, 0)
-    exact_stats, exact_noise = observed_statistics(exact, seed=seed)
+    exact_stats, exact_noise = observed_statistics(exact, seed=seed, depth=module.levels)
     return exact_stats - mean_field, exact_noise
