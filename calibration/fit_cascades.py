@@ -16,6 +16,8 @@ while (a feed half-life). Ten parameters (seven in worlds without resharer audie
     resharer_audience  median out-of-graph audience of a resharer other than the source (accounts)
     resharer_audience_spread  log-normal spread of resharers' audiences across agents
     resharer_item_spread  log-normal spread of resharers' audiences across items
+    first_level_audience_ratio  how many times larger the audiences of resharers attached to the source
+                       are (worlds with ``first_level_audience``)
 
 Loss, computed on the model's expected-value (mean-field) dynamics (:class:`lpm.relax.Expected`;
 straight-through and relaxed estimators are options), so it is deterministic with exact gradients:

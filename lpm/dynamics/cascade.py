@@ -43,19 +43,18 @@ followee among those the item came from.
 from __future__ import annotations
 
 import math
-import weakref
 from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from lpm.dynamics.base import positive, softplus, unit_interval
-from lpm.dynamics.cascade_base import Item, _CascadeBase, _exposure_count
+from lpm.dynamics.cascade_base import Item, _CascadeBase, _exposure_count, _standard_normal, sellke_resistance
 from lpm.dynamics.cascade_state import CascadeState, LevelCascadeState, init_cascade_state
 from lpm.engine import StepContext, Updates
 from lpm.errors import ConfigError, StateError
 from lpm.graph import Graph
-from lpm.rng import (STREAM_CASCADE_ATTENTION, STREAM_CASCADE_AUDIENCE, STREAM_CASCADE_RESHARE,
+from lpm.rng import (STREAM_CASCADE_ATTENTION, STREAM_CASCADE_AUDIENCE,
                      STREAM_CASCADE_RESHARER_AUDIENCE, STREAM_CASCADE_RESHARER_ITEM, CounterRNG)
 from lpm.state import PopulationState
 
@@ -99,6 +98,14 @@ class Cascade(_CascadeBase):
             > 0): how far an item travels through resharers' followers rather than its source's
             varies by item (some rumours are discussed person to person, others only broadcast), so
             the share of reshares attached to the source varies across cascades as it does in data.
+        first_level_audience_ratio: resharers attached to the source have out-of-graph audiences this
+            many times larger than other resharers' (learnable, log scale; needs ``resharer_audience``
+            and a :class:`~lpm.dynamics.cascade_state.LevelCascadeState`, which :meth:`init_state`
+            creates): a rumour's source is a popular account, and the accounts that reshare it
+            straight from it are better followed than those that meet it further down, so the
+            resharer channel branches more one level below the root than deeper in the tree. An
+            agent counts as attached to the source with the probability that its reshare came from
+            it (the share of its exposures from the source), in exact runs too.
         attention_spread: spread of agents' attention in logit space (learnable when > 0; needs ``attention``).
         record_trees: record ``reshare_time`` and ``parent`` (one int32 cumulative sum over edges per step).
     """
@@ -126,6 +133,7 @@ class Cascade(_CascadeBase):
         resharer_audience: Optional[float] = None,
         resharer_audience_spread: float = 0.0,
         resharer_item_spread: float = 0.0,
+        first_level_audience_ratio: Optional[float] = None,
         record_trees: bool = True,
     ) -> None:
         super().__init__(items, record_trees)
@@ -149,6 +157,11 @@ class Cascade(_CascadeBase):
             raise ConfigError("Expected a 'resharer_audience' with resharer_item_spread > 0 (got None)")
         self.raw_resharer_item_spread = (positive("resharer_item_spread", resharer_item_spread)
                                          if resharer_item_spread > 0 else None)
+        ratio = first_level_audience_ratio
+        if ratio is not None and (resharer_audience is None or not (isinstance(ratio, (int, float)) and ratio > 0)):
+            raise ConfigError(f"Expected a 'resharer_audience' and first_level_audience_ratio > 0 (got "
+                              f"{resharer_audience!r} and {ratio!r})")
+        self.raw_first_level_ratio = nn.Parameter(torch.tensor(math.log(ratio))) if ratio is not None else None
         if attention_spread > 0 and attention is None:
             raise ConfigError("Expected an 'attention' with attention_spread > 0 (got attention=None)")
         self.raw_attention_spread = positive("attention_spread", attention_spread) if attention_spread > 0 else None
@@ -310,8 +323,17 @@ class Cascade(_CascadeBase):
             log_audience = log_audience + (softplus(self.raw_resharer_item_spread) * z_item)[:, None, :]
         return torch.exp(log_audience) / num_agents
 
+    def init_state(self, state: PopulationState) -> PopulationState:
+        """``state`` with empty cascade state (following levels with ``first_level_audience_ratio``)."""
+        if state.num_items == 0:
+            return init_cascade_state(state, self.num_items, levels=self.raw_first_level_ratio is not None)
+        return state
+
     def check(self, state: PopulationState) -> None:
         super().check(state)
+        if self.raw_first_level_ratio is not None and not isinstance(state.cascade, LevelCascadeState):
+            raise StateError(f"Expected a LevelCascadeState with first_level_audience_ratio (got "
+                             f"{type(state.cascade).__name__}); use init_cascade_state(..., levels=True)")
         for name in ("archetype", "interest_similarity"):
             value = getattr(self, name)
             if value is not None and value.size(0) != state.num_agents:
@@ -342,6 +364,7 @@ class Cascade(_CascadeBase):
         n, c = state.num_agents, self.num_items
         t, time_h, dt, rng, estimator, effects = ctx.t, ctx.time_h, ctx.dt, ctx.rng, ctx.estimator, ctx.effects
         state = self._seed(state, time_h, dt)
+        levels = state.cascade if isinstance(state.cascade, LevelCascadeState) else None
         k = _exposure_count(graph, state.frontier, effects)  # (B, N, C) frontier followees
         reach = self.audience_reach(rng, n, k.dtype)
         from_audience = None
@@ -359,7 +382,10 @@ class Cascade(_CascadeBase):
         resharer_weight = from_resharers = None
         per_resharer = self.resharer_reach(rng, n, k.dtype)
         if per_resharer is not None:
-            frontier = state.frontier if effects.source_gate is None else state.frontier * effects.source_gate[..., None]
+            frontier = state.frontier
+            if levels is not None and self.raw_first_level_ratio is not None:  # a part weighs the ratio
+                frontier = frontier + torch.expm1(self.raw_first_level_ratio) * levels.first_level_frontier
+            frontier = frontier if effects.source_gate is None else frontier * effects.source_gate[..., None]
             not_source = torch.ones(n, c, dtype=k.dtype, device=k.device)
             not_source[self._pair_source, self._pair_item] = 0.0
             resharer_weight = per_resharer * frontier * not_source  # (B, N, C): the source's audience is above
@@ -370,7 +396,6 @@ class Cascade(_CascadeBase):
             from_resharers = broadcast_r / (k + 1e-6)
             if from_audience is not None:
                 from_audience = broadcast / (k + 1e-6)
-        levels = state.cascade if isinstance(state.cascade, LevelCascadeState) else None
         to_first_level = from_first_level = None
         if levels is not None:
             to_first_level, from_first_level = self._level_shares(state, levels, graph, effects, per_resharer, k,
@@ -425,6 +450,8 @@ class Cascade(_CascadeBase):
         from_first = _exposure_count(graph, first, effects)
         if per_resharer is not None:
             gated = first if effects.source_gate is None else first * effects.source_gate[..., None]
+            if self.raw_first_level_ratio is not None:
+                gated = gated * self.raw_first_level_ratio.exp()
             broadcast = (per_resharer * gated).sum(1, keepdim=True)  # sources are never at depth 1
             if effects.exposure_scale is not None:
                 broadcast = broadcast * effects.exposure_scale
@@ -449,32 +476,3 @@ class Cascade(_CascadeBase):
         # the resistances, and its exact pathwise gradient includes u's dependence on the hazard.
         u = -torch.expm1(-(resistance - state.hazard))
         return u.clamp_min(0.0).to(state.reshared.dtype)
-
-
-# Draws fixed for a whole run (step -1 of a stream), kept per CounterRNG object: recomputing the hash
-# of (B, N, C) counters every step cost about a fifth of a training step on the CPU. Entries go away
-# with the run's CounterRNG.
-_RUN_DRAWS: "weakref.WeakKeyDictionary[CounterRNG, dict]" = weakref.WeakKeyDictionary()
-
-
-def sellke_resistance(rng: CounterRNG, num_agents: int, num_items: int, dtype: torch.dtype) -> Tensor:
-    """``(B, N, C)`` resistances ``R ~ Exp(1)`` per (agent, item), fixed for the run (see
-    :meth:`Cascade._sellke_uniform`)."""
-    return _run_draw(rng, ("resistance", num_agents, num_items, dtype), lambda: -torch.log1p(
-        -rng.uniform(-1, STREAM_CASCADE_RESHARE, (num_agents, num_items), torch.float64)).to(dtype))
-
-
-def _run_draw(rng: CounterRNG, key: tuple, make) -> Tensor:
-    draws = _RUN_DRAWS.setdefault(rng, {})
-    if key not in draws:
-        draws[key] = make()
-    return draws[key]
-
-
-def _standard_normal(rng: CounterRNG, stream: int, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
-    """``(B, *shape)`` standard normals fixed for the whole run (drawn at step -1 of ``stream``)."""
-    def make() -> Tensor:
-        u = rng.uniform(-1, stream, shape, torch.float64).clamp(1e-12, 1 - 1e-12)
-        return (math.sqrt(2.0) * torch.special.erfinv(2 * u - 1)).to(dtype)
-
-    return _run_draw(rng, ("normal", stream, tuple(shape), dtype), make)

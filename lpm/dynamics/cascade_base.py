@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -16,10 +17,11 @@ from lpm.effects import Effects
 from lpm.engine import DynamicsModule
 from lpm.errors import ConfigError, StateError
 from lpm.graph import Graph
-from lpm.rng import STREAM_CASCADE_BROADCAST, STREAM_CASCADE_PARENT, STREAM_CASCADE_RESHARER_PARENT, CounterRNG
+from lpm.rng import (STREAM_CASCADE_BROADCAST, STREAM_CASCADE_PARENT, STREAM_CASCADE_RESHARE,
+                     STREAM_CASCADE_RESHARER_PARENT, CounterRNG)
 from lpm.state import PopulationState
 
-__all__ = ["Item"]
+__all__ = ["Item", "sellke_resistance"]
 
 
 @dataclass(frozen=True)
@@ -187,3 +189,32 @@ class _CascadeBase(DynamicsModule):
         position = torch.searchsorted(running, start + u * (end - start), right=True)
         position = torch.minimum(torch.maximum(position, slot * n), (slot + 1) * n - 1)
         return position - slot * n
+
+
+# Draws fixed for a whole run (step -1 of a stream), kept per CounterRNG object: recomputing the hash
+# of (B, N, C) counters every step cost about a fifth of a training step on the CPU. Entries go away
+# with the run's CounterRNG.
+_RUN_DRAWS: "weakref.WeakKeyDictionary[CounterRNG, dict]" = weakref.WeakKeyDictionary()
+
+
+def sellke_resistance(rng: CounterRNG, num_agents: int, num_items: int, dtype: torch.dtype) -> Tensor:
+    """``(B, N, C)`` resistances ``R ~ Exp(1)`` per (agent, item), fixed for the run (see
+    :meth:`Cascade._sellke_uniform`)."""
+    return _run_draw(rng, ("resistance", num_agents, num_items, dtype), lambda: -torch.log1p(
+        -rng.uniform(-1, STREAM_CASCADE_RESHARE, (num_agents, num_items), torch.float64)).to(dtype))
+
+
+def _run_draw(rng: CounterRNG, key: tuple, make) -> Tensor:
+    draws = _RUN_DRAWS.setdefault(rng, {})
+    if key not in draws:
+        draws[key] = make()
+    return draws[key]
+
+
+def _standard_normal(rng: CounterRNG, stream: int, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """``(B, *shape)`` standard normals fixed for the whole run (drawn at step -1 of ``stream``)."""
+    def make() -> Tensor:
+        u = rng.uniform(-1, stream, shape, torch.float64).clamp(1e-12, 1 - 1e-12)
+        return (math.sqrt(2.0) * torch.special.erfinv(2 * u - 1)).to(dtype)
+
+    return _run_draw(rng, ("normal", stream, tuple(shape), dtype), make)

@@ -9,9 +9,10 @@ import math
 import pytest
 import torch
 
-from lpm.calibration.common import FitResult, fit, load_params
+from lpm.calibration.common import FitResult, fit, load_params, save_params
 from lpm.calibration.fit_cascades import (DEFAULTS, CascadeCalibration, CascadeWorld, correct_bias,
-                                          fit_independent_cascade, simulate_cascades)
+                                          fit_independent_cascade, model_params, simulate_cascades, world_from_meta)
+from lpm.dynamics.cascade_state import LevelCascadeState
 from lpm.cli import main
 from lpm.data import write_rumdetect
 from lpm.errors import ConfigError
@@ -80,6 +81,20 @@ def test_depth_term_matches_the_observed_depth_2_shares_and_leaves_the_rest_alon
     for name in ("size", "shape", "root"):
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
     torch.testing.assert_close(a["loss"], b["loss"] + with_depth.depth_weight * a["depth"])
+
+
+def test_first_level_audience_world_has_its_ratio_and_follows_levels(tmp_path):
+    world = CascadeWorld(agents=300, items=3, first_level_audience=True)
+    assert world.params[-1] == "first_level_audience_ratio" and "first_level_audience_ratio" not in CascadeWorld().params
+    values = dict(DEFAULTS, audience=900.0, transmissibility=0.02, first_level_audience_ratio=2.5)
+    assert model_params(world.model(values))["first_level_audience_ratio"] == pytest.approx(2.5)
+    assert isinstance(world.initial_state(2).cascade, LevelCascadeState)  # exact runs need the levels too
+    table = simulate_cascades(world, values, hours=[0.5, 1.0], batch=2, seed=3)
+    assert table.num_cascades == 6 and int((table.parent >= 0).sum()) > 0
+    path = tmp_path / "fit.json"
+    save_params(path, "cascades", model_params(world.model(values)), {"world": world.__dict__})
+    params, meta = load_params(path, kind="cascades")
+    assert world_from_meta(meta) == world and params["first_level_audience_ratio"] == pytest.approx(2.5)
 
 
 @pytest.mark.slow

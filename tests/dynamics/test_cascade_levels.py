@@ -9,7 +9,7 @@ import lpm
 from lpm import relax
 from lpm.dynamics import Cascade, Item, init_cascade_state
 from lpm.dynamics.cascade_state import LevelCascadeState
-from lpm.errors import StateError
+from lpm.errors import ConfigError, StateError
 from lpm.graph import Graph
 from lpm.targets import cascade_targets
 from lpm.data.cascades import CascadeTable
@@ -89,7 +89,7 @@ def test_tracking_levels_leaves_the_dynamics_unchanged(estimator):
     # the depth-1 part is a part: between 0 and the whole, for the reshares and their visible posts
     assert bool((levels.first_level_reshared <= levels.reshared + 1e-12).all())
     assert bool((levels.first_level_frontier <= levels.frontier + 1e-12).all())
-    assert float(levels.first_level_reshared.sum()) > 0
+    assert float(levels.first_level_reshared.detach().sum()) > 0
 
 
 def test_second_level_gradients_match_finite_differences():
@@ -97,7 +97,8 @@ def test_second_level_gradients_match_finite_differences():
     graph = Graph.holme_kim(n, 2, 0.3, seed=6)
     model = lpm.Model(cascade=Cascade([Item(source=3), Item(source=17)], transmissibility=0.2, audience=30.0,
                                       resharer_audience=4.0, resharer_audience_spread=0.7, resharer_item_spread=0.6,
-                                      feed_half_life_h=0.6, feed_tail=1.5), dt=0.25).double()
+                                      feed_half_life_h=0.6, feed_tail=1.5, first_level_audience_ratio=1.7),
+                      dt=0.25).double()
     for name in ("interest_weight", "arousal_weight", "alignment_weight"):
         getattr(model.cascade, name).requires_grad_(False)
     state = init_cascade_state(make_state(n, batch=2, seed=6), 2, levels=True)
@@ -106,8 +107,8 @@ def test_second_level_gradients_match_finite_differences():
         run = lpm.simulate(model, state, graph, steps=8, seed=[3, 4], estimator=relax.Expected(), record=SECOND)
         return run["second"][1:].sum()
 
-    # transmissibility, audience, resharer audience and its two spreads, half-life, tail
-    assert assert_gradients_match_finite_differences(model.cascade, loss) == 7
+    # transmissibility, audience, resharer audience and its two spreads, half-life, tail, first-level ratio
+    assert assert_gradients_match_finite_differences(model.cascade, loss) == 8
 
 
 def test_level_state_layout_is_checked():
@@ -122,3 +123,42 @@ def test_level_state_layout_is_checked():
         negative.validate(50)
     picked = state.select(torch.tensor([1])).cascade  # batch views keep the kind and its levels
     assert isinstance(picked, LevelCascadeState) and picked.first_level_reshared.shape == (1, 50, 3)
+
+
+def test_first_level_audience_ratio_in_closed_form():
+    """Two visible resharers, one attached to the source: with audience A each reaches A / N exposures
+    per agent, the attached one r times that, so an agent's one-step hazard is -(1 + r) (A / N)
+    log(1 - q), and the expected reshares attached to the attached one are the share r / (1 + r)."""
+    n, q, audience, ratio = 500, 0.2, 300.0, 2.5
+    edgeless = Graph.from_edge_index(torch.tensor([[7], [8]]), n)
+    cascade = Cascade([Item(source=0)], transmissibility=q, resharer_audience=audience,
+                      first_level_audience_ratio=ratio)
+    model = lpm.Model(cascade=cascade, dt=0.5).double()
+    state = model.init_state(lpm.PopulationState.create(torch.zeros(2, n, 1, dtype=torch.float64),
+                                                        torch.zeros(2, n, 2, dtype=torch.float64)))
+    assert isinstance(state.cascade, LevelCascadeState)  # the ratio needs levels: init_state makes them
+    visible = torch.zeros(2, n, 1, dtype=torch.float64)
+    visible[:, [0, 1, 2]] = 1.0  # the source and two resharers
+    attached = torch.zeros_like(visible)
+    attached[:, 1] = 1.0
+    state = state.replace(cascade=state.cascade.replace(reshared=visible, frontier=visible,
+                                                        first_level_reshared=attached, first_level_frontier=attached))
+    run = lpm.simulate(model, state, edgeless, steps=1, seed=[1, 2], estimator=relax.Expected(), record=SECOND)
+    hazard = -(1 + ratio) * (audience / n) * torch.log1p(torch.tensor(-q, dtype=torch.float64))
+    torch.testing.assert_close(run.final.hazard[:, 3:, 0], hazard.expand(2, n - 3))
+    new = run.final.reshared[:, 3:, 0].sum(1)
+    torch.testing.assert_close(run["second"][1, :, 0], new * ratio / (1 + ratio), rtol=1e-6, atol=0)
+
+
+def test_first_level_audience_ratio_of_one_is_the_model_without_it_and_needs_levels():
+    n = 300
+    graph = Graph.holme_kim(n, 3, 0.3, seed=4)
+    with_ratio = _world(feed_half_life_h=0.7, first_level_audience_ratio=1.0)
+    plain = _world(feed_half_life_h=0.7)
+    a = lpm.simulate(with_ratio, _state(3, n, True), graph, steps=8, seed=[5, 6, 7], estimator=relax.Hard(), record={})
+    b = lpm.simulate(plain, _state(3, n, False), graph, steps=8, seed=[5, 6, 7], estimator=relax.Hard(), record={})
+    torch.testing.assert_close(a.final.parent, b.final.parent, rtol=0, atol=0)
+    with pytest.raises(StateError, match="LevelCascadeState"):
+        lpm.simulate(with_ratio, _state(3, n, False), graph, steps=1, seed=[5, 6, 7], record={})
+    with pytest.raises(ConfigError, match="first_level_audience_ratio"):
+        Cascade([Item(source=0)], first_level_audience_ratio=2.0)  # no resharer audience to scale
