@@ -286,13 +286,23 @@ def fit_labels(module: LabelledCascadeCalibration, *, steps: int, learning_rate:
     """Adam on ``module``'s per-label loss for ``steps`` steps (seeds ``first_seed + step``), in
     place, gradient norm clipped at ``clip`` as :func:`lpm.calibration.common.fit` does.
 
+    The head's weights take steps of ``learning_rate / sqrt(D)``: Adam moves every weight by about
+    its learning rate, so at the full rate one step would move an offset by about
+    ``learning_rate * sqrt(D)`` (over a logit on the 384-wide embeddings) and the first steps
+    overshoot; at this rate an offset moves about as much as a gain-weighted decision.
+
     Returns:
         ``{"losses": per-step losses, "steps": steps taken, "wall_s": seconds}``.
     """
     if steps < 0:
         raise ConfigError(f"Expected steps >= 0 (got {steps})")
+    rate = module.learning_rate if learning_rate is None else learning_rate
     params = [p for p in module.parameters() if p.requires_grad]
-    optimiser = torch.optim.Adam(params, lr=module.learning_rate if learning_rate is None else learning_rate)
+    head = [p for p in module.prior.head.parameters()] if module.prior is not None else []
+    groups = [{"params": [p for p in params if all(p is not h for h in head)], "lr": rate}]
+    if head:
+        groups.append({"params": head, "lr": rate / math.sqrt(module.prior.reaction_embeddings.shape[-1])})
+    optimiser = torch.optim.Adam(groups)
     start, losses = time.perf_counter(), []
     for step in range(steps):
         if budget_s is not None and time.perf_counter() - start > budget_s:
@@ -346,7 +356,7 @@ def held_out_loss(module: LabelledCascadeCalibration, seeds: Sequence[int], batc
 
 def compare(train: CascadeTable, test: CascadeTable, world: CascadeWorld, params: Mapping[str, float],
             decisions: Mapping[str, CascadeDecisions], *, fixed: Sequence[str] = DEFAULT_FIXED, extra_steps: int = 50,
-            batch: int = 2, eval_batch: int = 4, eval_seeds: Sequence[int] = (100_000,), draws: int = 1000,
+            batch: int = 4, eval_batch: int = 8, eval_seeds: Sequence[int] = (100_000,), draws: int = 1000,
             seed: int = 0, budget_s: Optional[float] = None, labels: Sequence[str] = LABELS,
             fit_horizon_h: float = 12.0, learning_rate: Optional[float] = None, progress=None) -> list[dict[str, object]]:
     """Per-label losses of the cascade model without and with each set of archetype decisions.

@@ -189,3 +189,16 @@ def test_fit_and_compare_end_to_end(table):
     assert [row["arm"] for row in rows] == [f"{ca.BASELINE}, as given", ca.BASELINE, "random"]
     assert rows[1]["diff"] == 0.0 and rows[1]["test_loss"] == rows[1]["train_loss"]  # same table twice
     assert rows[2]["diff"] == pytest.approx(rows[2]["test_loss"] - rows[1]["test_loss"])
+
+
+def test_first_adam_step_moves_gains_by_the_rate_and_the_head_by_rate_over_sqrt_dim(table):
+    """Adam's first step moves each weight by its group's rate (the sign of its gradient times the rate)."""
+    module = _module(table, _decisions(seed=10, dim=16))
+    gains = module.prior.gains.detach().clone()
+    weight = module.prior.head.linear.weight.detach().clone()
+    transmissibility = module.model.cascade.raw_transmissibility.detach().clone()
+    ca.fit_labels(module, steps=1, learning_rate=0.08)
+    assert torch.allclose((module.prior.gains - gains).abs(), torch.full((2,), 0.08, dtype=torch.float32), rtol=1e-3)
+    moved = (module.prior.head.linear.weight - weight)[0].abs()
+    assert torch.allclose(moved, torch.full_like(moved, 0.08 / 4.0), rtol=1e-3)
+    assert float((module.model.cascade.raw_transmissibility - transmissibility).abs()) == pytest.approx(0.08, rel=1e-3)
