@@ -40,6 +40,7 @@ from lpm.calibration.cascade_world import DEFAULT_FIXED, RECORD, CascadeWorld
 from lpm.calibration.fit_cascades import CascadeCalibration, _quantiles
 from lpm.data.cascades import CascadeTable
 from lpm.errors import ConfigError, DataFormatError
+from lpm.relax import Hard
 from lpm.simulate import simulate
 from lpm.targets import GROWTH_HOURS, cascade_targets
 
@@ -340,11 +341,21 @@ def paired_bootstrap(loss_a, loss_b, targets: Sequence[LabelTargets], *, draws: 
     return loss_a(list(targets)) - loss_b(list(targets)), low, high
 
 
-def held_out_loss(module: LabelledCascadeCalibration, seeds: Sequence[int], batch: int):
-    """A callable ``targets -> float``: the per-label loss of ``module``'s mean-field cascades at
-    ``seeds`` (``batch`` scenarios each, simulated once here), averaged over seeds."""
-    with torch.no_grad():
-        sims = [module.simulate_sizes(s, batch) for s in seeds]
+def held_out_loss(module: LabelledCascadeCalibration, seeds: Sequence[int], batch: int, *, exact: bool = False):
+    """A callable ``targets -> float``: the per-label loss of ``module``'s cascades at ``seeds``
+    (``batch`` scenarios each, simulated once here), averaged over seeds.
+
+    ``exact``: sampled cascades (:class:`~lpm.relax.Hard` reshare draws, as real cascades are)
+    instead of the fit's mean-field dynamics, whose expected sizes are smoother than any sample. The
+    root's reshares are then the engine's attribution of the sampled reshares to their exposures
+    (no parent is drawn: trees are not recorded), so the root share is an expectation given the sample."""
+    estimator = module.estimator
+    module.estimator = Hard() if exact else estimator
+    try:
+        with torch.no_grad():
+            sims = [module.simulate_sizes(s, batch) for s in seeds]
+    finally:
+        module.estimator = estimator
 
     def loss(targets: Sequence[LabelTargets]) -> float:
         with torch.no_grad():
@@ -358,7 +369,8 @@ def compare(train: CascadeTable, test: CascadeTable, world: CascadeWorld, params
             decisions: Mapping[str, CascadeDecisions], *, fixed: Sequence[str] = DEFAULT_FIXED, extra_steps: int = 50,
             batch: int = 4, eval_batch: int = 8, eval_seeds: Sequence[int] = (100_000,), draws: int = 1000,
             seed: int = 0, budget_s: Optional[float] = None, labels: Sequence[str] = LABELS,
-            fit_horizon_h: float = 12.0, learning_rate: Optional[float] = None, progress=None) -> list[dict[str, object]]:
+            fit_horizon_h: float = 12.0, learning_rate: Optional[float] = None, exact_seeds: Sequence[int] = (),
+            progress=None) -> list[dict[str, object]]:
     """Per-label losses of the cascade model without and with each set of archetype decisions.
 
     Every arm starts from ``params`` (a fit without archetypes), the archetype arms with gains and
@@ -367,12 +379,13 @@ def compare(train: CascadeTable, test: CascadeTable, world: CascadeWorld, params
     cascades simulated at ``eval_seeds`` (``eval_batch`` scenarios each; the same for every arm):
     the per-label loss against the training cascades (``train_loss``) and the test cascades
     (``test_loss``), with a 90% paired bootstrap interval over test cascades, resampled within label,
-    of the difference from the baseline.
+    of the difference from the baseline; with ``exact_seeds``, the same for sampled cascades
+    (``exact_train_loss``, ``exact_test_loss``, ``exact_diff``...; ``eval_batch`` scenarios per seed).
 
     Args:
         decisions: ``{arm name: decisions}`` for ``world.agents`` agents.
         budget_s: wall seconds per arm's fit at most (``None``: steps only).
-        progress: called with each finished row (e.g. to write partial results).
+        progress: called with each finished row and its fitted module (e.g. to write partial results).
 
     Returns:
         One row per arm, first the baseline's fit as given (``extra_steps`` 0) and the baseline:
@@ -383,7 +396,8 @@ def compare(train: CascadeTable, test: CascadeTable, world: CascadeWorld, params
         raise ConfigError(f"Expected arm names other than {BASELINE!r} (got it among {list(decisions)})")
     arms: dict[str, Optional[CascadeDecisions]] = {f"{BASELINE}, as given": None, BASELINE: None, **decisions}
     test_targets: Optional[list[LabelTargets]] = None
-    baseline_loss, rows = None, []
+    baselines: dict[str, object] = {}
+    rows = []
     for name, decided in arms.items():
         module = LabelledCascadeCalibration(train, world, params, fixed, decisions=decided, labels=labels, batch=batch,
                                             fit_horizon_h=fit_horizon_h, seed=seed)
@@ -391,18 +405,21 @@ def compare(train: CascadeTable, test: CascadeTable, world: CascadeWorld, params
         found = fit_labels(module, steps=steps, learning_rate=learning_rate, budget_s=budget_s, first_seed=1000)
         if test_targets is None:
             test_targets = label_targets(test, labels, module.read_hours)
-        loss = held_out_loss(module, eval_seeds, eval_batch)
-        if name == BASELINE:
-            baseline_loss = loss
-        row: dict[str, object] = {"arm": name, "train_loss": loss(module.targets), "test_loss": loss(test_targets),
-                                  "steps": found["steps"], "wall_s": found["wall_s"],
+        row: dict[str, object] = {"arm": name, "steps": found["steps"], "wall_s": found["wall_s"],
                                   "last_train_losses": (sum(found["losses"][-10:]) / len(found["losses"][-10:])
                                                         if found["losses"] else math.nan),
                                   "params": module.fitted_params()}
-        if baseline_loss is not None:
-            diff, low, high = paired_bootstrap(loss, baseline_loss, test_targets, draws=draws, seed=seed)
-            row.update(diff=diff, diff_low=low, diff_high=high)
+        for prefix, seeds, exact in (("", eval_seeds, False), ("exact_", exact_seeds, True)):
+            if not seeds:
+                continue
+            loss = held_out_loss(module, seeds, eval_batch, exact=exact)
+            if name == BASELINE:
+                baselines[prefix] = loss
+            row.update({f"{prefix}train_loss": loss(module.targets), f"{prefix}test_loss": loss(test_targets)})
+            if prefix in baselines:
+                diff, low, high = paired_bootstrap(loss, baselines[prefix], test_targets, draws=draws, seed=seed)
+                row.update({f"{prefix}diff": diff, f"{prefix}diff_low": low, f"{prefix}diff_high": high})
         rows.append(row)
         if progress is not None:
-            progress(row)
+            progress(row, module)
     return rows

@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=4, help="scenarios per training step")
     parser.add_argument("--eval-batch", type=int, default=8, help="scenarios per evaluation seed")
     parser.add_argument("--eval-seeds", type=int, default=4, help="evaluation seeds (the same for every arm)")
+    parser.add_argument("--exact-seeds", type=int, default=2,
+                        help="seeds of sampled (exact) cascades for a second evaluation (0: none)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--draws", type=int, default=1000, help="bootstrap resamples of the test cascades")
     parser.add_argument("--seed", type=int, default=0)
@@ -89,25 +91,36 @@ def main(argv: list[str] | None = None) -> int:
     partial = out / "results.partial.json"
     done: list[dict] = []
 
-    def progress(row: dict) -> None:
+    def progress(row: dict, module) -> None:
         done.append(row)
+        # the fitted arm, to check it again later (e.g. exact trees): base parameters, gains and head
+        torch.save(module.model.state_dict(), out / f"{row['arm'].replace(' ', '_').replace(',', '')}.pt")
         partial.write_text(json.dumps({"rows": done, "costs": costs, "args": vars(args)}, indent=2) + "\n")
         print(f"{row['arm']}: {row}", file=sys.stderr)
 
     rows = compare(train, test, world, params, decisions, fixed=meta.get("fixed", ("attention",)),
                    extra_steps=args.extra_steps, batch=args.batch, eval_batch=args.eval_batch,
                    eval_seeds=[100_000 + i for i in range(args.eval_seeds)], draws=args.draws, seed=args.seed,
-                   budget_s=args.budget_s, progress=progress)
+                   budget_s=args.budget_s, exact_seeds=[200_000 + i for i in range(args.exact_seeds)],
+                   progress=progress)
     held_out = {"train": train.num_cascades, "test": test.num_cascades}
     (out / "results.json").write_text(json.dumps({"rows": rows, "costs": costs, "cascades": held_out,
                                                   "args": vars(args)}, indent=2) + "\n")
     print(f"training cascades: {held_out['train']}, held-out: {held_out['test']}")
-    print("| arm | held-out per-label loss | minus no archetypes [90% paired bootstrap] | training loss | gains |")
-    print("|---|---|---|---|---|")
+    print("| arm | held-out per-label loss | minus no archetypes [90% paired bootstrap] | training loss "
+          "| exact: held-out | minus no archetypes | training | gains |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         gains = ", ".join(f"{row['params'][g]:+.3f}" for g in ("reshare_gain", "arousal_gain") if g in row["params"])
-        diff = f"{row['diff']:+.4f} [{row['diff_low']:+.4f}, {row['diff_high']:+.4f}]" if "diff" in row else ""
-        print(f"| {row['arm']} | {row['test_loss']:.4f} | {diff} | {row['train_loss']:.4f} | {gains} |")
+        cells = []
+        for prefix in ("", "exact_"):
+            if f"{prefix}test_loss" not in row:
+                cells += ["", "", ""]
+                continue
+            diff = (f"{row[prefix + 'diff']:+.4f} [{row[prefix + 'diff_low']:+.4f}, {row[prefix + 'diff_high']:+.4f}]"
+                    if prefix + "diff" in row else "")
+            cells += [f"{row[prefix + 'test_loss']:.4f}", diff, f"{row[prefix + 'train_loss']:.4f}"]
+        print(f"| {row['arm']} | {' | '.join(cells)} | {gains} |")
     print(f"wrote {out / 'results.json'}", file=sys.stderr)
     return 0
 

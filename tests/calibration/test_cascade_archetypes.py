@@ -184,11 +184,27 @@ def test_fit_and_compare_end_to_end(table):
     found = ca.fit_labels(module, steps=3, first_seed=1000)
     assert found["steps"] == 3 and found["losses"][0] == pytest.approx(before)
     assert float(module.prior.gains.abs().sum()) > 0  # the gains moved
+    seen: list = []
     rows = ca.compare(table, table, WORLD, PARAMS, {"random": _decisions(seed=9)}, extra_steps=2, eval_batch=2,
-                      draws=20, fit_horizon_h=HORIZON)
+                      draws=20, fit_horizon_h=HORIZON, exact_seeds=[5],
+                      progress=lambda row, module: seen.append((row["arm"], module.fitted_params())))
     assert [row["arm"] for row in rows] == [f"{ca.BASELINE}, as given", ca.BASELINE, "random"]
     assert rows[1]["diff"] == 0.0 and rows[1]["test_loss"] == rows[1]["train_loss"]  # same table twice
     assert rows[2]["diff"] == pytest.approx(rows[2]["test_loss"] - rows[1]["test_loss"])
+    assert rows[2]["exact_diff"] == pytest.approx(rows[2]["exact_test_loss"] - rows[1]["exact_test_loss"])
+    assert rows[2]["exact_test_loss"] != rows[2]["test_loss"]  # sampled cascades, not the mean field
+    assert [arm for arm, _ in seen] == [row["arm"] for row in rows] and "reshare_gain" in seen[2][1]
+
+
+def test_exact_evaluation_samples_whole_cascades(table):
+    module = _module(table)
+    ca.held_out_loss(module, [0], 2, exact=True)
+    assert type(module.estimator).__name__ == "Expected"  # restored after the sampled evaluation
+    module.estimator = ca.Hard()
+    size, direct = module.simulate_sizes(0)
+    # sampled sizes; the root's share of them is the engine's attribution, not a sampled parent
+    assert torch.equal(size, size.round()) and bool((direct <= size[-1] - 1 + 1e-4).all())
+    assert bool((size[-1] >= size[0]).all()) and float(size[-1].max()) > 1
 
 
 def test_first_adam_step_moves_gains_by_the_rate_and_the_head_by_rate_over_sqrt_dim(table):
