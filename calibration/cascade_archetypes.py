@@ -121,6 +121,16 @@ class CascadeDecisions:
                    embeddings / embeddings.norm(dim=-1, keepdim=True))
 
 
+    @classmethod
+    def per_label(cls, agents: int, labels: int = len(LABELS)) -> "CascadeDecisions":
+        """Not decisions but a reference: one archetype, no decided values, and one-hot "reaction
+        embeddings" per label, so that the head's weights are a free reshare-logit offset per label
+        (what label-specific reshare rates alone buy, with L + 1 parameters)."""
+        eye = torch.eye(labels, dtype=torch.float64)
+        zeros = torch.zeros(1, labels, dtype=torch.float64)
+        return cls(torch.zeros(agents, dtype=torch.long), zeros, zeros.clone(), eye[None])
+
+
 class ArchetypePrior(nn.Module):
     """The ``(K, C)`` reshare-logit offsets of the module docstring, as a :class:`~lpm.dynamics.Cascade`
     ``prior`` (called every step, so gradients reach the gains and the head).

@@ -26,7 +26,8 @@ from lpm.calibration.cascade_world import load_cascades, world_from_meta
 from lpm.calibration.common import load_params
 from lpm.embed import TextEmbedder
 
-BACKENDS = ("embedding", "transformers", "random")
+#: ``label-offsets`` is a reference, not a backend: a free reshare-logit offset per label (CascadeDecisions.per_label)
+BACKENDS = ("embedding", "transformers", "random", "label-offsets")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in chosen:
         if name == "random":
             decisions[name] = CascadeDecisions.random(archetypes.assignment, archetypes.k, seed=args.seed)
+            continue
+        if name == "label-offsets":
+            decisions[name] = CascadeDecisions.per_label(world.agents)
             continue
         kind = make_backend(name, **({"embedder": embedder} if name == "embedding" else {"model": args.llm_model}))
         backend = CachedBackend(kind, DecisionCache(out / "decision_cache.sqlite"), chunk_size=8)  # keeps partial work

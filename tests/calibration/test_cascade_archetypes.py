@@ -218,3 +218,13 @@ def test_first_adam_step_moves_gains_by_the_rate_and_the_head_by_rate_over_sqrt_
     moved = (module.prior.head.linear.weight - weight)[0].abs()
     assert torch.allclose(moved, torch.full_like(moved, 0.08 / 4.0), rtol=1e-3)
     assert float((module.model.cascade.raw_transmissibility - transmissibility).abs()) == pytest.approx(0.08, rel=1e-3)
+
+
+def test_per_label_reference_sets_a_free_offset_per_label():
+    prior = ca.ArchetypePrior(ca.CascadeDecisions.per_label(WORLD.agents), torch.tensor([0, 1, 2, 3, 0, 1]))
+    offsets = torch.tensor([0.3, -0.2, 0.5, -1.0], dtype=torch.float64)
+    with torch.no_grad():
+        prior.head.linear.weight[0] = offsets
+        prior.head.linear.bias[0] = 0.1
+        prior.gains.fill_(2.0)  # no decided values: the gains do nothing
+    assert torch.allclose(prior(), (offsets[[0, 1, 2, 3, 0, 1]] + 0.1)[None])
