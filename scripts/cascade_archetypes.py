@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--draws", type=int, default=1000, help="bootstrap resamples of the test cascades")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--random-seeds", default="0",
+                        help="comma-separated seeds of the random control's decisions (one arm each)")
     parser.add_argument("--decisions-only", action="store_true", help="build (and cache) the decisions, then stop")
     parser.add_argument("--out", default="runs/cascade_archetypes", help="folder: decision cache and results JSON")
     args = parser.parse_args(argv)
@@ -71,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     decisions, costs = {}, {}
     for name in chosen:
         if name == "random":
-            decisions[name] = CascadeDecisions.random(archetypes.assignment, archetypes.k, seed=args.seed)
+            seeds = [int(s) for s in args.random_seeds.split(",") if s]
+            for s in seeds:
+                arm = name if len(seeds) == 1 else f"{name} {s}"
+                decisions[arm] = CascadeDecisions.random(archetypes.assignment, archetypes.k, seed=s)
             continue
         if name == "label-offsets":
             decisions[name] = CascadeDecisions.per_label(world.agents)
