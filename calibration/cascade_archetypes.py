@@ -17,12 +17,19 @@ arousal impulse, and ``e`` the reaction's embedding through the learnable
 :class:`~lpm.archetypes.BehaviourHead`. Both gains and the head start at 0, so the extended model
 starts exactly at the fit without archetypes. The head's D + 1 weights give it flexibility of its
 own (with 4 labels per archetype it can set almost any per-(archetype, label) offset); the
-``random`` control (:meth:`CascadeDecisions.random`) measures what that flexibility alone buys.
+``random`` control (:meth:`CascadeDecisions.random`) measures what that flexibility alone buys, and
+the ``label offsets`` reference (:meth:`CascadeDecisions.per_label`: one-hot embeddings, no
+decisions) what a free reshare offset per label buys.
 
 Loss (:class:`LabelledCascadeCalibration`): the mean-field loss of
 :class:`~lpm.calibration.fit_cascades.CascadeCalibration`, per label: the simulated items of label
 ``l`` against the observed cascades of label ``l``, summed over labels. Without archetypes every
 label shares one distribution; only decisions (or the head) can make them differ.
+
+Comparison (:func:`compare`, ``scripts/cascade_archetypes.py``): every arm continues the same plain
+fit for the same steps (:func:`fit_labels`) and is scored on held-out cascades, on mean-field and on
+sampled cascades (:func:`held_out_loss`), with a paired bootstrap over the held-out cascades
+(:func:`paired_bootstrap`). Results on Twitter15 are in the README.
 """
 
 from __future__ import annotations
@@ -45,7 +52,8 @@ from lpm.simulate import simulate
 from lpm.targets import GROWTH_HOURS, cascade_targets
 
 __all__ = ["LABELS", "CONTEXTS", "GAINS", "BASELINE", "CascadeDecisions", "ArchetypePrior", "LabelTargets",
-           "LabelledCascadeCalibration", "label_targets", "fit_labels", "match_loss", "paired_bootstrap"]
+           "LabelledCascadeCalibration", "label_targets", "fit_labels", "match_loss", "paired_bootstrap",
+           "held_out_loss", "compare"]
 
 #: Twitter15's cascade labels, in the order items take them (item ``c`` has label ``c mod 4``).
 LABELS = ("true", "false", "unverified", "non-rumor")
