@@ -234,7 +234,8 @@ class LabelledCascadeCalibration(CascadeCalibration):
     Args:
         table: the observed cascades, with labels.
         world: the simulated world; item ``c`` has label ``labels[c mod L]`` (``world.items >= L``).
-        init, fixed, batch, fit_horizon_h, seed, dtype, kwargs: as the parent class.
+        init, fixed, batch, fit_horizon_h, seed, dtype, kwargs: as the parent class, except that the
+            depth-2 term is off (``depth_weight=0``): the comparison was measured without it.
         decisions: archetype decisions for the world's agents about ``labels``; ``None``: no archetypes.
         labels: the labels the loss matches, each item's in turn.
 
@@ -247,6 +248,7 @@ class LabelledCascadeCalibration(CascadeCalibration):
                  dtype: torch.dtype = torch.float32, **kwargs) -> None:
         hours = [h for h in GROWTH_HOURS if h <= fit_horizon_h + 1e-9]
         targets = label_targets(table, labels, hours)
+        kwargs.setdefault("depth_weight", 0.0)
         super().__init__(cascade_targets(table, hours), world, init, fixed, batch=batch, fit_horizon_h=fit_horizon_h,
                          seed=seed, dtype=dtype, **kwargs)
         if world.items < len(labels):
