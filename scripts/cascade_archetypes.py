@@ -27,7 +27,7 @@ from lpm.calibration.common import load_params
 from lpm.embed import TextEmbedder
 
 #: ``label-offsets`` is a reference, not a backend: a free reshare-logit offset per label (CascadeDecisions.per_label)
-BACKENDS = ("embedding", "transformers", "random", "label-offsets")
+BACKENDS = ("embedding", "transformers", "openai", "random", "label-offsets")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +38,13 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated among {', '.join(BACKENDS)}")
     parser.add_argument("--k", type=int, default=8, help="archetypes")
     parser.add_argument("--agents", type=int, default=None, help="agents of the simulated world (default: the fit's)")
-    parser.add_argument("--llm-model", default="smollm2-135m", help="model of the transformers backend")
+    parser.add_argument("--llm-model", default="smollm2-135m",
+                        help="model of the transformers backend, or the model an openai endpoint serves")
+    parser.add_argument("--base-url", default=None,
+                        help="the openai backend's OpenAI-compatible endpoint (default: OPENAI_BASE_URL, else the "
+                             "OpenAI API; the key from OPENAI_API_KEY)")
+    parser.add_argument("--timeout-s", type=float, default=120.0,
+                        help="the openai backend's deadline per request (a local server on a CPU answers slowly)")
     parser.add_argument("--extra-steps", type=int, default=50, help="Adam steps of every arm on the per-label loss")
     parser.add_argument("--budget-s", type=float, default=None, help="wall seconds per arm's fit at most")
     parser.add_argument("--batch", type=int, default=4, help="scenarios per training step")
@@ -81,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         if name == "label-offsets":
             decisions[name] = CascadeDecisions.per_label(world.agents)
             continue
-        kind = make_backend(name, **({"embedder": embedder} if name == "embedding" else {"model": args.llm_model}))
+        options = ({"embedder": embedder} if name == "embedding" else
+                   {"model": args.llm_model, "base_url": args.base_url, "json_mode": "schema", "temperature": 0.0,
+                    "timeout_s": args.timeout_s}
+                   if name == "openai" else {"model": args.llm_model})
+        kind = make_backend(name, **options)
         backend = CachedBackend(kind, DecisionCache(out / "decision_cache.sqlite"), chunk_size=8)  # keeps partial work
         wall, cpu = time.perf_counter(), time.process_time()
         table = DecisionTable.build(archetypes.persona_texts, contexts, backend, embedder)

@@ -27,7 +27,7 @@ from lpm.calibration.stance_memory import thread_replies
 from lpm.calibration.stance_model import StanceConfig
 from lpm.embed import TextEmbedder
 
-BACKENDS = ("embedding", "transformers", "random")
+BACKENDS = ("embedding", "transformers", "openai", "random")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,13 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated among {', '.join(BACKENDS)}")
     parser.add_argument("--k", type=int, default=16, help="archetypes")
     parser.add_argument("--agents", type=int, default=StanceConfig.agents, help="repliers per veracity scenario")
-    parser.add_argument("--llm-model", default="smollm2-135m", help="model of the transformers backend")
+    parser.add_argument("--llm-model", default="smollm2-135m",
+                        help="model of the transformers backend, or the model an openai endpoint serves")
+    parser.add_argument("--base-url", default=None,
+                        help="the openai backend's OpenAI-compatible endpoint (default: OPENAI_BASE_URL, else the "
+                             "OpenAI API; the key from OPENAI_API_KEY)")
+    parser.add_argument("--timeout-s", type=float, default=120.0,
+                        help="the openai backend's deadline per request (a local server on a CPU answers slowly)")
     parser.add_argument("--steps", type=int, default=200, help="optimiser steps of the fit without archetypes")
     parser.add_argument("--extra-steps", type=int, default=100, help="further steps of every arm")
     parser.add_argument("--budget-s", type=float, default=300.0, help="wall seconds per fit stage at most")
@@ -64,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         if name == "random":
             decisions[name] = StanceDecisions.random(archetypes.assignment, archetypes.k, seed=args.seed)
             continue
-        kind = make_backend(name, **({"embedder": embedder} if name == "embedding" else {"model": args.llm_model}))
+        options = ({"embedder": embedder} if name == "embedding" else
+                   {"model": args.llm_model, "base_url": args.base_url, "json_mode": "schema", "temperature": 0.0,
+                    "timeout_s": args.timeout_s}
+                   if name == "openai" else {"model": args.llm_model})
+        kind = make_backend(name, **options)
         backend = CachedBackend(kind, DecisionCache(out / "decision_cache.sqlite"), chunk_size=8)  # keeps partial work
         started = time.perf_counter()
         table = DecisionTable.build(archetypes.persona_texts, CONTEXTS, backend, embedder)
