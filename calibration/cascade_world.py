@@ -104,6 +104,7 @@ class CascadeWorld:
             (``first_level_audience_ratio``; see :class:`~lpm.dynamics.Cascade`): with one audience
             for every resharer, fits to Twitter15 put too few reshares at depth 2 and far too many
             at depth 5 and below. Applies only with ``resharer_audience``; its runs follow levels.
+            Fits saved before this option load with ``False``.
     """
 
     agents: int = 10_000
@@ -114,7 +115,7 @@ class CascadeWorld:
     seed: int = 0
     resharer_audience: bool = True
     resharer_item_spread: bool = True
-    first_level_audience: bool = False
+    first_level_audience: bool = True
 
     def __post_init__(self) -> None:
         if self.agents < 10 * self.m or self.items < 1 or not self.dt_h > 0:
@@ -241,7 +242,8 @@ def world_from_meta(meta: Mapping) -> CascadeWorld:
     if "world" not in meta:
         return CascadeWorld()
     # fits saved before resharer audiences (or their spread across items) existed ran without them
-    return CascadeWorld(**{"resharer_audience": False, "resharer_item_spread": False, **meta["world"]})
+    return CascadeWorld(**{"resharer_audience": False, "resharer_item_spread": False, "first_level_audience": False,
+                           **meta["world"]})
 
 
 def load_cascades(paths: Sequence[Path], *, window_h: float = 72.0, split: str = "all", holdout: float = 0.2,

@@ -4,8 +4,8 @@ The simulated world (:class:`CascadeWorld`): a clustered scale-free follower gra
 ``N`` agents and ``C`` items per scenario, each posted by a random agent whose audience beyond the
 graph is log-normal across items (rumour sources are popular accounts; a sampled graph cannot hold
 their followers). Agents differ in how much of their feed they read, and posts stay visible for a
-while (a feed half-life). Ten parameters (seven in worlds without resharer audiences, eleven with the
-first-level ratio), all learnable (:data:`PARAMS`):
+while (a feed half-life). Eleven parameters (seven in worlds without resharer audiences), all learnable
+(:data:`PARAMS`):
 
     transmissibility   per-exposure reshare probability
     audience           median out-of-graph audience of a source (accounts)
@@ -18,7 +18,7 @@ first-level ratio), all learnable (:data:`PARAMS`):
     resharer_audience_spread  log-normal spread of resharers' audiences across agents
     resharer_item_spread  log-normal spread of resharers' audiences across items
     first_level_audience_ratio  how many times larger the audiences of resharers attached to the source
-                       are (worlds with ``first_level_audience``)
+                       are (worlds with ``first_level_audience``, the default)
 
 Loss, computed on the model's expected-value (mean-field) dynamics (:class:`lpm.relax.Expected`;
 straight-through and relaxed estimators are options), so it is deterministic with exact gradients:

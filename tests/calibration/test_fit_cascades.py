@@ -84,8 +84,10 @@ def test_depth_term_matches_the_observed_depth_2_shares_and_leaves_the_rest_alon
 
 
 def test_first_level_audience_world_has_its_ratio_and_follows_levels(tmp_path):
-    world = CascadeWorld(agents=300, items=3, first_level_audience=True)
-    assert world.params[-1] == "first_level_audience_ratio" and "first_level_audience_ratio" not in CascadeWorld().params
+    world = CascadeWorld(agents=300, items=3)  # the default world has the ratio
+    assert world.params[-1] == "first_level_audience_ratio"
+    assert "first_level_audience_ratio" not in CascadeWorld(first_level_audience=False).params
+    assert world_from_meta({"world": {"agents": 300, "items": 3}}).first_level_audience is False  # older fits
     values = dict(DEFAULTS, audience=900.0, transmissibility=0.02, first_level_audience_ratio=2.5)
     assert model_params(world.model(values))["first_level_audience_ratio"] == pytest.approx(2.5)
     assert isinstance(world.initial_state(2).cascade, LevelCascadeState)  # exact runs need the levels too
@@ -149,7 +151,7 @@ def test_budget_writes_the_best_parameters_so_far(tmp_path, planted):
     result = fit(module, kind="cascades", max_steps=50, budget_s=0.0, out=out, logger="none", progress=False)
     assert result["steps"] == 1  # the budget is checked after every step
     params, meta = load_params(out, kind="cascades")
-    assert set(params) == set(DEFAULTS) and meta["loss"] == pytest.approx(result["loss"])
+    assert set(params) == set(TINY.params) and meta["loss"] == pytest.approx(result["loss"])
 
 
 @pytest.fixture(scope="module")
@@ -343,7 +345,8 @@ def test_calibrate_writes_a_posterior_beside_the_fit(tmp_path, dataset):
     point = forecast(fitted, [dataset], batch=4, split="all", neighbours=4)
     assert drawn["parameter_draws"] == 2 and point["parameter_draws"] == 0
     assert 0 <= drawn["model_coverage80"] <= 1 and math.isfinite(drawn["model_rmsle_size"])
-    assert drawn["baseline_rmsle_size"] == point["baseline_rmsle_size"]  # the regression sees no simulation
+    # the regression sees no simulation: the same up to the summation order of its least squares
+    assert drawn["baseline_rmsle_size"] == pytest.approx(point["baseline_rmsle_size"], rel=1e-12)
 
 
 def test_cli_posterior_flags(tmp_path, dataset, capsys):

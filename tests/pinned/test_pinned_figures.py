@@ -47,8 +47,8 @@ def _cascade_figures() -> dict[str, float]:
     from lpm.calibration.fit_cascades import DEFAULTS, CascadeCalibration, CascadeWorld, simulate_cascades
     from lpm.targets import cascade_targets
 
-    # without the item spread added later, so the pinned trees still show the older dynamics unchanged
-    world = CascadeWorld(agents=300, items=6, resharer_item_spread=False)
+    # without the item spread and first-level ratio added later: the pinned trees show the older dynamics
+    world = CascadeWorld(agents=300, items=6, resharer_item_spread=False, first_level_audience=False)
     truth = {k: v for k, v in dict(DEFAULTS, transmissibility=0.012, audience=3000.0).items() if k in world.params}
     hours = [0.5, 1.0, 4.0]
     table = simulate_cascades(world, truth, hours=hours, batch=2, seed=7)
