@@ -445,7 +445,10 @@ class Cascade(_CascadeBase):
         out-of-graph audience and its followers in the graph) and from reshares attached to the source
         (through the graph and, with ``resharer_audience``, their own audiences): the probabilities that
         a reshare now sits at depth 1 and at depth 2 of the item's tree."""
-        from_source = _exposure_count(graph, state.frontier * self.sources_mask(state.num_agents, k.device), effects)
+        # from the pair buffers already on the device: sources_mask would copy host lists every step
+        is_source = torch.zeros(state.num_agents, self.num_items, dtype=k.dtype, device=k.device)
+        is_source[self._pair_source, self._pair_item] = 1.0
+        from_source = _exposure_count(graph, state.frontier * is_source, effects)
         first = levels.first_level_frontier
         from_first = _exposure_count(graph, first, effects)
         if per_resharer is not None:
