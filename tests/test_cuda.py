@@ -20,6 +20,8 @@ from lpm.testing import small_graph
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
 CUDA = torch.device("cuda")
+if torch.cuda.is_available():
+    fused_kernels.register_available(force=True)  # opt-in for users (LPM_FUSED_KERNELS=1); tested here
 DTYPES = (torch.float32, torch.float64)
 
 

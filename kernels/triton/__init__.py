@@ -3,7 +3,10 @@ bounded confidence and with attraction-repulsion; ``neighbor_sum``; ``sum_over_f
 forward and backward, in :mod:`lpm.kernels.triton.ops` over the kernels of ``_jit``.
 
 :func:`register_available` puts them in the registry for CUDA tensors of float32 and float64 when
-Triton imports and a CUDA device is present; :mod:`lpm.kernels.dispatch` calls it once at import.
+Triton imports, a CUDA device is present and ``LPM_FUSED_KERNELS=1`` is set (or ``force=True``);
+:mod:`lpm.kernels.dispatch` calls it once at import. They are opt-in because on the first GPU that
+ran them (an H200) the default model's step on its power-law graph was 3.5-5.7 times slower fused
+than with the plain-torch references: a program walks a hub's whole row (docs/gpu.md).
 :func:`fused_ops` gives them directly: compiled, or run by Triton's interpreter on CPU tensors when
 ``TRITON_INTERPRET=1`` was set before Triton was first imported (Triton decorates its own library
 functions for one mode or the other at import), which is how the test suite checks them on
@@ -59,12 +62,20 @@ def interpreting() -> bool:
     return type(tl.standard.max).__name__ == "InterpretedFunction"
 
 
-def register_available() -> bool:
+_registered = False
+
+
+def register_available(force: bool = False) -> bool:
     """Register the compiled fused ops for ``cuda`` tensors of float32 and float64 if Triton is
-    installed, a CUDA device is present and Triton is not in interpreter mode. Returns whether they
-    were registered."""
+    installed, a CUDA device is present, Triton is not in interpreter mode, and either
+    ``LPM_FUSED_KERNELS=1`` is set or ``force`` is true. Returns whether they are registered (a
+    second call registers nothing again)."""
+    global _registered
+    if _registered:
+        return True
     if (not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
-            or importlib.util.find_spec("triton") is None):
+            or importlib.util.find_spec("triton") is None
+            or not (force or os.environ.get("LPM_FUSED_KERNELS") == "1")):
         return False
     try:
         fused = fused_ops()
@@ -74,4 +85,5 @@ def register_available() -> bool:
         for dtype in _DTYPES:
             for pair in pairs:
                 register(op, getattr(fused, op), device="cuda", dtype=dtype, pair=pair)
+    _registered = True
     return True

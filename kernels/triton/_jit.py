@@ -12,7 +12,7 @@ multiplier, which is itself per edge. Element offsets are int64 (``B * N * D`` m
 the graph's indices are read as stored (int32 below 2**31 edges).
 
 Pair kernels (``PAIR``): 0 none (``w = 1``), 1 smooth bounded confidence, 2 attraction-repulsion;
-``params`` holds ``(tau, rho, repulsion)`` and ``eps`` is read per (scenario, receiver) with strides
+``pair_params`` holds ``(tau, rho, repulsion)`` and ``eps`` is read per (scenario, receiver) with strides
 ``eps_sb, eps_sn`` (0 where broadcast).
 """
 
@@ -99,16 +99,16 @@ def _per_scenario(acc, BLOCK_R: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_D: tl
 
 
 @triton.jit
-def pull_rows_fwd(rowptr, order, col, ew, sw, x, eps, params, pull, weight, N, B, D, eps_sb, eps_sn,
+def pull_rows_fwd(rowptr, order, col, ew, sw, x, eps, pair_params, pull, weight, N, B, D, eps_sb, eps_sn,
                   PAIR: tl.constexpr, HAS_EW: tl.constexpr, HAS_SW: tl.constexpr, BLOCK_R: tl.constexpr,
                   BLOCK_E: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr):
     """``pull_i = sum_e c_e w (x_j - x_i)``, ``weight_i = sum_e |c_e w|`` (``sum_e c_e`` for
     ``PAIR == 0``, stored once per scenario), ``c_e = a_e s_j``, over the followees of each ``i``."""
     b, k, lane_ok = _lanes(B, D, BLOCK_B, BLOCK_D)
     i, i_ok, start, end = _agents(rowptr, order, N, BLOCK_R)
-    tau = tl.load(params)
-    rho = tl.load(params + 1)
-    rep = tl.load(params + 2)
+    tau = tl.load(pair_params)
+    rho = tl.load(pair_params + 1)
+    rep = tl.load(pair_params + 2)
     ok = i_ok[:, None] & lane_ok[None, :]  # (R, L)
     at_i = (b[None, :] * N + i[:, None]) * D + k[None, :]
     xi = tl.load(x + at_i, mask=ok, other=0.0)
@@ -142,7 +142,7 @@ def pull_rows_fwd(rowptr, order, col, ew, sw, x, eps, params, pull, weight, N, B
 
 
 @triton.jit
-def pull_rows_bwd(rowptr, order, col, ew, sw, x, eps, params, gp, gw, gx, gpart, N, B, D, eps_sb, eps_sn,
+def pull_rows_bwd(rowptr, order, col, ew, sw, x, eps, pair_params, gp, gw, gx, gpart, N, B, D, eps_sb, eps_sn,
                   PAIR: tl.constexpr, HAS_EW: tl.constexpr, HAS_SW: tl.constexpr, HAS_GW: tl.constexpr,
                   NEED_PARAMS: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_B: tl.constexpr,
                   BLOCK_D: tl.constexpr):
@@ -151,9 +151,9 @@ def pull_rows_bwd(rowptr, order, col, ew, sw, x, eps, params, gp, gw, gx, gpart,
     and repulsion (``q = 0..3``)."""
     b, k, lane_ok = _lanes(B, D, BLOCK_B, BLOCK_D)
     i, i_ok, start, end = _agents(rowptr, order, N, BLOCK_R)
-    tau = tl.load(params)
-    rho = tl.load(params + 1)
-    rep = tl.load(params + 2)
+    tau = tl.load(pair_params)
+    rho = tl.load(pair_params + 1)
+    rep = tl.load(pair_params + 2)
     ok = i_ok[:, None] & lane_ok[None, :]
     at_i = (b[None, :] * N + i[:, None]) * D + k[None, :]
     xi = tl.load(x + at_i, mask=ok, other=0.0)
@@ -205,7 +205,7 @@ def pull_rows_bwd(rowptr, order, col, ew, sw, x, eps, params, gp, gw, gx, gpart,
 
 
 @triton.jit
-def pull_cols_bwd(starts, order, perm, row, ew, sw, x, eps, params, gp, gw, gx_in, gx, gsw, N, B, D, GW_D,
+def pull_cols_bwd(starts, order, perm, row, ew, sw, x, eps, pair_params, gp, gw, gx_in, gx, gsw, N, B, D, GW_D,
                   eps_sb, eps_sn,
                   PAIR: tl.constexpr, HAS_EW: tl.constexpr, HAS_SW: tl.constexpr, HAS_GW: tl.constexpr,
                   NEED_SW: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_B: tl.constexpr,
@@ -215,9 +215,9 @@ def pull_cols_bwd(starts, order, perm, row, ew, sw, x, eps, params, gp, gw, gx_i
     ``gw`` has last dimension ``GW_D`` (1 without a pair kernel, whose weight is ``sum_e c_e``)."""
     b, k, lane_ok = _lanes(B, D, BLOCK_B, BLOCK_D)
     j, j_ok, start, end = _agents(starts, order, N, BLOCK_R)
-    tau = tl.load(params)
-    rho = tl.load(params + 1)
-    rep = tl.load(params + 2)
+    tau = tl.load(pair_params)
+    rho = tl.load(pair_params + 1)
+    rep = tl.load(pair_params + 2)
     ok = j_ok[:, None] & lane_ok[None, :]
     at_j = (b[None, :] * N + j[:, None]) * D + k[None, :]
     xj = tl.load(x + at_j, mask=ok, other=0.0)

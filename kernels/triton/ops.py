@@ -286,7 +286,13 @@ class FusedOps:
         sw = None if source_weight is None else source_weight.to(x.dtype).contiguous()
         pull, weight = _Pull.apply(x.contiguous(), sw, eps, params, self.kernels, graph, code)
         if code == 0 and source_weight is None:  # as the reference: the graph's own in-weights
-            weight = in_weight.to(x.dtype)[None, :, None].expand(batch, num_nodes, 1)
+            graph_weight = in_weight.to(x.dtype)[None, :, None]
+            if in_weight.dtype != x.dtype:
+                # the reference's pull is sum_j a_ij x_j - in_weight_i x_i with in-weights summed in the
+                # graph's coarser dtype, the kernel's sums a_ij in x's: float64 states on a float32 graph
+                # would differ by float32 rounding (seen on an H200). Only then is the pass worth its bytes.
+                pull = pull + (weight.detach() - graph_weight) * x
+            weight = graph_weight.expand(batch, num_nodes, 1)
         return pull, weight
 
     def neighbor_sum(self, col: Tensor, row: Tensor, edge_weight: Optional[Tensor], x: Tensor,

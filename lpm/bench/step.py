@@ -8,7 +8,7 @@ so that a loaded machine slows every path alike, with medians over repeats:
 * one step (``Model.step``, no gradient) and one step plus backward (the gradient of the next
   state's sum reaches every parameter), for each path: ``reference`` (only the plain-torch
   references registered for the device) and ``fused`` (what lpm registers there: the CPU fast
-  path, fused GPU kernels);
+  path; on CUDA the fused Triton kernels, registered for the bench although users opt in to them);
 * a CSR sparse matrix-vector product over the same graph (``torch.sparse_csr_tensor @ x``), the
   least any neighbour aggregation reads;
 * the fixed cost of a ``simulate`` call (``steps=0``: checks, validation, initial records);
@@ -328,6 +328,10 @@ def bench_step(device: str = "cpu", sizes: Optional[Sequence[int]] = None, *, ba
         ConfigError: no CUDA for a CUDA device, an unknown device, or bad sizes/counts.
     """
     dev = _device(device)
+    if dev.type == "cuda":  # the fused kernels are opt-in for users (LPM_FUSED_KERNELS=1); measured here
+        from lpm.kernels import triton as fused_kernels
+
+        fused_kernels.register_available(force=True)
     sizes = list(sizes if sizes is not None else (GPU_SIZES if dev.type == "cuda" else CPU_SIZES))
     if not sizes or any(not isinstance(n, int) or n <= default_scenario.GraphConfig.m + 1 for n in sizes):
         raise ConfigError(f"Expected whole numbers of agents > {default_scenario.GraphConfig.m + 1} (got {sizes!r})")

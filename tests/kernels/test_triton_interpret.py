@@ -179,6 +179,16 @@ def test_sum_over_followers(fused):
     torch.testing.assert_close(g_got, g_want, **TOL)
 
 
+def test_pull_float64_states_on_a_float32_graph(fused):
+    """The reference's pull without pair kernel or source weights uses the graph's own in-weights,
+    summed in float32 here; the fused pull must agree in float64, not only to float32 rounding
+    (the first H200 run differed by 1e-6 on such a graph)."""
+    graph = small_graph(20, 3.0, seed=10, weighted=True, dtype=torch.float32)
+    assert graph.in_weight.dtype == torch.float32
+    x = _leaf((2, 20, 3), 28)
+    _check_pull(fused, graph, x, None, None, [])
+
+
 def test_pull_float32(fused):
     """float32: sums of up to ~10 terms of size <= 2, sigmoid slopes up to 1/(4 tau) = 2.5, in
     another order than the reference: 2e-5 absolute is ~100 ulps of the largest term."""
