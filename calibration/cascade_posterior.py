@@ -37,7 +37,8 @@ __all__ = ["TRANSFORM_OF", "fit_statistics", "observed_statistics", "cascade_pos
 TRANSFORM_OF = {"transmissibility": "logit", "audience": "log", "audience_spread": "softplus", "attention": "logit",
                 "attention_spread": "softplus", "feed_half_life_h": "softplus", "feed_tail": "softplus1",
                 "resharer_audience": "log", "resharer_audience_spread": "softplus",
-                "resharer_item_spread": "softplus", "first_level_audience_ratio": "log"}
+                "resharer_item_spread": "softplus", "first_level_audience_ratio": "log",
+                "feed_item_spread": "softplus"}
 
 
 def fit_statistics(size: Tensor, root_share: Tensor, second_share: Optional[Tensor] = None) -> Tensor:

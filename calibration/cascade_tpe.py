@@ -21,7 +21,8 @@ TPE_BOUNDS = {"transmissibility": (1e-4, 0.2, True), "audience": (1e2, 1e6, True
               "attention": (0.02, 0.98, False), "attention_spread": (0.05, 4.0, False),
               "feed_half_life_h": (0.02, 10.0, True), "feed_tail": (1.05, 5.0, False),
               "resharer_audience": (1.0, 1e4, True), "resharer_audience_spread": (0.05, 3.0, False),
-              "resharer_item_spread": (0.05, 3.0, False)}
+              "resharer_item_spread": (0.05, 3.0, False), "first_level_audience_ratio": (0.3, 30.0, True),
+              "feed_item_spread": (0.05, 3.0, False)}
 
 
 def fit_tpe(module: CascadeCalibration, *, budget_s: float, seed: int = 0) -> FitResult:

@@ -19,6 +19,8 @@ while (a feed half-life). Eleven parameters (seven in worlds without resharer au
     resharer_item_spread  log-normal spread of resharers' audiences across items
     first_level_audience_ratio  how many times larger the audiences of resharers attached to the source
                        are (worlds with ``first_level_audience``, the default)
+    feed_item_spread   log-normal spread of the feed half-life across items (worlds with
+                       ``feed_item_spread``; off by default)
 
 Loss, computed on the model's expected-value (mean-field) dynamics (:class:`lpm.relax.Expected`;
 straight-through and relaxed estimators are options), so it is deterministic with exact gradients:
@@ -104,6 +106,9 @@ class CascadeCalibration(CalibrationModule, pl.LightningModule):
         root_weight, shape_weight, depth_weight: weights of the root-share, growth-shape and depth-2
             share terms (the size term has weight 1); ``depth_weight=0`` leaves depth out (and the
             levels untracked, as fits before it did).
+        growth_weight: weight of the growth-factor term: quantile matching of each cascade's
+            ``log S(horizon) - log S(1 h)`` (how much it grows after its first hour, which the
+            mean shape term fixes only on average). 0 (default) leaves it out.
 
     Fitted across processes (``fit(..., devices=W, strategy="ddp")``), each rank simulates ``batch / W``
     of the scenarios (:meth:`loss_terms`); ``batch`` must be a multiple of ``W``.
@@ -116,8 +121,9 @@ class CascadeCalibration(CalibrationModule, pl.LightningModule):
                  fixed: Sequence[str] = DEFAULT_FIXED, batch: int = 2, fit_horizon_h: float = 12.0,
                  temperature: float = 0.5, learning_rate: float = 0.08, seed: int = 0, estimator: str = "expected",
                  dtype: torch.dtype = torch.float32, root_weight: float = 10.0, shape_weight: float = 4.0,
-                 depth_weight: float = 10.0) -> None:
+                 depth_weight: float = 10.0, growth_weight: float = 0.0) -> None:
         super().__init__()
+        self.growth_weight = float(growth_weight)
         self.root_weight, self.shape_weight, self.depth_weight = float(root_weight), float(shape_weight), float(depth_weight)
         self.world, self.batch, self.seed, self.dtype_ = world, batch, seed, dtype
         self.learning_rate = learning_rate
@@ -161,6 +167,12 @@ class CascadeCalibration(CalibrationModule, pl.LightningModule):
             children = profile.sum(1)
             second = profile[children > 0, 1] / children[children > 0]
             self.register_buffer("target_second_share", _quantiles(second[:, None], count)[:, 0].to(dtype))  # (M',)
+        self.growth_from = min(range(len(self.read)), key=lambda i: abs(float(hours[self.read[i]]) - 1.0))
+        if self.growth_weight > 0:
+            if self.growth_from == len(self.read) - 1:
+                raise ConfigError(f"Expected a fit horizon beyond 1 h for growth_weight > 0 (got {fit_horizon_h} h)")
+            growth = observed_size[:, -1].log() - observed_size[:, self.growth_from].log()
+            self.register_buffer("target_growth", _quantiles(growth[:, None], count)[:, 0].to(dtype))  # (M',)
         self.params_before_step: dict[str, float] = {}
 
     def fitted_params(self) -> dict[str, float]:
@@ -221,6 +233,10 @@ class CascadeCalibration(CalibrationModule, pl.LightningModule):
         root_loss = ((root_share - self.target_root_share) ** 2).mean()
         terms = {"size": size_loss, "shape": shape_loss, "root": root_loss,
                  "loss": size_loss + self.shape_weight * shape_loss + self.root_weight * root_loss}
+        if self.growth_weight > 0:
+            growth = torch.sort(size[:, -1].log() - size[:, self.growth_from].log()).values
+            terms["growth"] = ((growth - self.target_growth) ** 2).mean()
+            terms["loss"] = terms["loss"] + self.growth_weight * terms["growth"]
         if self.levels:
             second_share = torch.sort(second.reshape(-1) / children).values
             terms["depth"] = ((second_share - self.target_second_share) ** 2).mean()

@@ -54,7 +54,7 @@ from lpm.dynamics.cascade_state import CascadeState, LevelCascadeState, init_cas
 from lpm.engine import StepContext, Updates
 from lpm.errors import ConfigError, StateError
 from lpm.graph import Graph
-from lpm.rng import (STREAM_CASCADE_ATTENTION, STREAM_CASCADE_AUDIENCE,
+from lpm.rng import (STREAM_CASCADE_ATTENTION, STREAM_CASCADE_AUDIENCE, STREAM_CASCADE_FEED_ITEM,
                      STREAM_CASCADE_RESHARER_AUDIENCE, STREAM_CASCADE_RESHARER_ITEM, CounterRNG)
 from lpm.state import PopulationState
 
@@ -86,6 +86,11 @@ class Cascade(_CascadeBase):
         feed_tail: with a value ``a > 1``, visibility decays as a power law ``(1 + age / tau)^(-a)``
             (halving at ``feed_half_life_h``) instead of exponentially; learnable (stored as
             ``a - 1`` through softplus: ``a <= 1`` would give a post unbounded total visibility).
+        feed_item_spread: log-normal spread of the feed half-life across items (learnable when > 0;
+            needs ``feed_half_life_h``): item ``c`` of scenario ``b`` halves its visibility every
+            ``feed_half_life_h * exp(s z_bc)`` hours, ``z_bc`` standard normal. Some rumours are
+            news for an hour, others are read for days, so cascades of the same first-hour size
+            grow by different factors afterwards, as in data.
         audience: median number of accounts beyond the graph that follow an item's source (learnable);
             ``None``: sources reach only their followers in the graph.
         audience_spread: log-normal spread of the audience across items (learnable when > 0).
@@ -133,6 +138,7 @@ class Cascade(_CascadeBase):
         resharer_audience: Optional[float] = None,
         resharer_audience_spread: float = 0.0,
         resharer_item_spread: float = 0.0,
+        feed_item_spread: float = 0.0,
         first_level_audience_ratio: Optional[float] = None,
         record_trees: bool = True,
     ) -> None:
@@ -173,6 +179,9 @@ class Cascade(_CascadeBase):
             raise ConfigError(f"Expected feed_tail > 1 (a slower decay gives every post unbounded total "
                               f"visibility; got {feed_tail!r})")
         self.raw_feed_tail = positive("feed_tail", feed_tail - 1.0) if feed_tail is not None else None
+        if feed_item_spread > 0 and feed_half_life_h is None:
+            raise ConfigError("Expected a feed_half_life_h with feed_item_spread > 0 (got feed_half_life_h=None)")
+        self.raw_feed_item_spread = positive("feed_item_spread", feed_item_spread) if feed_item_spread > 0 else None
         self.raw_transmissibility = unit_interval("transmissibility", transmissibility)
         self.interest_weight = nn.Parameter(torch.tensor(float(interest_weight)))
         self.arousal_weight = nn.Parameter(torch.tensor(float(arousal_weight)))
@@ -245,16 +254,28 @@ class Cascade(_CascadeBase):
         """Exponent (> 1) of the power-law visibility decay, or ``None`` (exponential)."""
         return 1.0 + softplus(self.raw_feed_tail) if self.raw_feed_tail is not None else None
 
-    def visibility(self, age_h: Tensor) -> Tensor:
+    def item_half_life(self, rng: CounterRNG, dtype: torch.dtype) -> Optional[Tensor]:
+        """``(B, 1, C)`` feed half-life of each item (``()`` without ``feed_item_spread``), or ``None``
+        without ``feed_half_life_h``."""
+        if self.raw_feed_half_life is None:
+            return None
+        half_life = self.feed_half_life_h.to(dtype)
+        if self.raw_feed_item_spread is None:
+            return half_life
+        z = _standard_normal(rng, STREAM_CASCADE_FEED_ITEM, (self.num_items,), dtype)  # (B, C)
+        return (half_life * torch.exp(softplus(self.raw_feed_item_spread) * z))[:, None, :]
+
+    def visibility(self, age_h: Tensor, half_life: Optional[Tensor] = None) -> Tensor:
         """Weight in followers' feeds of a post ``age_h`` hours old (``inf``: never posted).
 
-        (The step ages the frontier with :meth:`_age_frontier`, which agrees with this.)
+        (The step ages the frontier with :meth:`_age_frontier`, which agrees with this.) ``half_life``:
+        per item (:meth:`item_half_life`, broadcasting against ``age_h``); default ``feed_half_life_h``.
         Exponential: ``2^(-age / h)``, cut below 1%. Power law (``feed_tail = a``):
         ``(1 + age / tau)^(-a)`` with ``tau = h / (2^(1/a) - 1)``, so it also halves at ``h`` but keeps
         a long tail, as the attention paid to tweets decays (Wu & Huberman 2007; Zhao et al. 2015).
         """
         age = age_h.clamp_min(0.0)
-        half_life = self.feed_half_life_h
+        half_life = self.feed_half_life_h if half_life is None else half_life
         if self.raw_feed_tail is None:
             weight = torch.exp(-math.log(2.0) * age / half_life)
             return torch.where(weight < _VISIBLE, torch.zeros_like(weight), weight)
@@ -263,7 +284,7 @@ class Cascade(_CascadeBase):
         return torch.where(torch.isfinite(age), (1.0 + age.nan_to_num(posinf=0.0) / scale) ** (-tail),
                            torch.zeros_like(age))
 
-    def _age_frontier(self, frontier: Tensor, reshared: Tensor, dt: float) -> Tensor:
+    def _age_frontier(self, frontier: Tensor, reshared: Tensor, dt: float, half_life: Tensor) -> Tensor:
         """The visibility of earlier reshares one step later, ``reshared * g(frontier / reshared)``.
 
         Visibility ``v`` determines a post's age, so one step maps it to ``g(v) = visibility(age(v) +
@@ -273,7 +294,6 @@ class Cascade(_CascadeBase):
         """
         has = reshared > 0
         mean_visibility = frontier / torch.where(has, reshared, torch.ones_like(reshared))
-        half_life = self.feed_half_life_h
         if self.raw_feed_tail is None:
             aged = mean_visibility * torch.exp(-math.log(2.0) * dt / half_life)
             aged = torch.where(aged < _VISIBLE, torch.zeros_like(aged), aged)
@@ -420,8 +440,9 @@ class Cascade(_CascadeBase):
                                             resharer_weight)
         reshared = state.reshared + new
         frontier = new
-        if self.raw_feed_half_life is not None:
-            frontier = new + self._age_frontier(state.frontier, state.reshared, dt)
+        half_life = self.item_half_life(rng, k.dtype)
+        if half_life is not None:
+            frontier = new + self._age_frontier(state.frontier, state.reshared, dt, half_life)
         changes = dict(reshared=reshared, frontier=frontier, exposures=exposures,
                        hazard=state.hazard + step_hazard * not_yet, reshare_time=reshare_time, parent=parent)
         # an event, not state: expected reshares attached to the source
@@ -430,9 +451,9 @@ class Cascade(_CascadeBase):
         if levels is not None and to_first_level is not None and from_first_level is not None:
             new_first = new * to_first_level
             first_frontier = new_first
-            if self.raw_feed_half_life is not None:
+            if half_life is not None:
                 first_frontier = new_first + self._age_frontier(levels.first_level_frontier,
-                                                                levels.first_level_reshared, dt)
+                                                                levels.first_level_reshared, dt, half_life)
             changes.update(first_level_reshared=levels.first_level_reshared + new_first,
                            first_level_frontier=first_frontier)
             second_level = (new * from_first_level).sum(1)

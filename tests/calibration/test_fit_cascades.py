@@ -99,6 +99,58 @@ def test_first_level_audience_world_has_its_ratio_and_follows_levels(tmp_path):
     assert world_from_meta(meta) == world and params["first_level_audience_ratio"] == pytest.approx(2.5)
 
 
+def test_growth_term_matches_the_observed_growth_after_the_first_hour():
+    """The growth term's targets are quantiles of each observed cascade's ``log S(last) - log S(1 h)``;
+    the other terms are the same numbers with it (weight 2) and without it (weight 0)."""
+    world = CascadeWorld(agents=300, items=4)
+    hours = [1 / 6, 0.5, 1.0, 2.0]
+    table = simulate_cascades(world, dict(DEFAULTS, audience=900.0, transmissibility=0.02), hours=hours, batch=3,
+                              seed=8)
+    observed = cascade_targets(table, hours)
+    with_growth = CascadeCalibration(observed, world, batch=2, fit_horizon_h=2.0, dtype=torch.float64,
+                                     growth_weight=2.0)
+    without = CascadeCalibration(observed, world, batch=2, fit_horizon_h=2.0, dtype=torch.float64)
+    size = observed.size.double().clamp_min(1.0)
+    growth = size[:, 3].log() - size[:, 2].log()
+    assert float(growth.std()) > 0  # cascades grow by different factors: the quantiles are not one number
+    levels = (torch.arange(8, dtype=torch.float64) + 0.5) / 8
+    torch.testing.assert_close(with_growth.target_growth, torch.quantile(growth, levels))
+    assert not hasattr(without, "target_growth")
+    a, b = with_growth.loss_terms(3), without.loss_terms(3)
+    assert set(a) - set(b) == {"growth"} and float(a["growth"].detach()) > 0
+    for name in ("size", "shape", "root", "depth"):
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+    torch.testing.assert_close(a["loss"], b["loss"] + 2.0 * a["growth"])
+    with pytest.raises(ConfigError, match="beyond 1 h"):
+        CascadeCalibration(observed, world, batch=2, fit_horizon_h=1.0, growth_weight=1.0)
+
+
+def test_feed_item_spread_world_has_its_spread_and_older_fits_load_without(tmp_path):
+    assert "feed_item_spread" not in CascadeWorld().params  # opt-in
+    world = CascadeWorld(agents=300, items=3, feed_item_spread=True)
+    assert world.params[-1] == "feed_item_spread"
+    assert world_from_meta({"world": {"agents": 300, "items": 3}}).feed_item_spread is False
+    values = dict(DEFAULTS, audience=900.0, transmissibility=0.02, feed_item_spread=0.7)
+    assert model_params(world.model(values))["feed_item_spread"] == pytest.approx(0.7)
+    path = tmp_path / "fit.json"
+    save_params(path, "cascades", model_params(world.model(values)), {"world": world.__dict__})
+    params, meta = load_params(path, kind="cascades")
+    assert world_from_meta(meta) == world and params["feed_item_spread"] == pytest.approx(0.7)
+    with pytest.raises(ConfigError, match="feed_item_spread"):
+        CascadeWorld(agents=300, items=3).model(values)  # a world without it refuses the name
+
+
+def test_every_cascade_parameter_has_a_range_a_transform_and_a_search_box():
+    """A parameter added to the world must be known to the file schema, the posterior's transforms
+    and the gradient-free baseline's search box (which otherwise leaves it at its start silently)."""
+    from lpm.calibration.cascade_posterior import TRANSFORM_OF
+    from lpm.calibration.cascade_tpe import TPE_BOUNDS
+    from lpm.calibration.cascade_world import PARAMS
+    from lpm.calibration.common import PARAM_SCHEMAS
+
+    assert set(PARAM_SCHEMAS["cascades"]) == set(TRANSFORM_OF) == set(TPE_BOUNDS) == set(PARAMS)
+
+
 @pytest.mark.slow
 def test_recovers_planted_parameters_jointly_after_bias_correction(planted):
     """Transmissibility, audience and feed half-life, fitted together from 30% / 30% / 40% off.
