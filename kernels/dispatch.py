@@ -237,4 +237,4 @@ def expand_segments(start: Tensor, length: Tensor) -> tuple[Tensor, Tensor, Tens
     return lookup("expand_segments", length.device, length.dtype)(start, length)
 
 
-_register_fused()  # the fused Triton kernels, where Triton and a CUDA device are present
+_register_fused()  # the fused Triton kernels, opt-in (LPM_FUSED_KERNELS=1), where Triton and CUDA are present

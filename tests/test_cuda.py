@@ -20,8 +20,15 @@ from lpm.testing import small_graph
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
 CUDA = torch.device("cuda")
-if torch.cuda.is_available():
-    fused_kernels.register_available(force=True)  # opt-in for users (LPM_FUSED_KERNELS=1); tested here
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fused_on_cuda():
+    """The fused kernels are opt-in for users (LPM_FUSED_KERNELS=1): registered for this module's
+    tests only, so other modules in the session see the registry as configured."""
+    with fused_kernels.fused_registered() as on:
+        assert on, "the fused kernels could not be registered (Triton missing or interpreting?)"
+        yield
 DTYPES = (torch.float32, torch.float64)
 
 

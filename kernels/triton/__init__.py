@@ -15,19 +15,20 @@ machines without a GPU.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 
 from ..pair import AttractRepel, SmoothBoundedConfidence
-from ..registry import register
+from ..registry import register, unregister
 
 if TYPE_CHECKING:
     from .ops import FusedOps
 
-__all__ = ["register_available", "fused_ops", "interpreting", "FUSED_OPS"]
+__all__ = ["register_available", "fused_registered", "unregister_fused", "fused_ops", "interpreting", "FUSED_OPS"]
 
 FUSED_OPS: dict[str, tuple[type | None, ...]] = {
     "neighbor_pull": (None, SmoothBoundedConfidence, AttractRepel),
@@ -63,6 +64,7 @@ def interpreting() -> bool:
 
 
 _registered = False
+_KEYS = [(op, dtype, pair) for op, pairs in FUSED_OPS.items() for dtype in _DTYPES for pair in pairs]
 
 
 def register_available(force: bool = False) -> bool:
@@ -81,9 +83,29 @@ def register_available(force: bool = False) -> bool:
         fused = fused_ops()
     except ImportError:  # a Triton that does not match this torch: the references serve
         return False
-    for op, pairs in FUSED_OPS.items():
-        for dtype in _DTYPES:
-            for pair in pairs:
-                register(op, getattr(fused, op), device="cuda", dtype=dtype, pair=pair)
+    for op, dtype, pair in _KEYS:
+        register(op, getattr(fused, op), device="cuda", dtype=dtype, pair=pair)
     _registered = True
     return True
+
+
+@contextlib.contextmanager
+def fused_registered() -> Iterator[bool]:
+    """Inside the block the fused kernels serve CUDA tensors (if they can: yields whether they do);
+    afterwards the registry is as before, so a benchmark or a test does not leave them on."""
+    before = _registered
+    on = register_available(force=True)
+    try:
+        yield on
+    finally:
+        if on and not before:
+            unregister_fused()
+
+
+def unregister_fused() -> None:
+    """Take the fused kernels out of the registry (the references serve CUDA again)."""
+    global _registered
+    if _registered:
+        for op, dtype, pair in _KEYS:
+            unregister(op, device="cuda", dtype=dtype, pair=pair)
+    _registered = False

@@ -328,10 +328,6 @@ def bench_step(device: str = "cpu", sizes: Optional[Sequence[int]] = None, *, ba
         ConfigError: no CUDA for a CUDA device, an unknown device, or bad sizes/counts.
     """
     dev = _device(device)
-    if dev.type == "cuda":  # the fused kernels are opt-in for users (LPM_FUSED_KERNELS=1); measured here
-        from lpm.kernels import triton as fused_kernels
-
-        fused_kernels.register_available(force=True)
     sizes = list(sizes if sizes is not None else (GPU_SIZES if dev.type == "cuda" else CPU_SIZES))
     if not sizes or any(not isinstance(n, int) or n <= default_scenario.GraphConfig.m + 1 for n in sizes):
         raise ConfigError(f"Expected whole numbers of agents > {default_scenario.GraphConfig.m + 1} (got {sizes!r})")
@@ -340,9 +336,14 @@ def bench_step(device: str = "cpu", sizes: Optional[Sequence[int]] = None, *, ba
     saved_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
+    # the fused CUDA kernels are opt-in for users (LPM_FUSED_KERNELS=1): registered for the bench only
+    from lpm.kernels import triton as fused_kernels
+
+    fused = fused_kernels.fused_registered() if dev.type == "cuda" else contextlib.nullcontext()
     try:
-        rows = [row for n in sizes for row in _bench_size(n, dev, batch=batch, seed=seed, repeats=repeats,
-                                                          warmup=warmup, backward=backward, setup=setup)]
+        with fused:
+            rows = [row for n in sizes for row in _bench_size(n, dev, batch=batch, seed=seed, repeats=repeats,
+                                                              warmup=warmup, backward=backward, setup=setup)]
     finally:
         torch.set_num_threads(saved_threads)
     if out_json is not None:

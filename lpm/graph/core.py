@@ -238,12 +238,16 @@ class Graph:
     def to(self, device: torch.device | str) -> "Graph":
         """A copy of the graph on ``device`` (index dtypes kept)."""
         device = torch.device(device)
-        return Graph(
+        moved = Graph(
             num_nodes=self.num_nodes,
             rowptr=self.rowptr.to(device),
             col=self.col.to(device),
             weight=self.weight.to(device) if self.weight is not None else None,
         )
+        # the same in-weights, not a new sum: on CUDA that sum's atomic adds run in no fixed order, so
+        # a moved graph would differ from its original in the last bit (seen on an H200)
+        object.__setattr__(moved, "in_weight", self.in_weight.to(device))
+        return moved
 
     def reverse(self) -> "Graph":
         """The graph with every edge reversed (followers become followees)."""

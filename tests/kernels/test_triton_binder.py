@@ -47,3 +47,32 @@ def test_every_kernel_binds_its_arguments_in_compiled_triton():
                           env=env)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert done.stdout.startswith("bound "), done.stdout
+
+
+def test_fused_kernels_are_opt_in_and_the_block_restores_the_registry(monkeypatch):
+    """Without ``LPM_FUSED_KERNELS=1`` nothing is registered for CUDA; ``fused_registered`` puts the
+    fused kernels in for its block only. (CUDA is faked: registering needs no device.)"""
+    import torch
+
+    from lpm import kernels
+    from lpm.kernels import registry
+    from lpm.kernels import triton as fused_kernels
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.delenv("LPM_FUSED_KERNELS", raising=False)
+    fused_kernels.unregister_fused()  # as a machine without the variable starts
+
+    def cuda_impls():
+        return sorted(impl.name for op in registry.OPS for impl in registry.implementations(op)
+                      if impl.device == "cuda")
+
+    before = cuda_impls()
+    assert not fused_kernels.register_available()
+    assert cuda_impls() == before
+    with fused_kernels.fused_registered() as on:
+        assert on
+        assert kernels.lookup("neighbor_pull", torch.device("cuda"), torch.float32, None) \
+            is not registry.OPS["neighbor_pull"]
+        assert len(cuda_impls()) == len(before) + 3 * 2 + 2 + 2  # pull (3 pair kinds), sum, followers; 2 dtypes
+    assert cuda_impls() == before
