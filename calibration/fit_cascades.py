@@ -314,7 +314,8 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
               init: Optional[Mapping[str, float]] = None, fixed: Sequence[str] = DEFAULT_FIXED,
               batch: int = 2, fit_horizon_h: float = 12.0, agents: Optional[int] = None,
               items: Optional[int] = None, debias: int = 0, posterior: bool = False, devices: int = 1,
-              num_nodes: int = 1, strategy: str = "auto", executor: Optional[Executor] = None) -> FitResult:
+              num_nodes: int = 1, strategy: str = "auto", executor: Optional[Executor] = None,
+              growth_weight: float = 0.0) -> FitResult:
     """Fit the cascade model to the cascades in ``data`` (the ``split`` part) and write ``out``.
 
     ``agents`` and ``items`` override the default :class:`CascadeWorld`'s size. ``debias > 0``
@@ -335,7 +336,8 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
     debias refits are fits across the same processes); only rank 0 writes ``out`` and the posterior.
     The debias rounds themselves are sequential: each simulates at the previous round's estimate.
     ``executor`` (:mod:`lpm.executor`; default here) runs the posterior's independent simulation
-    replicates (:func:`~lpm.calibration.cascade_posterior.cascade_posterior`)."""
+    replicates (:func:`~lpm.calibration.cascade_posterior.cascade_posterior`). ``growth_weight``: the
+    loss's growth-after-the-first-hour term (:class:`CascadeCalibration`), in every fit and refit."""
     processes = devices * num_nodes if min(devices, num_nodes) >= 1 else 1  # fit() names bad counts
     if batch % processes:  # checked before any process starts (CascadeCalibration.setup on each, too)
         raise ConfigError(f"Expected batch (scenarios per step, {batch}) to be a multiple of the fit's processes "
@@ -346,10 +348,11 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
     world = world or CascadeWorld()
     world = replace(world, **{k: v for k, v in dict(agents=agents, items=items).items() if v is not None})
     meta = {"world": world.__dict__, "split": split, "cascades": table.num_cascades, "data": [str(p) for p in data],
-            "fixed": list(fixed), "device": device}
+            "fixed": list(fixed), "device": device, **({"growth_weight": growth_weight} if growth_weight else {})}
     options = dict(kind="cascades", max_steps=max_steps, budget_s=budget_s, logger=logger, device=device,
                    progress=progress, devices=devices, num_nodes=num_nodes, strategy=strategy)
-    module = CascadeCalibration(observed, world, init, fixed, batch=batch, fit_horizon_h=fit_horizon_h, seed=seed)
+    module = CascadeCalibration(observed, world, init, fixed, batch=batch, fit_horizon_h=fit_horizon_h, seed=seed,
+                                growth_weight=growth_weight)
     plain = fit(module, out=None if debias else out, work_dir=work_dir, resume=resume, meta=meta, **options)
     if not debias:
         if posterior and plain["global_rank"] == 0:
@@ -362,7 +365,8 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
     def estimate(targets: CascadeTargets, start: Mapping[str, float]) -> dict[str, float]:
         if not start:  # the plain fit on the data, already done
             return plain["averaged"]
-        refit = CascadeCalibration(targets, world, start, fixed, batch=batch, fit_horizon_h=fit_horizon_h, seed=seed)
+        refit = CascadeCalibration(targets, world, start, fixed, batch=batch, fit_horizon_h=fit_horizon_h, seed=seed,
+                                   growth_weight=growth_weight)
         fits.append(fit(refit, **options))
         return fits[-1]["averaged"]
 

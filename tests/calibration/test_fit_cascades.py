@@ -254,6 +254,21 @@ def test_cli_debias_writes_the_corrected_parameters_and_the_path(tmp_path, datas
     assert main(["calibrate", "stance", "--data", str(dataset), "--out", str(fitted), "--debias", "1"]) == 2
 
 
+def test_calibrate_passes_the_growth_weight_to_its_fits(tmp_path, dataset):
+    """``calibrate(growth_weight=w)`` adds the growth term to the fit's loss (same first step, same
+    seeds: the loss is larger by ``w`` times a positive term) and records ``w`` in the file."""
+    from lpm.calibration.fit_cascades import calibrate
+
+    losses = {}
+    for weight in (0.0, 3.0):
+        out = tmp_path / f"fit{weight}.json"
+        result = calibrate([dataset], out, max_steps=1, logger="none", progress=False, agents=400, items=4,
+                           split="all", growth_weight=weight)
+        losses[weight] = result["history"][0][2]
+        assert load_params(out, kind="cascades")[1].get("growth_weight", 0.0) == weight
+    assert losses[3.0] > losses[0.0]
+
+
 def test_post_processed_intervals_cover_eighty_percent_of_the_training_cascades(tmp_path, dataset):
     """The 80% interval adds the 10% and 90% quantiles of the training residuals, so on the
     training cascades themselves it covers 80% of them, up to the discreteness of ~26 cascades
