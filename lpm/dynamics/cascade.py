@@ -51,6 +51,7 @@ from torch import Tensor, nn
 from lpm.dynamics.base import positive, softplus, unit_interval
 from lpm.dynamics.cascade_base import Item, _CascadeBase, _exposure_count, _standard_normal, sellke_resistance
 from lpm.dynamics.cascade_state import CascadeState, LevelCascadeState, init_cascade_state
+from lpm.dynamics.feed_decay import aged_visibility, feed_visibility
 from lpm.engine import StepContext, Updates
 from lpm.errors import ConfigError, StateError
 from lpm.graph import Graph
@@ -60,7 +61,6 @@ from lpm.state import PopulationState
 
 __all__ = ["Item", "Cascade", "CascadeState", "init_cascade_state", "sellke_resistance"]
 
-_VISIBLE = 0.01  # a reshare decayed below this weight has left the feed
 
 
 
@@ -266,44 +266,17 @@ class Cascade(_CascadeBase):
         return (half_life * torch.exp(softplus(self.raw_feed_item_spread) * z))[:, None, :]
 
     def visibility(self, age_h: Tensor, half_life: Optional[Tensor] = None) -> Tensor:
-        """Weight in followers' feeds of a post ``age_h`` hours old (``inf``: never posted).
-
-        (The step ages the frontier with :meth:`_age_frontier`, which agrees with this.) ``half_life``:
-        per item (:meth:`item_half_life`, broadcasting against ``age_h``); default ``feed_half_life_h``.
-        Exponential: ``2^(-age / h)``, cut below 1%. Power law (``feed_tail = a``):
-        ``(1 + age / tau)^(-a)`` with ``tau = h / (2^(1/a) - 1)``, so it also halves at ``h`` but keeps
-        a long tail, as the attention paid to tweets decays (Wu & Huberman 2007; Zhao et al. 2015).
-        """
-        age = age_h.clamp_min(0.0)
+        """Weight in followers' feeds of a post ``age_h`` hours old (``inf``: never posted):
+        :func:`~lpm.dynamics.feed_decay.feed_visibility` with this model's law. ``half_life``: per item
+        (:meth:`item_half_life`, broadcasting against ``age_h``); default ``feed_half_life_h``. (The
+        step ages the frontier with :meth:`_age_frontier`, which agrees with this.)"""
         half_life = self.feed_half_life_h if half_life is None else half_life
-        if self.raw_feed_tail is None:
-            weight = torch.exp(-math.log(2.0) * age / half_life)
-            return torch.where(weight < _VISIBLE, torch.zeros_like(weight), weight)
-        tail = self.feed_tail
-        scale = half_life / torch.expm1(math.log(2.0) / tail)
-        return torch.where(torch.isfinite(age), (1.0 + age.nan_to_num(posinf=0.0) / scale) ** (-tail),
-                           torch.zeros_like(age))
+        return feed_visibility(age_h, half_life, self.feed_tail)
 
     def _age_frontier(self, frontier: Tensor, reshared: Tensor, dt: float, half_life: Tensor) -> Tensor:
-        """The visibility of earlier reshares one step later, ``reshared * g(frontier / reshared)``.
-
-        Visibility ``v`` determines a post's age, so one step maps it to ``g(v) = visibility(age(v) +
-        dt)``: ``v 2^(-dt/h)`` (exponential) or ``(v^(-1/a) + dt/tau)^(-a)`` (power law). Exact for
-        exact events; for relaxed or expected events (fractions of a reshare spread over several
-        steps) it ages their mean visibility, so no event time is needed and gradients flow.
-        """
-        has = reshared > 0
-        mean_visibility = frontier / torch.where(has, reshared, torch.ones_like(reshared))
-        if self.raw_feed_tail is None:
-            aged = mean_visibility * torch.exp(-math.log(2.0) * dt / half_life)
-            aged = torch.where(aged < _VISIBLE, torch.zeros_like(aged), aged)
-        else:
-            tail = self.feed_tail
-            scale = half_life / torch.expm1(math.log(2.0) / tail)
-            safe = torch.where(mean_visibility > 0, mean_visibility, torch.ones_like(mean_visibility))
-            aged = torch.where(mean_visibility > 0, (safe ** (-1.0 / tail) + dt / scale) ** (-tail),
-                               torch.zeros_like(mean_visibility))
-        return torch.where(has, reshared * aged, torch.zeros_like(aged))
+        """The visibility of earlier reshares one step later
+        (:func:`~lpm.dynamics.feed_decay.aged_visibility` with this model's law)."""
+        return aged_visibility(frontier, reshared, dt, half_life, self.feed_tail)
 
     def attention_share(self, rng: CounterRNG, num_agents: int, dtype: torch.dtype) -> Tensor | float:
         """``(B, N, 1)`` share of its feed each agent sees per step (a float 1.0 without ``attention``)."""
