@@ -40,6 +40,19 @@ def _observed_prefix(table: CascadeTable, observe_hours: Sequence[float]) -> tup
     return targets.size, on_root / children.clamp_min(1.0)
 
 
+def _features_design(size_at: Tensor, root_share: Tensor) -> Tensor:
+    """``(M, 1 + F)`` design of the regression on first-hour features alone: an intercept and the features."""
+    return torch.cat([torch.ones_like(root_share)[:, None], _first_hour_features(size_at, root_share)], 1)
+
+
+def _emos_design(size_at: Tensor, root_share: Tensor, growth_quantiles: Tensor) -> Tensor:
+    """``(M, 3 + F)`` EMOS design: :func:`_features_design`'s columns, then the ensemble's median growth
+    and its 10-90% spread (``growth_quantiles``: ``(3, M)`` 10/50/90% quantiles). Nested in the features
+    regression, so what EMOS gains over it is what the simulations add."""
+    q = growth_quantiles
+    return torch.cat([_features_design(size_at, root_share), q[1][:, None], (q[2] - q[0])[:, None]], 1)
+
+
 def _nearest_growth(features: Tensor, ensemble_features: Tensor, growth: Tensor, neighbours: int) -> Tensor:
     """``(M, k)`` growth after the observation window of the ``k`` ensemble members whose first-hour
     features are nearest each cascade's (approximate Bayesian computation by nearest neighbours)."""
@@ -77,10 +90,11 @@ def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_
 
     ``postprocess="emos"`` (default) calibrates that distribution on the training cascades, as
     weather centres post-process their ensembles (ensemble model output statistics, Gneiting et al.
-    2005, Mon. Weather Rev. 133): ``log S(horizon)`` is regressed on the log observed size, the
-    ensemble's median growth and the ensemble's spread (its 10-90% range of growth) over the
-    training cascades, and the 80% interval is the forecast plus the 10% and 90% quantiles of the
-    training residuals, widened in proportion to the ensemble spread. This removes the model's
+    2005, Mon. Weather Rev. 133): ``log S(horizon)`` is regressed on the first-hour features (log
+    sizes every step up to ``observe_h``, the root share), the ensemble's median growth and the
+    ensemble's spread (its 10-90% range of growth) over the training cascades, and the 80% interval
+    is the forecast plus the 10% and 90% quantiles of the training residuals, widened in proportion
+    to the ensemble spread. This removes the model's
     systematic errors (e.g. growth too concentrated in the first hour) while keeping what its
     simulated cascades know beyond the observed size. ``"none"`` reports the ensemble as it is.
     Both sets of metrics are returned (``model_*``: the ensemble before post-processing).
@@ -89,7 +103,8 @@ def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_
     cascades (Szabo & Huberman 2010).
 
     A stronger baseline regresses on every first-hour feature the ensemble is conditioned on
-    (``features_baseline_rmsle_size``), so what the simulated cascades add can be seen.
+    (``features_baseline_rmsle_size``). EMOS uses the same features and adds the ensemble's two
+    statistics, so its gain over that regression is what the simulated cascades add.
 
     ``posterior`` (the fit's :class:`~lpm.calibration.posterior.GaussianPosterior`): the ensemble's
     scenarios are split among ``draws`` parameter sets drawn from it, so intervals include parameter
@@ -154,9 +169,6 @@ def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_
         grown = _nearest_growth(_first_hour_features(size_at, root), ensemble_features, growth, neighbours)
         return size_at[:, -1].clamp_min(1.0).log(), torch.quantile(grown, levels, dim=1)
 
-    def design(log_observed: Tensor, q: Tensor) -> Tensor:
-        return torch.stack([torch.ones_like(log_observed), log_observed, q[1], q[2] - q[0]], 1)
-
     log_obs, q = model_forecast(test_size, test_root)
     truth = test_final
     metrics: dict[str, float] = {}
@@ -172,8 +184,8 @@ def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_
 
     score("model_", log_obs + q[1], log_obs + q[0], log_obs + q[2])
     if postprocess == "emos":
-        train_log_obs, train_q = model_forecast(train_size, train_root)
-        x_train = design(train_log_obs, train_q)
+        _, train_q = model_forecast(train_size, train_root)
+        x_train = _emos_design(train_size, train_root, train_q)
         target = train_final.clamp_min(1.0).log()
         coef = torch.linalg.lstsq(x_train, target[:, None]).solution[:, 0]
         # residuals scaled by the ensemble spread (plus its training median, so a zero spread still
@@ -185,7 +197,7 @@ def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_
 
         scaled = (target - x_train @ coef) / spread(train_q)
         low_r, high_r = torch.quantile(scaled, torch.tensor([0.1, 0.9], dtype=torch.float64))
-        centre = design(log_obs, q) @ coef
+        centre = _emos_design(test_size, test_root, q) @ coef
         score("", centre, centre + low_r * spread(q), centre + high_r * spread(q))
     else:
         centre = log_obs + q[1]
@@ -202,11 +214,8 @@ def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_
     # A stronger baseline without the model: the same regression on every first-hour feature the
     # ensemble is conditioned on (log sizes each step, root share). What the post-processed
     # forecast gains over it is what the simulated cascades add.
-    def with_features(size_at: Tensor, root: Tensor) -> Tensor:
-        return torch.cat([torch.ones_like(root)[:, None], _first_hour_features(size_at, root)], 1)
-
-    rich = torch.linalg.lstsq(with_features(train_size, train_root), train_target[:, None]).solution[:, 0]
-    rich_forecast = (with_features(test_size, test_root) @ rich).exp()
+    rich = torch.linalg.lstsq(_features_design(train_size, train_root), train_target[:, None]).solution[:, 0]
+    rich_forecast = (_features_design(test_size, test_root) @ rich).exp()
     metrics["features_baseline_rmsle_size"] = float(squared_log_errors(rich_forecast).mean().sqrt())
     # 90% paired bootstrap intervals (over cascades) of rmsle_size minus each regression's
     own = squared_log_errors(forecast_median)

@@ -290,6 +290,31 @@ def test_post_processed_intervals_cover_eighty_percent_of_the_training_cascades(
         forecast(params, [dataset], postprocess="bayes")
 
 
+def test_emos_design_nests_the_first_hour_features_regression():
+    """EMOS regresses on the features regression's columns plus the ensemble's median growth and
+    spread, so on the same training cascades its least-squares residual is never larger, and it
+    equals that regression's when the outcome ignores the ensemble's statistics."""
+    from lpm.calibration.cascade_forecast import _emos_design, _features_design
+
+    gen = torch.Generator().manual_seed(3)
+    size_at = torch.cumsum(torch.rand(40, 6, generator=gen, dtype=torch.float64) * 5, 1) + 1.0
+    root = torch.rand(40, generator=gen, dtype=torch.float64)
+    quantiles = torch.sort(torch.randn(3, 40, generator=gen, dtype=torch.float64), 0).values
+    plain, emos = _features_design(size_at, root), _emos_design(size_at, root, quantiles)
+    assert torch.equal(emos[:, :plain.size(1)], plain)
+    assert torch.equal(emos[:, -2], quantiles[1]) and torch.equal(emos[:, -1], quantiles[2] - quantiles[0])
+
+    def residual(design, target):
+        coef = torch.linalg.lstsq(design, target[:, None]).solution
+        return float(((design @ coef)[:, 0] - target).square().sum())
+
+    target = torch.randn(40, generator=gen, dtype=torch.float64)
+    assert residual(emos, target) < residual(plain, target)
+    explained = plain @ torch.randn(plain.size(1), generator=gen, dtype=torch.float64)
+    assert residual(emos, explained) == pytest.approx(0.0, abs=1e-18)  # both fit it exactly
+    assert residual(plain, explained) == pytest.approx(0.0, abs=1e-18)
+
+
 def test_scenario_refuses_parameters_of_another_kind(tmp_path, capsys):
     from lpm.calibration.common import save_params
 
