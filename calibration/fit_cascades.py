@@ -55,6 +55,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from pathlib import Path
+from time import monotonic
 from typing import Callable, Mapping, Optional, Sequence
 
 import lightning.pytorch as pl
@@ -320,9 +321,10 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
 
     ``agents`` and ``items`` override the default :class:`CascadeWorld`'s size. ``debias > 0``
     corrects the mean-field fit's bias with that many rounds of :func:`correct_bias` (each a
-    simulation and a refit; the budget and ``max_steps`` apply to each fit, so it takes about
-    ``1 + debias`` times as long); ``out`` then holds the corrected parameters and its meta the
-    plain fit and every iterate. Checkpoints and ``resume`` apply to the plain fit only.
+    simulation and a refit); ``out`` then holds the corrected parameters and its meta the plain fit
+    and every iterate. ``budget_s`` is the wall time of all the fits together: each fit gets an equal
+    share of what is left when it starts (the plain fit ``budget_s / (1 + debias)``), and
+    ``max_steps`` applies to each. Checkpoints and ``resume`` apply to the plain fit only.
 
     ``posterior``: also compute the parameters' posterior (``FIT.posterior.json`` beside ``out``,
     :func:`lpm.calibration.cascade_posterior.cascade_posterior`: bias-corrected Gauss-Newton steps from
@@ -349,11 +351,18 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
     world = replace(world, **{k: v for k, v in dict(agents=agents, items=items).items() if v is not None})
     meta = {"world": world.__dict__, "split": split, "cascades": table.num_cascades, "data": [str(p) for p in data],
             "fixed": list(fixed), "device": device, **({"growth_weight": growth_weight} if growth_weight else {})}
-    options = dict(kind="cascades", max_steps=max_steps, budget_s=budget_s, logger=logger, device=device,
+    deadline = None if budget_s is None else monotonic() + budget_s
+
+    def budget_share(fits_left: int) -> Optional[float]:
+        """An equal share of the budget left, for each of the fits still to run (at least 1 s: a step)."""
+        return None if deadline is None else max(deadline - monotonic(), 1.0) / fits_left
+
+    options = dict(kind="cascades", max_steps=max_steps, logger=logger, device=device,
                    progress=progress, devices=devices, num_nodes=num_nodes, strategy=strategy)
     module = CascadeCalibration(observed, world, init, fixed, batch=batch, fit_horizon_h=fit_horizon_h, seed=seed,
                                 growth_weight=growth_weight)
-    plain = fit(module, out=None if debias else out, work_dir=work_dir, resume=resume, meta=meta, **options)
+    plain = fit(module, out=None if debias else out, work_dir=work_dir, resume=resume, meta=meta,
+                budget_s=budget_share(1 + debias), **options)
     if not debias:
         if posterior and plain["global_rank"] == 0:
             return _with_posterior(out, plain, observed, world, plain["params"], fixed, batch, fit_horizon_h, seed,
@@ -367,7 +376,7 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
             return plain["averaged"]
         refit = CascadeCalibration(targets, world, start, fixed, batch=batch, fit_horizon_h=fit_horizon_h, seed=seed,
                                    growth_weight=growth_weight)
-        fits.append(fit(refit, **options))
+        fits.append(fit(refit, budget_s=budget_share(1 + debias - len(fits)), **options))
         return fits[-1]["averaged"]
 
     path = correct_bias(estimate, observed, world, free=free, iterations=debias, seed=seed + 1, device=device)
