@@ -209,7 +209,8 @@ def add_parsers(sub) -> None:
     calibrate.add_argument("--data", action="append", required=True, metavar="PATH",
                            help="data file or folder; repeat for several (e.g. one CSV per disaster event)")
     calibrate.add_argument("--out", required=True, metavar="FITTED.json", help="fitted parameters (best so far)")
-    calibrate.add_argument("--budget-s", type=float, default=None, help="wall-time budget in seconds")
+    calibrate.add_argument("--budget-s", type=float, default=None,
+                           help="wall-time budget in seconds (cascades: the fit and its --debias refits together)")
     calibrate.add_argument("--max-steps", type=int, default=200, help="optimiser steps at most (default 200)")
     calibrate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
     calibrate.add_argument("--seed", type=int, default=0)
