@@ -95,8 +95,9 @@ def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_
     ensemble's spread (its 10-90% range of growth) over the training cascades, and the 80% interval
     is the forecast plus the 10% and 90% quantiles of the training residuals, widened in proportion
     to the ensemble spread. This removes the model's systematic errors (e.g. growth too concentrated
-    in the first hour) while keeping what its simulated cascades know beyond the observed size. ``"none"`` reports the ensemble as it is.
-    Both sets of metrics are returned (``model_*``: the ensemble before post-processing).
+    in the first hour) while keeping what its simulated cascades know beyond the first-hour
+    features. ``"none"`` reports the ensemble as it is. Both sets of metrics are returned
+    (``model_*``: the ensemble before post-processing).
 
     The baseline regresses ``log S(horizon)`` on ``log S(observe_h)`` over the same training
     cascades (Szabo & Huberman 2010).

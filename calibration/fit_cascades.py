@@ -324,7 +324,9 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
     simulation and a refit); ``out`` then holds the corrected parameters and its meta the plain fit
     and every iterate. ``budget_s`` is the wall time of all the fits together: each fit gets an equal
     share of what is left when it starts (the plain fit ``budget_s / (1 + debias)``), and
-    ``max_steps`` applies to each. Checkpoints and ``resume`` apply to the plain fit only.
+    ``max_steps`` applies to each. Checkpoints and ``resume`` apply to the plain fit only; a resumed
+    plain fit counts the time it ran before against its share (Lightning's ``Timer`` state), while
+    the budget itself starts again at the resume.
 
     ``posterior``: also compute the parameters' posterior (``FIT.posterior.json`` beside ``out``,
     :func:`lpm.calibration.cascade_posterior.cascade_posterior`: bias-corrected Gauss-Newton steps from
@@ -355,7 +357,7 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
 
     def budget_share(fits_left: int) -> Optional[float]:
         """An equal share of the budget left, for each of the fits still to run (at least 1 s: a step)."""
-        return None if deadline is None else max(deadline - monotonic(), 1.0) / fits_left
+        return None if deadline is None else max((deadline - monotonic()) / fits_left, 1.0)
 
     options = dict(kind="cascades", max_steps=max_steps, logger=logger, device=device,
                    progress=progress, devices=devices, num_nodes=num_nodes, strategy=strategy)

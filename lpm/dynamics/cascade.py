@@ -62,8 +62,6 @@ from lpm.state import PopulationState
 __all__ = ["Item", "Cascade", "CascadeState", "init_cascade_state", "sellke_resistance"]
 
 
-
-
 class Cascade(_CascadeBase):
     """Social-media reshare cascades (see the module docstring).
 

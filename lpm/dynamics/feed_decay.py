@@ -2,8 +2,9 @@
 
 Exponential: ``2^(-age / h)``, cut below 1%. Power law with exponent ``a``: ``(1 + age / tau)^(-a)``
 with ``tau = h / (2^(1/a) - 1)``, so it also halves at ``h`` but keeps a long tail, as the attention
-paid to tweets decays (Wu & Huberman 2007; Zhao et al. 2015). Pure functions of tensors, so that the
-step, the mean field and the tests share one definition.
+paid to tweets decays (Wu & Huberman 2007; Zhao et al. 2015). Pure functions of tensors: the visibility
+of a post and the step's ageing of a frontier (every estimator's, the mean field's too) share one
+definition of each law.
 """
 
 from __future__ import annotations
