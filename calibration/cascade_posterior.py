@@ -38,7 +38,7 @@ TRANSFORM_OF = {"transmissibility": "logit", "audience": "log", "audience_spread
                 "attention_spread": "softplus", "feed_half_life_h": "softplus", "feed_tail": "softplus1",
                 "resharer_audience": "log", "resharer_audience_spread": "softplus",
                 "resharer_item_spread": "softplus", "first_level_audience_ratio": "log",
-                "feed_item_spread": "softplus"}
+                "feed_item_spread": "softplus", "resharer_half_life_h": "softplus"}
 
 
 def fit_statistics(size: Tensor, root_share: Tensor, second_share: Optional[Tensor] = None) -> Tensor:

@@ -22,7 +22,7 @@ TPE_BOUNDS = {"transmissibility": (1e-4, 0.2, True), "audience": (1e2, 1e6, True
               "feed_half_life_h": (0.02, 10.0, True), "feed_tail": (1.05, 5.0, False),
               "resharer_audience": (1.0, 1e4, True), "resharer_audience_spread": (0.05, 3.0, False),
               "resharer_item_spread": (0.05, 3.0, False), "first_level_audience_ratio": (0.3, 30.0, True),
-              "feed_item_spread": (0.05, 3.0, False)}
+              "feed_item_spread": (0.05, 3.0, False), "resharer_half_life_h": (0.1, 200.0, True)}
 
 
 def fit_tpe(module: CascadeCalibration, *, budget_s: float, seed: int = 0) -> FitResult:

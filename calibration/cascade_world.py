@@ -33,16 +33,18 @@ __all__ = ["PARAMS", "RESHARER_PARAMS", "DEFAULTS", "DEFAULT_FIXED", "RECORD", "
 
 PARAMS = ("transmissibility", "audience", "audience_spread", "attention", "attention_spread", "feed_half_life_h",
           "feed_tail", "resharer_audience", "resharer_audience_spread", "resharer_item_spread",
-          "first_level_audience_ratio", "feed_item_spread")
+          "first_level_audience_ratio", "feed_item_spread", "resharer_half_life_h")
 #: parameters of the resharer-audience mechanism, present only in worlds with ``resharer_audience=True``
 RESHARER_PARAMS = ("resharer_audience", "resharer_audience_spread", "resharer_item_spread",
-                   "first_level_audience_ratio")
+                   "first_level_audience_ratio", "resharer_half_life_h")
 #: present only in worlds with ``resharer_item_spread=True`` (an addition to the resharer mechanism)
 ITEM_SPREAD_PARAMS = ("resharer_item_spread",)
 #: present only in worlds with ``first_level_audience=True`` (an addition to the resharer mechanism)
 FIRST_LEVEL_PARAMS = ("first_level_audience_ratio",)
 #: present only in worlds with ``feed_item_spread=True``
 FEED_ITEM_PARAMS = ("feed_item_spread",)
+#: present only in worlds with ``resharer_novelty=True`` (an addition to the resharer mechanism)
+NOVELTY_PARAMS = ("resharer_half_life_h",)
 DEFAULTS: dict[str, float] = dict(transmissibility=0.004, audience=30000.0, audience_spread=1.0, attention=0.3,
                                   attention_spread=1.0, feed_half_life_h=0.25, feed_tail=1.5, resharer_audience=30.0,
                                   resharer_audience_spread=1.5, resharer_item_spread=1.0)
@@ -52,6 +54,9 @@ FIRST_LEVEL_DEFAULT = 1.0
 #: the starting feed half-life spread of worlds with ``feed_item_spread`` (kept out of :data:`DEFAULTS`
 #: for the same reason)
 FEED_ITEM_DEFAULT = 0.5
+#: the starting resharer half-life (hours) of worlds with ``resharer_novelty``: half a day, slow against
+#: the feed's minutes, so a fit starts near the model without it
+NOVELTY_DEFAULT = 12.0
 #: held fixed by default: not separately identifiable from ``transmissibility`` (see the module docstring)
 DEFAULT_FIXED = ("attention",)
 
@@ -65,7 +70,8 @@ _RAW = {"transmissibility": ("raw_transmissibility", logit), "audience": ("raw_a
         "resharer_audience_spread": ("raw_resharer_audience_spread", inverse_softplus),
         "resharer_item_spread": ("raw_resharer_item_spread", inverse_softplus),
         "first_level_audience_ratio": ("raw_first_level_ratio", math.log),
-        "feed_item_spread": ("raw_feed_item_spread", inverse_softplus)}
+        "feed_item_spread": ("raw_feed_item_spread", inverse_softplus),
+        "resharer_half_life_h": ("raw_resharer_half_life", inverse_softplus)}
 
 
 def _direct(state, events) -> Tensor:
@@ -115,6 +121,11 @@ class CascadeWorld:
             :class:`~lpm.dynamics.Cascade`): with one half-life, the model's growth after the first
             hour hardly varies between cascades of the same first-hour size, while real growth
             factors spread over an order of magnitude. Off by default until a fit shows it helps.
+        resharer_novelty: resharers' out-of-graph reach for an item halves ``resharer_half_life_h``
+            hours after its post (see :class:`~lpm.dynamics.Cascade`): with a reach that never ages,
+            the items whose resharers reach far branch at one rate all the way down, and simulated
+            trees are deeper than real ones. Applies only with ``resharer_audience``; fits saved
+            before this option load with ``False``.
     """
 
     agents: int = 10_000
@@ -127,6 +138,7 @@ class CascadeWorld:
     resharer_item_spread: bool = True
     first_level_audience: bool = True
     feed_item_spread: bool = False
+    resharer_novelty: bool = False
 
     def __post_init__(self) -> None:
         if self.agents < 10 * self.m or self.items < 1 or not self.dt_h > 0:
@@ -146,13 +158,15 @@ class CascadeWorld:
         if unknown:
             raise ConfigError(f"Expected parameters among {names} (got {sorted(unknown)})")
         p = {**DEFAULTS, "first_level_audience_ratio": FIRST_LEVEL_DEFAULT, "feed_item_spread": FEED_ITEM_DEFAULT,
-             **params}
+             "resharer_half_life_h": NOVELTY_DEFAULT, **params}
         resharers = dict(resharer_audience=p["resharer_audience"],
                          resharer_audience_spread=p["resharer_audience_spread"]) if self.resharer_audience else {}
         if self.resharer_audience and self.resharer_item_spread:
             resharers["resharer_item_spread"] = p["resharer_item_spread"]
         if self.resharer_audience and self.first_level_audience:
             resharers["first_level_audience_ratio"] = p["first_level_audience_ratio"]
+        if self.resharer_audience and self.resharer_novelty:
+            resharers["resharer_half_life_h"] = p["resharer_half_life_h"]
         items = [Item(source=s) for s in self.sources()]
         cascade = Cascade(items, transmissibility=p["transmissibility"], attention=p["attention"],
                           attention_spread=p["attention_spread"], audience=p["audience"],
@@ -168,7 +182,8 @@ class CascadeWorld:
         if not self.resharer_audience:
             return tuple(n for n in PARAMS if n not in RESHARER_PARAMS + feed)
         absent = ((ITEM_SPREAD_PARAMS if not self.resharer_item_spread else ())
-                  + (FIRST_LEVEL_PARAMS if not self.first_level_audience else ()) + feed)
+                  + (FIRST_LEVEL_PARAMS if not self.first_level_audience else ())
+                  + (NOVELTY_PARAMS if not self.resharer_novelty else ()) + feed)
         return tuple(n for n in PARAMS if n not in absent)
 
     def initial_state(self, batch: int, device: str | torch.device = "cpu",
@@ -200,7 +215,9 @@ def _params_of(c: Cascade) -> dict[str, float]:
             **({"resharer_item_spread": float(sp(c.raw_resharer_item_spread))} if c.raw_resharer_item_spread is not None else {}),
             **({"first_level_audience_ratio": float(c.raw_first_level_ratio.exp())}
                if c.raw_first_level_ratio is not None else {}),
-            **({"feed_item_spread": float(sp(c.raw_feed_item_spread))} if c.raw_feed_item_spread is not None else {})}
+            **({"feed_item_spread": float(sp(c.raw_feed_item_spread))} if c.raw_feed_item_spread is not None else {}),
+            **({"resharer_half_life_h": float(sp(c.raw_resharer_half_life))}
+               if c.raw_resharer_half_life is not None else {})}
 
 
 def simulate_cascades(world: CascadeWorld, params: Mapping[str, float], *, hours: Sequence[float] = GROWTH_HOURS,

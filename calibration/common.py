@@ -46,7 +46,7 @@ PARAM_SCHEMAS: dict[str, dict[str, tuple[float, float]]] = {
                  "attention": (0.0, 1.0), "attention_spread": (0.0, _INF), "feed_half_life_h": (0.0, _INF),
                  "feed_tail": (1.0, _INF), "resharer_audience": (0.0, _INF), "resharer_audience_spread": (0.0, _INF),
                  "resharer_item_spread": (0.0, _INF), "first_level_audience_ratio": (0.0, _INF),
-                 "feed_item_spread": (0.0, _INF)},
+                 "feed_item_spread": (0.0, _INF), "resharer_half_life_h": (0.0, _INF)},
     "sentiment": {"burst_size": (0.0, _INF), "burst_rise_h": (0.0, _INF), "burst_decay_h": (0.0, _INF),
                   "shock_valence": (-_INF, _INF), "emotion_decay": (0.0, _INF), "coupling": (0.0, _INF),
                   "baseline_negative_share": (0.0, 1.0), "evidence_posts": (0.0, _INF)},
@@ -60,7 +60,7 @@ PARAM_SCHEMAS: dict[str, dict[str, tuple[float, float]]] = {
 #: without; each fit module says how it reads their absence) or optional in the model's world.
 OPTIONAL_PARAMS: dict[str, frozenset[str]] = {
     "cascades": frozenset({"resharer_audience", "resharer_audience_spread", "resharer_item_spread",
-                           "first_level_audience_ratio", "feed_item_spread"}),
+                           "first_level_audience_ratio", "feed_item_spread", "resharer_half_life_h"}),
     "stance": frozenset({"thread_concentration"}),
     "sentiment": frozenset({"evidence_posts"}),
 }

@@ -21,6 +21,8 @@ while (a feed half-life). Eleven parameters (seven in worlds without resharer au
                        are (worlds with ``first_level_audience``, the default)
     feed_item_spread   log-normal spread of the feed half-life across items (worlds with
                        ``feed_item_spread``; off by default)
+    resharer_half_life_h  hours after an item's post at which its resharers' reach has halved
+                       (worlds with ``resharer_novelty``)
 
 Loss, computed on the model's expected-value (mean-field) dynamics (:class:`lpm.relax.Expected`;
 straight-through and relaxed estimators are options), so it is deterministic with exact gradients:

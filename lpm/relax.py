@@ -29,7 +29,8 @@ from torch import Tensor
 
 from lpm.errors import ConfigError
 
-__all__ = ["Hard", "StraightThrough", "RelaxedBernoulli", "Expected", "ScoreFunction", "Estimator", "magic_box"]
+__all__ = ["Hard", "StraightThrough", "RelaxedBernoulli", "Expected", "ScoreFunction", "Estimator", "exact_events",
+           "magic_box"]
 
 _EPS = 1e-6
 
@@ -101,6 +102,13 @@ class ScoreFunction:
 
 
 Estimator = Union[Hard, StraightThrough, RelaxedBernoulli, Expected, ScoreFunction]
+
+
+def exact_events(estimator: Estimator) -> bool:
+    """Whether ``estimator``'s forward values are exact 0/1 samples (so a run's recorded trees are
+    its events), rather than probabilities or relaxed values."""
+    return isinstance(estimator, (Hard, StraightThrough, ScoreFunction)) or (
+        isinstance(estimator, RelaxedBernoulli) and estimator.hard)
 
 
 def magic_box(log_prob: Tensor) -> Tensor:

@@ -20,6 +20,15 @@ def test_forward_is_the_exact_sample(estimator):
     u = _draws((3, 1000), 2)
     y, _ = estimator.sample(p, u)
     assert torch.equal(y.detach(), (u < p).double())
+    assert relax.exact_events(estimator)
+
+
+@pytest.mark.parametrize("estimator", [relax.Expected(), relax.RelaxedBernoulli(0.5)])
+def test_probabilities_and_relaxed_values_are_not_exact_events(estimator):
+    p = _draws((3, 1000), 1)
+    y, _ = estimator.sample(p, _draws((3, 1000), 2))
+    assert not torch.equal(y.detach(), (y.detach() > 0.5).double())  # values strictly between 0 and 1
+    assert not relax.exact_events(estimator)
 
 
 def test_relaxed_tends_to_hard_sample_from_same_draws():

@@ -49,12 +49,14 @@ import torch
 from torch import Tensor, nn
 
 from lpm.dynamics.base import positive, softplus, unit_interval
-from lpm.dynamics.cascade_base import Item, _CascadeBase, _exposure_count, _standard_normal, sellke_resistance
+from lpm.dynamics.cascade_base import (Item, _CascadeBase, _exposure_count, _standard_normal, sellke_resistance,
+                                       sellke_uniform)
 from lpm.dynamics.cascade_state import CascadeState, LevelCascadeState, init_cascade_state
 from lpm.dynamics.feed_decay import aged_visibility, feed_visibility
 from lpm.engine import StepContext, Updates
 from lpm.errors import ConfigError, StateError
 from lpm.graph import Graph
+from lpm.relax import exact_events
 from lpm.rng import (STREAM_CASCADE_ATTENTION, STREAM_CASCADE_AUDIENCE, STREAM_CASCADE_FEED_ITEM,
                      STREAM_CASCADE_RESHARER_AUDIENCE, STREAM_CASCADE_RESHARER_ITEM, CounterRNG)
 from lpm.state import PopulationState
@@ -101,14 +103,19 @@ class Cascade(_CascadeBase):
             > 0): how far an item travels through resharers' followers rather than its source's
             varies by item (some rumours are discussed person to person, others only broadcast), so
             the share of reshares attached to the source varies across cascades as it does in data.
+        resharer_half_life_h: hours after an item's post at which its resharers' out-of-graph reach
+            has halved (learnable; needs ``resharer_audience``): it falls as ``tau / (tau + age)``,
+            novelty decay (Wu & Huberman 2007, PNAS 104). Deep reshares come late, so an item's
+            branching falls with depth; without it, items whose resharers reach far branch at one
+            rate all the way down and grow trees deeper than real ones. ``None``: no ageing.
         first_level_audience_ratio: resharers attached to the source have out-of-graph audiences this
             many times larger than other resharers' (learnable, log scale; needs ``resharer_audience``
             and a :class:`~lpm.dynamics.cascade_state.LevelCascadeState`, which :meth:`init_state`
             creates): a rumour's source is a popular account, and the accounts that reshare it
             straight from it are better followed than those that meet it further down, so the
-            resharer channel branches more one level below the root than deeper in the tree. An
-            agent counts as attached to the source with the probability that its reshare came from
-            it (the share of its exposures from the source), in exact runs too.
+            resharer channel branches more one level below the root than deeper in the tree. With
+            ``record_trees`` an agent is attached when its drawn parent is a source; otherwise with
+            that draw's probability (the share of its exposures from the source), its expectation.
         attention_spread: spread of agents' attention in logit space (learnable when > 0; needs ``attention``).
         record_trees: record ``reshare_time`` and ``parent`` (one int32 cumulative sum over edges per step).
     """
@@ -138,6 +145,7 @@ class Cascade(_CascadeBase):
         resharer_item_spread: float = 0.0,
         feed_item_spread: float = 0.0,
         first_level_audience_ratio: Optional[float] = None,
+        resharer_half_life_h: Optional[float] = None,
         record_trees: bool = True,
     ) -> None:
         super().__init__(items, record_trees)
@@ -161,6 +169,10 @@ class Cascade(_CascadeBase):
             raise ConfigError("Expected a 'resharer_audience' with resharer_item_spread > 0 (got None)")
         self.raw_resharer_item_spread = (positive("resharer_item_spread", resharer_item_spread)
                                          if resharer_item_spread > 0 else None)
+        if resharer_half_life_h is not None and resharer_audience is None:
+            raise ConfigError("Expected a 'resharer_audience' with resharer_half_life_h (got None)")
+        self.raw_resharer_half_life = (positive("resharer_half_life_h", resharer_half_life_h)
+                                       if resharer_half_life_h is not None else None)
         ratio = first_level_audience_ratio
         if ratio is not None and (resharer_audience is None or not (isinstance(ratio, (int, float)) and ratio > 0)):
             raise ConfigError(f"Expected a 'resharer_audience' and first_level_audience_ratio > 0 (got "
@@ -207,6 +219,8 @@ class Cascade(_CascadeBase):
         self.register_buffer("interest_similarity", interest_similarity)
         self.register_buffer("stance", torch.tensor([it.stance for it in self.items]))
         self.register_buffer("topic", torch.tensor([it.topic for it in self.items], dtype=torch.int64), persistent=False)
+        self.register_buffer("_start_h", torch.tensor([it.start_h for it in self.items], dtype=torch.float64),
+                             persistent=False)
 
     @classmethod
     def from_texts(cls, items: Sequence[Item], interests: Tensor, embedder=None, **kwargs) -> "Cascade":
@@ -300,11 +314,20 @@ class Cascade(_CascadeBase):
             log_audience = log_audience + softplus(self.raw_audience_spread) * z
         return torch.exp(log_audience) / num_agents
 
-    def resharer_reach(self, rng: CounterRNG, num_agents: int, dtype: torch.dtype) -> Optional[Tensor]:
-        """``(B, N, 1)`` (``(B, N, C)`` with an item spread; a scalar without spreads) expected
-        exposures of an agent to each resharer's out-of-graph audience (``A_jc / N``), or ``None``."""
+    @property
+    def resharer_half_life_h(self) -> Optional[Tensor]:
+        """Hours after an item's post at which resharers' reach has halved, or ``None`` (no ageing)."""
+        return None if self.raw_resharer_half_life is None else softplus(self.raw_resharer_half_life)
+
+    def resharer_reach(self, rng: CounterRNG, num_agents: int, dtype: torch.dtype,
+                       time_h: Optional[float] = None) -> Optional[Tensor]:
+        """``(B, N, 1)`` (``(B, N, C)`` with an item spread or a half-life; a scalar without either or
+        spreads) expected exposures of an agent to each resharer's out-of-graph audience (``A_jc / N``)
+        at ``time_h`` (needed with ``resharer_half_life_h``), or ``None``."""
         if self.raw_resharer_audience is None:
             return None
+        if self.raw_resharer_half_life is not None and time_h is None:
+            raise ConfigError("Expected the time (time_h) for a resharer reach that ages (got None)")
         log_audience = self.raw_resharer_audience.to(dtype)
         if self.raw_resharer_audience_spread is not None:
             z = _standard_normal(rng, STREAM_CASCADE_RESHARER_AUDIENCE, (num_agents,), dtype)
@@ -312,7 +335,12 @@ class Cascade(_CascadeBase):
         if self.raw_resharer_item_spread is not None:
             z_item = _standard_normal(rng, STREAM_CASCADE_RESHARER_ITEM, (self.num_items,), dtype)  # (B, C)
             log_audience = log_audience + (softplus(self.raw_resharer_item_spread) * z_item)[:, None, :]
-        return torch.exp(log_audience) / num_agents
+        reach = torch.exp(log_audience) / num_agents
+        if self.raw_resharer_half_life is None:
+            return reach
+        # from the start-time buffer and a host float: no device sync; items not yet posted have no resharers
+        age = (time_h - self._start_h.to(dtype)).clamp_min(0.0)  # (C,)
+        return reach / (1.0 + age / self.resharer_half_life_h.to(dtype))  # tau / (tau + age)
 
     def init_state(self, state: PopulationState) -> PopulationState:
         """``state`` with empty cascade state (following levels with ``first_level_audience_ratio``)."""
@@ -371,7 +399,7 @@ class Cascade(_CascadeBase):
             # ratio's gradient bounded where both are ~0 (no reshare can happen there anyway)
             from_audience = broadcast / (k + 1e-6)
         resharer_weight = from_resharers = None
-        per_resharer = self.resharer_reach(rng, n, k.dtype)
+        per_resharer = self.resharer_reach(rng, n, k.dtype, time_h)
         if per_resharer is not None:
             frontier = state.frontier
             if levels is not None and self.raw_first_level_ratio is not None:  # a part weighs the ratio
@@ -406,9 +434,9 @@ class Cascade(_CascadeBase):
             step_hazard = step_hazard * effects.source_gate[..., None]
         not_yet = 1 - state.reshared
         prob = -torch.expm1(-step_hazard) * not_yet
-        new, log_prob = estimator.sample(prob, self._sellke_uniform(state, rng, n, c))
-        reshare_time, parent = self._record(state, graph, new, rng, t, time_h, dt, from_audience, from_resharers,
-                                            resharer_weight)
+        new, log_prob = estimator.sample(prob, sellke_uniform(state, rng, n, c))
+        reshare_time, parent, attached = self._record(state, graph, new, rng, t, time_h, dt, from_audience,
+                                                      from_resharers, resharer_weight)
         reshared = state.reshared + new
         frontier = new
         half_life = self.item_half_life(rng, k.dtype)
@@ -420,7 +448,7 @@ class Cascade(_CascadeBase):
         direct = (new * from_audience).sum(1) if from_audience is not None else None
         second_level = None
         if levels is not None and to_first_level is not None and from_first_level is not None:
-            new_first = new * to_first_level
+            new_first = new * (attached if attached is not None and exact_events(estimator) else to_first_level)
             first_frontier = new_first
             if half_life is not None:
                 first_frontier = new_first + self._age_frontier(levels.first_level_frontier,
@@ -455,19 +483,3 @@ class Cascade(_CascadeBase):
         if from_audience is not None:
             to_first = to_first + from_audience
         return to_first, from_first / (k + 1e-6)
-
-    @staticmethod
-    def _sellke_uniform(state: PopulationState, rng: CounterRNG, n: int, c: int) -> Tensor:
-        """``(B, N, C)`` uniforms for this step's reshare draws, from fixed resistances (Sellke 1983).
-
-        Each (agent, item) has one resistance ``R ~ Exp(1)`` per seed and reshares once its
-        cumulative hazard ``H`` crosses it. Given ``R > H``, ``R - H ~ Exp(1)``, so
-        ``u = 1 - exp(-(R - H))`` is uniform and the event ``u < 1 - exp(-h)`` has exactly this
-        step's probability: the law is the per-step Bernoulli one, while arms that differ in timing
-        still share every agent's resistance (common random numbers that survive timing changes).
-        """
-        resistance = sellke_resistance(rng, n, c, state.hazard.dtype)
-        # Not detached: with a relaxed estimator the run is a smooth function of the parameters given
-        # the resistances, and its exact pathwise gradient includes u's dependence on the hazard.
-        u = -torch.expm1(-(resistance - state.hazard))
-        return u.clamp_min(0.0).to(state.reshared.dtype)

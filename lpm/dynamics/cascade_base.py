@@ -21,7 +21,7 @@ from lpm.rng import (STREAM_CASCADE_BROADCAST, STREAM_CASCADE_PARENT, STREAM_CAS
                      STREAM_CASCADE_RESHARER_PARENT, CounterRNG)
 from lpm.state import PopulationState
 
-__all__ = ["Item", "sellke_resistance"]
+__all__ = ["Item", "sellke_resistance", "sellke_uniform"]
 
 
 @dataclass(frozen=True)
@@ -152,15 +152,22 @@ class _CascadeBase(DynamicsModule):
 
     def _record(self, state: PopulationState, graph: Graph, new: Tensor, rng: CounterRNG, t: int,
                 time_h: float, dt: float, from_source: Optional[Tensor] = None,
-                from_resharers: Optional[Tensor] = None, resharer_weight: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+                from_resharers: Optional[Tensor] = None,
+                resharer_weight: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Optional[Tensor]]:
         """Reshare times and parents of this step's hard reshares; ``from_source (B, N, C)`` is the
         probability that a reshare came through the source's out-of-graph audience, ``from_resharers
         (B, N, C)`` that it came through a resharer's, who is then drawn with probability
-        proportional to ``resharer_weight (B, N, C)`` (its audience times its post's visibility)."""
+        proportional to ``resharer_weight (B, N, C)`` (its audience times its post's visibility).
+
+        Returns:
+            the reshare times, the parents, and ``(B, N, C)`` 1 where this step's reshare's parent is a
+            source of the item (depth 1), else 0. Without ``record_trees`` the parents stay as they
+            were and the last is ``None``.
+        """
         hard = new.detach() > 0.5
         reshare_time = torch.where(hard, state.reshare_time.new_tensor(time_h + dt), state.reshare_time)
         if not self.record_trees:
-            return reshare_time, state.parent
+            return reshare_time, state.parent, None
         index, parent_now = self._parents(graph, state.frontier, hard, rng, t)
         b, i, c = index.unbind(1)
         if from_source is not None or from_resharers is not None:
@@ -174,7 +181,11 @@ class _CascadeBase(DynamicsModule):
                 parent_now = torch.where(via_resharer, drawn, parent_now)
             parent_now = torch.where(u < p_source, self._first_source[c], parent_now)
         parent = state.parent.index_put((b, i, c), parent_now)
-        return reshare_time, parent
+        is_source = torch.zeros(new.size(1), new.size(2), dtype=torch.bool, device=new.device)
+        is_source[self._pair_source, self._pair_item] = True
+        on_source = (parent_now >= 0) & is_source[parent_now.clamp_min(0), c]
+        attached = torch.zeros_like(new).index_put((b, i, c), on_source.to(new.dtype))
+        return reshare_time, parent, attached
 
     @staticmethod
     def _draw_resharer(weight: Tensor, b: Tensor, c: Tensor, u: Tensor) -> Tensor:
@@ -199,9 +210,25 @@ _RUN_DRAWS: "weakref.WeakKeyDictionary[CounterRNG, dict]" = weakref.WeakKeyDicti
 
 def sellke_resistance(rng: CounterRNG, num_agents: int, num_items: int, dtype: torch.dtype) -> Tensor:
     """``(B, N, C)`` resistances ``R ~ Exp(1)`` per (agent, item), fixed for the run (see
-    :meth:`Cascade._sellke_uniform`)."""
+    :func:`sellke_uniform`)."""
     return _run_draw(rng, ("resistance", num_agents, num_items, dtype), lambda: -torch.log1p(
         -rng.uniform(-1, STREAM_CASCADE_RESHARE, (num_agents, num_items), torch.float64)).to(dtype))
+
+
+def sellke_uniform(state: PopulationState, rng: CounterRNG, num_agents: int, num_items: int) -> Tensor:
+    """``(B, N, C)`` uniforms for this step's reshare draws, from fixed resistances (Sellke 1983).
+
+    Each (agent, item) has one resistance ``R ~ Exp(1)`` per seed and reshares once its
+    cumulative hazard ``H`` crosses it. Given ``R > H``, ``R - H ~ Exp(1)``, so
+    ``u = 1 - exp(-(R - H))`` is uniform and the event ``u < 1 - exp(-h)`` has exactly this
+    step's probability: the law is the per-step Bernoulli one, while arms that differ in timing
+    still share every agent's resistance (common random numbers that survive timing changes).
+    """
+    resistance = sellke_resistance(rng, num_agents, num_items, state.hazard.dtype)
+    # Not detached: with a relaxed estimator the run is a smooth function of the parameters given
+    # the resistances, and its exact pathwise gradient includes u's dependence on the hazard.
+    u = -torch.expm1(-(resistance - state.hazard))
+    return u.clamp_min(0.0).to(state.reshared.dtype)
 
 
 def _run_draw(rng: CounterRNG, key: tuple, make) -> Tensor:

@@ -75,6 +75,27 @@ def test_levels_are_the_exact_trees_counts_in_expectation_when_generations_mix()
     assert abs(second_count - second) <= 4 * second ** 0.5
 
 
+def test_exact_runs_give_the_ratio_to_the_resharers_whose_parent_is_the_source(monkeypatch):
+    """With a first-level ratio and mixing generations, exact runs follow the trees' own depth-1
+    reshares (their drawn parents), so the tracked depth-1 count is the trees' count and the expected
+    depth-2 reshares stay a martingale compensator of the trees' count (4 standard deviations, as
+    above). Boosting agents by the probability that they are attached instead (the mean field's
+    rule) boosts depth-2 agents too, in expectation p (1 + (r - 1) p) at depth 2 against p r: far
+    fewer depth-2 children than expected, which the same bound catches."""
+    n = 600
+    edgeless = Graph.from_edge_index(torch.tensor([[1], [2]]), n)
+    model = _world(feed_half_life_h=1.0, first_level_audience_ratio=4.0)
+    first, first_count, second, second_count = _levels_and_counts(model, edgeless, 16, 12)
+    assert first_count > 100 and second_count > 100
+    assert first == first_count
+    assert abs(second_count - second) <= 4 * second ** 0.5
+    import lpm.dynamics.cascade as cascade_module
+
+    monkeypatch.setattr(cascade_module, "exact_events", lambda estimator: False)  # the probability rule
+    first, first_count, second, second_count = _levels_and_counts(model, edgeless, 16, 12)
+    assert second_count < second - 4 * second ** 0.5
+
+
 @pytest.mark.parametrize("estimator", [relax.Hard(), relax.Expected()])
 def test_tracking_levels_leaves_the_dynamics_unchanged(estimator):
     n, batch = 300, 3
