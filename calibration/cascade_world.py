@@ -197,7 +197,7 @@ class CascadeWorld:
 
 
 def model_params(model: Model) -> dict[str, float]:
-    """The constrained values of a world model's six parameters."""
+    """The constrained values of a world model's parameters."""
     c = model.cascade
     with torch.no_grad():
         return _params_of(c)

@@ -4,8 +4,8 @@ The simulated world (:class:`CascadeWorld`): a clustered scale-free follower gra
 ``N`` agents and ``C`` items per scenario, each posted by a random agent whose audience beyond the
 graph is log-normal across items (rumour sources are popular accounts; a sampled graph cannot hold
 their followers). Agents differ in how much of their feed they read, and posts stay visible for a
-while (a feed half-life). Eleven parameters (seven in worlds without resharer audiences), all learnable
-(:data:`PARAMS`):
+while (a feed half-life). Eleven parameters in the default world (seven without resharer audiences;
+two more in opt-in worlds), all learnable (:data:`PARAMS`):
 
     transmissibility   per-exposure reshare probability
     audience           median out-of-graph audience of a source (accounts)

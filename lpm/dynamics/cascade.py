@@ -57,7 +57,7 @@ from lpm.engine import StepContext, Updates
 from lpm.errors import ConfigError, StateError
 from lpm.graph import Graph
 from lpm.relax import exact_events
-from lpm.rng import (STREAM_CASCADE_ATTENTION, STREAM_CASCADE_AUDIENCE, STREAM_CASCADE_FEED_ITEM,
+from lpm.rng import (STREAM_CASCADE_ATTACH, STREAM_CASCADE_ATTENTION, STREAM_CASCADE_AUDIENCE, STREAM_CASCADE_FEED_ITEM,
                      STREAM_CASCADE_RESHARER_AUDIENCE, STREAM_CASCADE_RESHARER_ITEM, CounterRNG)
 from lpm.state import PopulationState
 
@@ -113,9 +113,10 @@ class Cascade(_CascadeBase):
             and a :class:`~lpm.dynamics.cascade_state.LevelCascadeState`, which :meth:`init_state`
             creates): a rumour's source is a popular account, and the accounts that reshare it
             straight from it are better followed than those that meet it further down, so the
-            resharer channel branches more one level below the root than deeper in the tree. With
-            ``record_trees`` an agent is attached when its drawn parent is a source; otherwise with
-            that draw's probability (the share of its exposures from the source), its expectation.
+            resharer channel branches more one level below the root than deeper in the tree. In exact
+            runs an agent is attached when its drawn parent is a source (drawn with its probability,
+            the share of its exposures from the source); the mean field uses that probability. That draw's
+            log-probability is not in the score-function estimator's, nor is the parent draw's.
         attention_spread: spread of agents' attention in logit space (learnable when > 0; needs ``attention``).
         record_trees: record ``reshare_time`` and ``parent`` (one int32 cumulative sum over edges per step).
     """
@@ -448,7 +449,11 @@ class Cascade(_CascadeBase):
         direct = (new * from_audience).sum(1) if from_audience is not None else None
         second_level = None
         if levels is not None and to_first_level is not None and from_first_level is not None:
-            new_first = new * (attached if attached is not None and exact_events(estimator) else to_first_level)
+            if attached is None and exact_events(estimator):
+                # no recorded parents: attach with their probability, so the law is the one with trees
+                u = rng.uniform(t, STREAM_CASCADE_ATTACH, (n, c), torch.float64)
+                attached = ((u < to_first_level.detach().double()) & (new.detach() > 0.5)).to(new.dtype)
+            new_first = new * (attached if exact_events(estimator) else to_first_level)
             first_frontier = new_first
             if half_life is not None:
                 first_frontier = new_first + self._age_frontier(levels.first_level_frontier,

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from lpm.calibration.fit_cascades import DEFAULTS, CascadeWorld, simulate_cascades
+from lpm.calibration.fit_cascades import DEFAULTS, simulate_cascades
 from lpm.data import write_rumdetect
-
-#: the smallest world the cascade CLI tests fit (400 agents, 4 items per scenario)
-TINY = CascadeWorld(agents=400, items=4)
+from tests.calibration.worlds import TINY
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from lpm.dynamics.cascade_state import LevelCascadeState
 from lpm.cli import main
 from lpm.errors import ConfigError
 from lpm.targets import CascadeTargets, cascade_targets
-from tests.calibration.conftest import TINY
+from tests.calibration.worlds import TINY
 
 
 

@@ -96,6 +96,27 @@ def test_exact_runs_give_the_ratio_to_the_resharers_whose_parent_is_the_source(m
     assert second_count < second - 4 * second ** 0.5
 
 
+def test_exact_runs_without_trees_attach_exactly_with_the_parents_probability():
+    """Without recorded parents an exact run draws each reshare's attachment with the probability the
+    parent draw has, so the depth-1 part is 0/1 per reshare (not a probability) and its total agrees
+    with the run that records trees (same seeds, so the same resistances; 5 standard deviations of
+    the difference of two such counts, each with variance at most its mean)."""
+    n, batch = 600, 16
+    edgeless = Graph.from_edge_index(torch.tensor([[1], [2]]), n)
+    totals = []
+    for record_trees in (True, False):
+        model = _world(feed_half_life_h=1.0, first_level_audience_ratio=4.0)
+        model.cascade.record_trees = record_trees
+        final = lpm.simulate(model, _state(batch, n, True), edgeless, steps=12, seed=list(range(batch)),
+                             estimator=relax.Hard(), record={}).final
+        first = final.cascade.first_level_reshared
+        assert torch.equal(first, (first > 0.5).to(first.dtype))  # exact indicators
+        assert bool((first <= final.reshared).all())
+        totals.append(float(first.sum()))
+    assert totals[0] > 200
+    assert abs(totals[0] - totals[1]) <= 5 * (totals[0] + totals[1]) ** 0.5
+
+
 @pytest.mark.parametrize("estimator", [relax.Hard(), relax.Expected()])
 def test_tracking_levels_leaves_the_dynamics_unchanged(estimator):
     n, batch = 300, 3
