@@ -14,6 +14,7 @@ from lpm.calibration.fit_cascades import (DEFAULTS, CascadeCalibration, CascadeW
                                           fit_independent_cascade, model_params, simulate_cascades, world_from_meta)
 from lpm.dynamics.cascade_state import LevelCascadeState
 from lpm.cli import main
+from lpm.data import write_rumdetect
 from lpm.errors import ConfigError
 from lpm.targets import CascadeTargets, cascade_targets
 from tests.calibration.worlds import TINY
