@@ -205,23 +205,29 @@ def sample_followee(graph: "Graph", uniform: Tensor) -> Tensor:
     return lookup("sample_followee", uniform.device, uniform.dtype)(graph.rowptr, graph.col, uniform)
 
 
-def sample_visible_followee(graph: "Graph", posts: Tensor, index: Tensor, uniform: Tensor) -> Tensor:
-    """For each requested ``(b, i, c)``, one followee ``j`` of ``i`` with a visible post
-    (``posts[b, j, c] > 0``), uniformly at random among those; ``-1`` if there is none.
+def sample_visible_followee(graph: "Graph", posts: Tensor, index: Tensor, uniform: Tensor,
+                            edge_scale: Optional[Union[Tensor, EdgeScale]] = None) -> Tensor:
+    """For each requested ``(b, i, c)``, one followee ``j`` of ``i`` drawn with probability
+    proportional to its post's weight ``posts[b, j, c]`` (times ``edge_scale[b, e]`` of the edge);
+    ``-1`` if every weight is zero.
 
-    E.g. the parent of a new reshare: a random followee among those the item came from.
+    E.g. the parent of a new reshare: the followee whose post convinced it, drawn in proportion to
+    what each contributed to the exposures (its post's visibility, after edge blocking), as the
+    exposure count :func:`neighbor_sum` weighs them. With 0/1 posts this is uniform among the visible.
 
     Args:
         graph: the follower graph.
-        posts: per-agent posts per item; nonzero where visible.
+        posts: per-agent posts per item; nonnegative weights (zero where not visible).
         index: the ``(b, i, c)`` positions to draw for.
         uniform: uniform ``[0, 1)`` draws, one per position.
+        edge_scale: optional multipliers per scenario and edge, dense or as an :class:`EdgeScale`.
 
     Shapes:
-        posts: ``(B, N, C)``; index: ``(K, 3)`` int64; uniform: ``(K,)``; returns ``(K,)`` int64.
+        posts: ``(B, N, C)``; index: ``(K, 3)`` int64; uniform: ``(K,)``; edge_scale: ``(B, E)``;
+        returns ``(K,)`` int64.
     """
     impl = lookup("sample_visible_followee", posts.device, posts.dtype)
-    return impl(graph.rowptr, graph.col, posts, index, uniform)
+    return impl(graph.rowptr, graph.col, posts, index, uniform, edge_scale)
 
 
 def expand_segments(start: Tensor, length: Tensor) -> tuple[Tensor, Tensor, Tensor]:

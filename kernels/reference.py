@@ -197,26 +197,38 @@ def take_along_agents(x: Tensor, index: Tensor) -> Tensor:
     return torch.gather(x, 1, index[..., None].expand_as(x))
 
 
-def sample_visible_followee(rowptr: Tensor, col: Tensor, posts: Tensor, index: Tensor, uniform: Tensor) -> Tensor:
+def sample_visible_followee(rowptr: Tensor, col: Tensor, posts: Tensor, index: Tensor, uniform: Tensor,
+                            edge_scale: Optional[Union[Tensor, EdgeScale]] = None) -> Tensor:
     """See :func:`lpm.kernels.sample_visible_followee`.
 
-    Only the ``K`` requested rows are visited: their CSR rows are expanded (``K x degree`` edges),
-    the visible posts among them counted with one cumulative sum, a rank ``r = floor(u * k)`` drawn
-    among the ``k`` visible ones and the edge holding the ``(r+1)``-th found by binary search:
-    ``O(K d log(K d))``, one host sync (the expansion's size).
+    Only the ``K`` requested rows are visited: their CSR rows are expanded (``K x degree`` edges) and
+    each edge weighted by its followee's post (times ``edge_scale``). The weights are divided by their
+    row's largest, so every row's total lies in ``[1, degree]`` and a float64 cumulative sum over all
+    rows resolves each row to ~1e-16 relative to the whole expansion; the edge holding ``u`` times its
+    row's total is found by binary search: ``O(K d log(K d))``, one host sync (the expansion's size).
     """
     b, i, c = index.unbind(1)
     rowptr, col = rowptr.long(), col.long()
     degree = rowptr[i + 1] - rowptr[i]
     owner, edge, offset = expand_segments(rowptr[i], degree)  # offset: first edge of each
-    total = edge.numel()
-    visible = (posts[b[owner], col[edge], c[owner]] > 0).to(torch.int64)
-    running = torch.cumsum(visible, 0)
-    before = torch.where(offset > 0, running[(offset - 1).clamp_min(0)], torch.zeros_like(offset)) \
-        if total > 0 else torch.zeros_like(offset)
-    k = (running[(offset + degree - 1).clamp_min(0)] - before) if total > 0 else torch.zeros_like(offset)
-    k = torch.where(degree > 0, k, torch.zeros_like(k))
-    rank = torch.minimum((uniform * k).to(torch.int64), (k - 1).clamp_min(0))
-    position = torch.searchsorted(running, before + rank + 1).clamp_max(max(total - 1, 0))
-    parent = col[edge[position]] if total > 0 else torch.full_like(k, -1)
-    return torch.where(k > 0, parent, torch.full_like(parent, -1))
+    none = torch.full_like(degree, -1)
+    if edge.numel() == 0:
+        return none
+    weight = posts[b[owner], col[edge], c[owner]].double().clamp_min(0.0)
+    if edge_scale is not None:
+        scale = edge_scale.take(b[owner], edge) if isinstance(edge_scale, EdgeScale) else edge_scale[b[owner], edge]
+        weight = weight * scale.double().clamp_min(0.0)
+    largest = torch.zeros(index.size(0), dtype=torch.float64, device=weight.device).scatter_reduce(
+        0, owner, weight, "amax")
+    weight = weight / largest[owner].clamp_min(torch.finfo(torch.float64).tiny)
+    running = torch.cumsum(weight, 0)
+    last = (offset + degree - 1).clamp_min(0)
+    before = torch.where(offset > 0, running[(offset - 1).clamp_min(0)], 0.0)
+    total = torch.where(degree > 0, running[last] - before, 0.0)
+    position = torch.searchsorted(running, before + uniform.double() * total, right=True)
+    # rounding can put u * total at the row's end: the row's last edge with a positive weight instead
+    last_positive = torch.full_like(degree, -1).scatter_reduce(
+        0, owner, torch.where(weight > 0, torch.arange(edge.numel(), device=edge.device), -1), "amax")
+    position = torch.minimum(position, last_positive.clamp_min(0))
+    parent = col[edge[position]]
+    return torch.where((degree > 0) & (largest > 0), parent, none)

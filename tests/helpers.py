@@ -69,3 +69,25 @@ def assert_gradients_match_finite_differences(module: nn.Module, loss: Callable[
             assert abs(analytic - numeric) <= rtol * max(1.0, abs(numeric)), (name, index, analytic, numeric)
             checked += 1
     return checked
+
+
+def assert_cascade_gradients_match_finite_differences(cascade: nn.Module, graph, loss_of_run: Callable, record: dict,
+                                                      *, estimator=None, levels: bool = False, seed: int = 6) -> int:
+    """:func:`assert_gradients_match_finite_differences` for a cascade model: 8 steps of 0.25 h in two
+    scenarios from a random state (seed ``seed``), ``loss_of_run(run)`` of the recorded run, with the
+    interest, arousal and alignment weights frozen (their gradients are tested in ``test_cascade``).
+    Returns the number of parameter elements checked."""
+    import lpm
+    from lpm import relax
+    from lpm.dynamics import init_cascade_state
+
+    model = lpm.Model(cascade=cascade, dt=0.25).double()
+    for name in ("interest_weight", "arousal_weight", "alignment_weight"):
+        getattr(model.cascade, name).requires_grad_(False)
+    state = init_cascade_state(make_state(graph.num_nodes, batch=2, seed=seed), cascade.num_items, levels=levels)
+    estimator = relax.Expected() if estimator is None else estimator
+
+    def loss():
+        return loss_of_run(lpm.simulate(model, state, graph, steps=8, seed=[3, 4], estimator=estimator, record=record))
+
+    return assert_gradients_match_finite_differences(model.cascade, loss)

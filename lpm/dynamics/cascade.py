@@ -36,8 +36,8 @@ With ``q`` constant and everyone online this is exactly the synchronous Independ
 :class:`lpm.dynamics.threshold.LinearThreshold` is the other classic special case.
 
 Events are drawn with the estimator passed to :func:`lpm.simulate`. With ``record_trees`` the
-exact reshare trees are recorded: ``reshare_time`` and ``parent``, a uniformly random frontier
-followee among those the item came from.
+exact reshare trees are recorded: ``reshare_time`` and ``parent``, the poster whose post
+convinced, drawn in proportion to what each channel and each frontier followee added to ``k_ic``.
 """
 
 from __future__ import annotations
@@ -406,8 +406,7 @@ class Cascade(_CascadeBase):
             if levels is not None and self.raw_first_level_ratio is not None:  # a part weighs the ratio
                 frontier = frontier + torch.expm1(self.raw_first_level_ratio) * levels.first_level_frontier
             frontier = frontier if effects.source_gate is None else frontier * effects.source_gate[..., None]
-            not_source = torch.ones(n, c, dtype=k.dtype, device=k.device)
-            not_source[self._pair_source, self._pair_item] = 0.0
+            not_source = ~self.sources_mask(n, k.device)
             resharer_weight = per_resharer * frontier * not_source  # (B, N, C): the source's audience is above
             broadcast_r = resharer_weight.sum(1, keepdim=True)  # (B, 1, C)
             if effects.exposure_scale is not None:
@@ -437,7 +436,7 @@ class Cascade(_CascadeBase):
         prob = -torch.expm1(-step_hazard) * not_yet
         new, log_prob = estimator.sample(prob, sellke_uniform(state, rng, n, c))
         reshare_time, parent, attached = self._record(state, graph, new, rng, t, time_h, dt, from_audience,
-                                                      from_resharers, resharer_weight)
+                                                      from_resharers, resharer_weight, effects)
         reshared = state.reshared + new
         frontier = new
         half_life = self.item_half_life(rng, k.dtype)
@@ -470,9 +469,7 @@ class Cascade(_CascadeBase):
         out-of-graph audience and its followers in the graph) and from reshares attached to the source
         (through the graph and, with ``resharer_audience``, their own audiences): the probabilities that
         a reshare now sits at depth 1 and at depth 2 of the item's tree."""
-        # from the pair buffers already on the device: sources_mask would copy host lists every step
-        is_source = torch.zeros(state.num_agents, self.num_items, dtype=k.dtype, device=k.device)
-        is_source[self._pair_source, self._pair_item] = 1.0
+        is_source = self.sources_mask(state.num_agents, k.device)
         from_source = _exposure_count(graph, state.frontier * is_source, effects)
         first = levels.first_level_frontier
         from_first = _exposure_count(graph, first, effects)

@@ -112,9 +112,10 @@ class _CascadeBase(DynamicsModule):
                 for c, item in enumerate(self.items) if item.start_h >= horizon_h]
 
     def sources_mask(self, num_agents: int, device: torch.device) -> Tensor:
-        """``(N, C)`` bool: whether each agent is a source of each item."""
+        """``(N, C)`` bool: whether each agent is a source of each item (from the pair buffers, so no
+        host-to-device copy when they are on ``device`` already, as in every step)."""
         is_source = torch.zeros(num_agents, self.num_items, dtype=torch.bool, device=device)
-        is_source[self._pair_source.to(device), torch.tensor([i for i, _ in self._pairs], device=device)] = True
+        is_source[self._pair_source.to(device), self._pair_item.to(device)] = True
         return is_source
 
     def _seed(self, state: PopulationState, time_h: float, dt: float) -> PopulationState:
@@ -135,10 +136,13 @@ class _CascadeBase(DynamicsModule):
         return state.replace(reshared=state.reshared.index_put(idx, ones), frontier=state.frontier.index_put(idx, ones),
                              reshare_time=state.reshare_time.index_put(idx, starts))
 
-    def _parents(self, graph: Graph, frontier: Tensor, hard: Tensor, rng: CounterRNG, t: int) -> tuple[Tensor, Tensor]:
-        """The parents of this step's new reshares ``hard (B, N, C)``: a uniformly random frontier
-        followee of each (:func:`lpm.kernels.sample_visible_followee`). Recording trees costs one
-        host sync per step (the number of new reshares), which is why training runs go without them.
+    def _parents(self, graph: Graph, frontier: Tensor, hard: Tensor, rng: CounterRNG, t: int,
+                 effects: Optional[Effects] = None) -> tuple[Tensor, Tensor]:
+        """The parents of this step's new reshares ``hard (B, N, C)``: a frontier followee of each,
+        drawn in proportion to what its post adds to the exposure count (its visibility, after
+        suspension and edge blocking: :func:`lpm.kernels.sample_visible_followee`), which is the
+        probability that its post is the one that convinced. Recording trees costs one host sync per
+        step (the number of new reshares), which is why training runs go without them.
 
         Returns:
             ``(index, parent)``: the ``(K, 3)`` (b, i, c) positions and their ``(K,)`` parents (-1 if none
@@ -148,16 +152,23 @@ class _CascadeBase(DynamicsModule):
         b, i, c = index.unbind(1)
         num_nodes, items = hard.shape[1], hard.shape[2]
         u = rng.uniform_at(t, STREAM_CASCADE_PARENT, (items, num_nodes), b, c * num_nodes + i)  # u[b, c, i]
-        return index, kernels.sample_visible_followee(graph, frontier.detach(), index, u)
+        posts, edge_scale = frontier.detach(), None
+        if effects is not None:
+            if effects.source_gate is not None:
+                posts = posts * effects.source_gate.detach()[..., None]
+            edge_scale = effects.edge_scale
+        return index, kernels.sample_visible_followee(graph, posts, index, u, edge_scale)
 
     def _record(self, state: PopulationState, graph: Graph, new: Tensor, rng: CounterRNG, t: int,
                 time_h: float, dt: float, from_source: Optional[Tensor] = None,
                 from_resharers: Optional[Tensor] = None,
-                resharer_weight: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+                resharer_weight: Optional[Tensor] = None,
+                effects: Optional[Effects] = None) -> tuple[Tensor, Tensor, Optional[Tensor]]:
         """Reshare times and parents of this step's hard reshares; ``from_source (B, N, C)`` is the
         probability that a reshare came through the source's out-of-graph audience, ``from_resharers
         (B, N, C)`` that it came through a resharer's, who is then drawn with probability
-        proportional to ``resharer_weight (B, N, C)`` (its audience times its post's visibility).
+        proportional to ``resharer_weight (B, N, C)`` (its audience times its post's visibility);
+        ``effects`` weigh the graph parents as they weigh the exposures (:meth:`_parents`).
 
         Returns:
             the reshare times, the parents, and ``(B, N, C)`` 1 where this step's reshare's parent is a
@@ -168,7 +179,7 @@ class _CascadeBase(DynamicsModule):
         reshare_time = torch.where(hard, state.reshare_time.new_tensor(time_h + dt), state.reshare_time)
         if not self.record_trees:
             return reshare_time, state.parent, None
-        index, parent_now = self._parents(graph, state.frontier, hard, rng, t)
+        index, parent_now = self._parents(graph, state.frontier, hard, rng, t, effects)
         b, i, c = index.unbind(1)
         if from_source is not None or from_resharers is not None:
             shape = tuple(new.shape[1:])
@@ -181,9 +192,7 @@ class _CascadeBase(DynamicsModule):
                 parent_now = torch.where(via_resharer, drawn, parent_now)
             parent_now = torch.where(u < p_source, self._first_source[c], parent_now)
         parent = state.parent.index_put((b, i, c), parent_now)
-        is_source = torch.zeros(new.size(1), new.size(2), dtype=torch.bool, device=new.device)
-        is_source[self._pair_source, self._pair_item] = True
-        on_source = (parent_now >= 0) & is_source[parent_now.clamp_min(0), c]
+        on_source = (parent_now >= 0) & self.sources_mask(new.size(1), new.device)[parent_now.clamp_min(0), c]
         attached = torch.zeros_like(new).index_put((b, i, c), on_source.to(new.dtype))
         return reshare_time, parent, attached
 

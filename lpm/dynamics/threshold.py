@@ -46,7 +46,7 @@ class LinearThreshold(_CascadeBase):
         # the draw at 0.5 makes events exactly "prob > 1/2", i.e. share > theta, for the hard estimators
         new, log_prob = estimator.sample(prob, torch.full_like(prob, 0.5))
         exposures = state.exposures + _exposure_count(graph, state.frontier, effects)
-        reshare_time, parent, _ = self._record(state, graph, new, rng, t, time_h, dt)
+        reshare_time, parent, _ = self._record(state, graph, new, rng, t, time_h, dt, effects=effects)
         changes = dict(reshared=state.reshared + new, frontier=new, exposures=exposures, reshare_time=reshare_time,
                        parent=parent)
         return Updates(state={"cascade": state.cascade.replace(**changes)}, log_prob=log_prob)

@@ -13,7 +13,7 @@ from lpm.errors import ConfigError, StateError
 from lpm.graph import Graph
 from lpm.rng import CounterRNG
 from lpm.testing import small_graph, step_context
-from tests.helpers import assert_gradients_match_finite_differences, gradcheck_parameters, make_state
+from tests.helpers import assert_cascade_gradients_match_finite_differences, assert_gradients_match_finite_differences, gradcheck_parameters, make_state
 
 RECORD = dict(observables.CASCADE)
 
@@ -264,20 +264,12 @@ def test_out_of_graph_audience_reshares_attach_to_the_source():
 
 
 def test_heterogeneous_attention_audience_and_power_law_feed_match_finite_differences():
-    graph = small_graph(12, 3.0, seed=5)
-    state = make_state(12, batch=2, seed=5)
-    model = lpm.Model(cascade=Cascade([Item(source=0), Item(source=3)], transmissibility=0.2, attention=0.4,
-                                      attention_spread=0.8, audience=30.0, audience_spread=0.5,
-                                      feed_half_life_h=0.5, feed_tail=1.7), dt=0.25).double()
-    for name in ("interest_weight", "arousal_weight", "alignment_weight"):  # covered by the tests above
-        getattr(model.cascade, name).requires_grad_(False)
-    estimator = relax.RelaxedBernoulli(0.5)
-
-    def loss():
-        return lpm.simulate(model, state, graph, steps=8, seed=[3, 4], estimator=estimator, record=RECORD)["reshares"][-1].sum()
-
-    # transmissibility, attention, attention spread, audience, audience spread, half-life, tail
-    assert assert_gradients_match_finite_differences(model.cascade, loss) == 7
+    cascade = Cascade([Item(source=0), Item(source=3)], transmissibility=0.2, attention=0.4, attention_spread=0.8,
+                      audience=30.0, audience_spread=0.5, feed_half_life_h=0.5, feed_tail=1.7)
+    checked = assert_cascade_gradients_match_finite_differences(
+        cascade, small_graph(12, 3.0, seed=5), lambda run: run["reshares"][-1].sum(), RECORD,
+        estimator=relax.RelaxedBernoulli(0.5), seed=5)
+    assert checked == 7  # transmissibility, attention, attention spread, audience, audience spread, half-life, tail
 
 
 @pytest.mark.parametrize("tail", [None, 1.5])
@@ -339,20 +331,13 @@ def test_resharer_parents_are_drawn_in_proportion_to_their_weight():
 
 
 def test_resharer_audience_gradients_match_finite_differences():
-    graph = small_graph(12, 3.0, seed=6)
-    state = make_state(12, batch=2, seed=6)
-    model = lpm.Model(cascade=Cascade([Item(source=0), Item(source=3)], transmissibility=0.2, attention=0.4,
-                                      audience=30.0, resharer_audience=1.5, resharer_audience_spread=0.7,
-                                      resharer_item_spread=0.6, feed_half_life_h=0.5), dt=0.25).double()
-    for name in ("interest_weight", "arousal_weight", "alignment_weight"):
-        getattr(model.cascade, name).requires_grad_(False)
-    estimator = relax.RelaxedBernoulli(0.5)
-
-    def loss():
-        return lpm.simulate(model, state, graph, steps=8, seed=[3, 4], estimator=estimator, record=RECORD)["reshares"][-1].sum()
-
-    # transmissibility, attention, audience, resharer audience and its two spreads, half-life
-    assert assert_gradients_match_finite_differences(model.cascade, loss) == 7
+    cascade = Cascade([Item(source=0), Item(source=3)], transmissibility=0.2, attention=0.4, audience=30.0,
+                      resharer_audience=1.5, resharer_audience_spread=0.7, resharer_item_spread=0.6,
+                      feed_half_life_h=0.5)
+    checked = assert_cascade_gradients_match_finite_differences(
+        cascade, small_graph(12, 3.0, seed=6), lambda run: run["reshares"][-1].sum(), RECORD,
+        estimator=relax.RelaxedBernoulli(0.5))
+    assert checked == 7  # transmissibility, attention, audience, resharer audience and its two spreads, half-life
 
 
 def test_resharer_item_spread_is_lognormal_across_items_and_shared_by_agents():

@@ -6,14 +6,14 @@ import pytest
 import torch
 
 import lpm
-from lpm import relax
+from lpm import kernels, relax
 from lpm.dynamics import Cascade, Item, init_cascade_state
 from lpm.dynamics.cascade_state import LevelCascadeState
 from lpm.errors import ConfigError, StateError
 from lpm.graph import Graph
 from lpm.targets import cascade_targets
 from lpm.data.cascades import CascadeTable
-from tests.helpers import assert_gradients_match_finite_differences, make_state
+from tests.helpers import assert_cascade_gradients_match_finite_differences
 
 
 
@@ -96,6 +96,40 @@ def test_exact_runs_give_the_ratio_to_the_resharers_whose_parent_is_the_source(m
     assert second_count < second - 4 * second ** 0.5
 
 
+def test_graph_parents_are_drawn_in_proportion_to_their_posts_visibility(monkeypatch):
+    """On a clustered graph with an ageing feed (a tail of old, faded posts beside fresh ones), an
+    exact tree's graph parent is the followee whose post convinced: drawn in proportion to its
+    visibility, as the exposure count weighs it. Then both level counts are martingales around their
+    compensators (4 standard deviations, as above):
+    * depth 1: with the probability rule (no ratio, so the dynamics do not depend on it), the tracked
+      level is the sum of each reshare's probability of sitting at depth 1;
+    * depth 2: with the exact rule, the tracked expectation given the trees' own depth-1 reshares.
+    Drawing uniformly among visible followees (monkeypatched) over-weights faded posts, which are the
+    source's and the first generation's: the trees' depth-1 count then exceeds its compensator by
+    ~10 standard deviations and the depth-2 count by ~8 here."""
+    import lpm.dynamics.cascade as cascade_module
+
+    graph = Graph.holme_kim(600, 4, 0.5, seed=3)
+    model = _world(feed_half_life_h=1.0, feed_tail=1.5)
+    weighted = kernels.sample_visible_followee
+
+    def uniform_among_visible(graph, posts, index, uniform, edge_scale=None):
+        return weighted(graph, (posts > 0).to(posts.dtype), index, uniform, edge_scale)
+
+    def deviations() -> tuple[float, float]:
+        """Standard deviations of the trees' depth-1 and depth-2 counts from their compensators."""
+        with monkeypatch.context() as patch:
+            patch.setattr(cascade_module, "exact_events", lambda estimator: False)
+            first, first_count, _, _ = _levels_and_counts(model, graph, 64, 12)
+        _, _, second, second_count = _levels_and_counts(model, graph, 64, 12)
+        assert first_count > 1000 and second_count > 1000
+        return (first_count - first) / first ** 0.5, (second_count - second) / second ** 0.5
+
+    assert all(abs(z) <= 4 for z in deviations())
+    monkeypatch.setattr(kernels, "sample_visible_followee", uniform_among_visible)
+    assert all(z > 4 for z in deviations())
+
+
 def test_exact_runs_without_trees_attach_exactly_with_the_parents_probability():
     """Without recorded parents an exact run draws each reshare's attachment with the probability the
     parent draw has, so the depth-1 part is 0/1 per reshare (not a probability) and its total agrees
@@ -135,22 +169,13 @@ def test_tracking_levels_leaves_the_dynamics_unchanged(estimator):
 
 
 def test_second_level_gradients_match_finite_differences():
-    n = 40
-    graph = Graph.holme_kim(n, 2, 0.3, seed=6)
-    model = lpm.Model(cascade=Cascade([Item(source=3), Item(source=17)], transmissibility=0.2, audience=30.0,
-                                      resharer_audience=4.0, resharer_audience_spread=0.7, resharer_item_spread=0.6,
-                                      feed_half_life_h=0.6, feed_tail=1.5, first_level_audience_ratio=1.7),
-                      dt=0.25).double()
-    for name in ("interest_weight", "arousal_weight", "alignment_weight"):
-        getattr(model.cascade, name).requires_grad_(False)
-    state = init_cascade_state(make_state(n, batch=2, seed=6), 2, levels=True)
-
-    def loss():
-        run = lpm.simulate(model, state, graph, steps=8, seed=[3, 4], estimator=relax.Expected(), record=SECOND)
-        return run["second"][1:].sum()
-
+    cascade = Cascade([Item(source=3), Item(source=17)], transmissibility=0.2, audience=30.0, resharer_audience=4.0,
+                      resharer_audience_spread=0.7, resharer_item_spread=0.6, feed_half_life_h=0.6, feed_tail=1.5,
+                      first_level_audience_ratio=1.7)
+    checked = assert_cascade_gradients_match_finite_differences(
+        cascade, Graph.holme_kim(40, 2, 0.3, seed=6), lambda run: run["second"][1:].sum(), SECOND, levels=True)
     # transmissibility, audience, resharer audience and its two spreads, half-life, tail, first-level ratio
-    assert assert_gradients_match_finite_differences(model.cascade, loss) == 8
+    assert checked == 8
 
 
 def test_level_state_layout_is_checked():

@@ -13,7 +13,7 @@ from lpm.dynamics import Cascade, Item, init_cascade_state
 from lpm.errors import ConfigError
 from lpm.graph import Graph
 from lpm.rng import CounterRNG
-from tests.helpers import assert_gradients_match_finite_differences, make_state
+from tests.helpers import assert_cascade_gradients_match_finite_differences, make_state
 
 SIZE = {"size": lambda state, events: state.reshared.sum(1)}
 
@@ -73,21 +73,11 @@ def test_a_very_long_half_life_gives_the_model_without_ageing_and_a_short_one_fe
 
 
 def test_resharer_half_life_gradients_match_finite_differences():
-    n = 40
-    graph = Graph.holme_kim(n, 2, 0.3, seed=6)
-    model = lpm.Model(cascade=Cascade([Item(source=3), Item(source=17, start_h=0.5)], transmissibility=0.2,
-                                      audience=30.0, feed_half_life_h=0.6, resharer_audience=4.0,
-                                      resharer_half_life_h=0.8), dt=0.25).double()
-    for name in ("interest_weight", "arousal_weight", "alignment_weight"):
-        getattr(model.cascade, name).requires_grad_(False)
-    state = init_cascade_state(make_state(n, batch=2, seed=6), 2)
-
-    def loss():
-        run = lpm.simulate(model, state, graph, steps=8, seed=[3, 4], estimator=relax.Expected(), record=SIZE)
-        return run["size"][-1].log().sum()
-
-    # transmissibility, audience, feed half-life, resharer audience and its half-life
-    assert assert_gradients_match_finite_differences(model.cascade, loss) == 5
+    cascade = Cascade([Item(source=3), Item(source=17, start_h=0.5)], transmissibility=0.2, audience=30.0,
+                      feed_half_life_h=0.6, resharer_audience=4.0, resharer_half_life_h=0.8)
+    checked = assert_cascade_gradients_match_finite_differences(
+        cascade, Graph.holme_kim(40, 2, 0.3, seed=6), lambda run: run["size"][-1].log().sum(), SIZE)
+    assert checked == 5  # transmissibility, audience, feed half-life, resharer audience and its half-life
 
 
 def test_the_world_fits_the_half_life_only_when_asked_and_old_fits_load_without_it():
