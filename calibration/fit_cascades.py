@@ -57,7 +57,6 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from pathlib import Path
-from time import monotonic
 from typing import Callable, Mapping, Optional, Sequence
 
 import lightning.pytorch as pl
@@ -324,9 +323,9 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
     ``agents`` and ``items`` override the default :class:`CascadeWorld`'s size. ``debias > 0``
     corrects the mean-field fit's bias with that many rounds of :func:`correct_bias` (each a
     simulation and a refit); ``out`` then holds the corrected parameters and its meta the plain fit
-    and every iterate. ``budget_s`` is the wall time of all the fits together: each fit gets an equal
-    share of what is left when it starts (the plain fit ``budget_s / (1 + debias)``), and
-    ``max_steps`` applies to each. Checkpoints and ``resume`` apply to the plain fit only; a resumed
+    and every iterate. ``budget_s / (1 + debias)`` is the plain fit's wall time; each refit repeats
+    its procedure (the same start and number of steps, so about the same time), so the whole takes
+    about ``budget_s`` plus the simulations. Checkpoints and ``resume`` apply to the plain fit only; a resumed
     plain fit counts the time it ran before against its share (Lightning's ``Timer`` state), while
     the budget itself starts again at the resume.
 
@@ -355,18 +354,12 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
     world = replace(world, **{k: v for k, v in dict(agents=agents, items=items).items() if v is not None})
     meta = {"world": world.__dict__, "split": split, "cascades": table.num_cascades, "data": [str(p) for p in data],
             "fixed": list(fixed), "device": device, **({"growth_weight": growth_weight} if growth_weight else {})}
-    deadline = None if budget_s is None else monotonic() + budget_s
-
-    def budget_share(fits_left: int) -> Optional[float]:
-        """An equal share of the budget left, for each of the fits still to run (at least 1 s: a step)."""
-        return None if deadline is None else max((deadline - monotonic()) / fits_left, 1.0)
-
     options = dict(kind="cascades", max_steps=max_steps, logger=logger, device=device,
                    progress=progress, devices=devices, num_nodes=num_nodes, strategy=strategy)
     module = CascadeCalibration(observed, world, init, fixed, batch=batch, fit_horizon_h=fit_horizon_h, seed=seed,
                                 growth_weight=growth_weight)
     plain = fit(module, out=None if debias else out, work_dir=work_dir, resume=resume, meta=meta,
-                budget_s=budget_share(1 + debias), **options)
+                budget_s=None if budget_s is None else budget_s / (1 + debias), **options)
     if not debias:
         if posterior and plain["global_rank"] == 0:
             return _with_posterior(out, plain, observed, world, plain["params"], fixed, batch, fit_horizon_h, seed,
@@ -376,11 +369,16 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
     fits = [plain]
 
     def estimate(targets: CascadeTargets, start: Mapping[str, float]) -> dict[str, float]:
+        """The plain fit's procedure on ``targets``: its start and its number of steps, not ``start``
+        and a budget share. Indirect inference needs one map from targets to estimates; a refit from
+        the current estimate, stopped by the clock, maps the simulated cascades differently whenever
+        the plain fit stopped short of its optimum (as CPU budgets make it), and the correction then
+        chases where the fits stopped instead of the mean field's bias."""
         if not start:  # the plain fit on the data, already done
             return plain["averaged"]
-        refit = CascadeCalibration(targets, world, start, fixed, batch=batch, fit_horizon_h=fit_horizon_h, seed=seed,
+        refit = CascadeCalibration(targets, world, init, fixed, batch=batch, fit_horizon_h=fit_horizon_h, seed=seed,
                                    growth_weight=growth_weight)
-        fits.append(fit(refit, budget_s=budget_share(1 + debias - len(fits)), **options))
+        fits.append(fit(refit, **dict(options, max_steps=plain["steps"])))
         return fits[-1]["averaged"]
 
     path = correct_bias(estimate, observed, world, free=free, iterations=debias, seed=seed + 1, device=device)

@@ -210,7 +210,7 @@ def add_parsers(sub) -> None:
                            help="data file or folder; repeat for several (e.g. one CSV per disaster event)")
     calibrate.add_argument("--out", required=True, metavar="FITTED.json", help="fitted parameters (best so far)")
     calibrate.add_argument("--budget-s", type=float, default=None,
-                           help="wall-time budget in seconds (cascades: the fit and its --debias refits together)")
+                           help="wall-time budget in seconds (cascades: the fit and its --debias refits together, each refit as long as the fit)")
     calibrate.add_argument("--max-steps", type=int, default=200, help="optimiser steps at most (default 200)")
     calibrate.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
     calibrate.add_argument("--seed", type=int, default=0)

@@ -246,30 +246,28 @@ def test_cli_debias_writes_the_corrected_parameters_and_the_path(tmp_path, datas
     assert main(["calibrate", "stance", "--data", str(dataset), "--out", str(fitted), "--debias", "1"]) == 2
 
 
-def test_debias_fits_share_one_wall_time_budget(tmp_path, dataset, monkeypatch):
-    """``budget_s`` bounds all the fits of ``calibrate(debias=k)`` together: the plain fit gets
-    ``budget_s / (1 + k)``, and each refit an equal share of what is left when it starts."""
+def test_debias_refits_repeat_the_plain_fits_procedure(tmp_path, dataset, monkeypatch):
+    """Indirect inference needs one map from targets to estimates: ``calibrate(debias=k)`` gives the
+    plain fit ``budget_s / (1 + k)`` and runs every refit from the plain fit's start for the steps
+    the plain fit took (here the clock stops it after 2 of 4), without a clock of its own."""
     import lpm.calibration.fit_cascades as fit_cascades
 
-    clock = [1000.0]
-    budgets = []
+    calls = []
 
-    def timed_fit(module, **options):
-        budgets.append((clock[0], options["budget_s"]))
-        result = fit(module, **options)
-        clock[0] += 40.0 if len(budgets) == 1 else 10.0  # the plain fit takes 40 s, each refit 10 s
-        return result
+    def recorded_fit(module, **options):
+        calls.append((dict(module.fitted_params()), options.get("budget_s"), options["max_steps"]))
+        if len(calls) == 1:  # the plain fit, stopped by its budget after 2 steps
+            options = dict(options, max_steps=2)
+        return fit(module, **options)
 
-    monkeypatch.setattr(fit_cascades, "fit", timed_fit)
-    monkeypatch.setattr(fit_cascades, "monotonic", lambda: clock[0])  # this module's clock only
-    fit_cascades.calibrate([dataset], tmp_path / "fitted.json", budget_s=90.0, debias=2, max_steps=1, split="all",
+    monkeypatch.setattr(fit_cascades, "fit", recorded_fit)
+    fit_cascades.calibrate([dataset], tmp_path / "fitted.json", budget_s=90.0, debias=2, max_steps=4, split="all",
                            logger="none", progress=False, agents=400, items=4)
-    assert [b for _, b in budgets] == pytest.approx([30.0, 25.0, 40.0])  # 90/3; (90-40)/2; 90-40-10
-    budgets.clear()
-    clock[0] = 1000.0
-    fit_cascades.calibrate([dataset], tmp_path / "unbounded.json", debias=1, max_steps=1, split="all",
-                           logger="none", progress=False, agents=400, items=4)
-    assert [b for _, b in budgets] == [None, None]
+    (start, budget, steps), refits = calls[0], calls[1:]
+    assert (budget, steps) == (pytest.approx(30.0), 4) and len(refits) == 2
+    for refit_start, refit_budget, refit_steps in refits:
+        assert refit_budget is None and refit_steps == 2
+        assert refit_start == pytest.approx(start, rel=1e-6)  # not the estimate being corrected
 
 
 def test_calibrate_passes_the_growth_weight_to_its_fits(tmp_path, dataset):
