@@ -52,7 +52,7 @@ from lpm.dynamics.base import positive, softplus, unit_interval
 from lpm.dynamics.cascade_base import (Item, _CascadeBase, _exposure_count, _standard_normal, sellke_resistance,
                                        sellke_uniform)
 from lpm.dynamics.cascade_state import CascadeState, LevelCascadeState, init_cascade_state
-from lpm.dynamics.feed_decay import aged_visibility, feed_visibility
+from lpm.dynamics.feed_decay import aged_visibility, feed_visibility, item_pace
 from lpm.engine import StepContext, Updates
 from lpm.errors import ConfigError, StateError
 from lpm.graph import Graph
@@ -91,6 +91,10 @@ class Cascade(_CascadeBase):
             ``feed_half_life_h * exp(s z_bc)`` hours, ``z_bc`` standard normal. Some rumours are
             news for an hour, others are read for days, so cascades of the same first-hour size
             grow by different factors afterwards, as in data.
+        feed_item_pace: with ``feed_item_spread``, items differ in pace only: each item's exposures
+            are scaled so that a post's summed visibility over its lifetime is the one at
+            ``feed_half_life_h`` (:func:`~lpm.dynamics.feed_decay.item_pace`). Without it a slow item
+            also reaches more people in all, so its cascade is larger, not only later.
         audience: median number of accounts beyond the graph that follow an item's source (learnable);
             ``None``: sources reach only their followers in the graph.
         audience_spread: log-normal spread of the audience across items (learnable when > 0).
@@ -145,6 +149,7 @@ class Cascade(_CascadeBase):
         resharer_audience_spread: float = 0.0,
         resharer_item_spread: float = 0.0,
         feed_item_spread: float = 0.0,
+        feed_item_pace: bool = False,
         first_level_audience_ratio: Optional[float] = None,
         resharer_half_life_h: Optional[float] = None,
         record_trees: bool = True,
@@ -193,6 +198,9 @@ class Cascade(_CascadeBase):
         if feed_item_spread > 0 and feed_half_life_h is None:
             raise ConfigError("Expected a feed_half_life_h with feed_item_spread > 0 (got feed_half_life_h=None)")
         self.raw_feed_item_spread = positive("feed_item_spread", feed_item_spread) if feed_item_spread > 0 else None
+        if feed_item_pace and not feed_item_spread > 0:
+            raise ConfigError(f"Expected feed_item_spread > 0 with feed_item_pace (got {feed_item_spread!r})")
+        self.feed_item_pace = feed_item_pace
         self.raw_transmissibility = unit_interval("transmissibility", transmissibility)
         self.interest_weight = nn.Parameter(torch.tensor(float(interest_weight)))
         self.arousal_weight = nn.Parameter(torch.tensor(float(arousal_weight)))
@@ -420,6 +428,9 @@ class Cascade(_CascadeBase):
             to_first_level, from_first_level = self._level_shares(state, levels, graph, effects, per_resharer, k,
                                                                   from_audience)
         seen = self.attention_share(rng, n, k.dtype) * k  # expected posts of the item seen while online
+        half_life = self.item_half_life(rng, k.dtype)
+        if self.feed_item_pace and half_life is not None:  # items differ in when they are read, not how much
+            seen = seen * item_pace(self.feed_half_life_h.to(k.dtype), half_life, dt, self.feed_tail)
         logits = self.reshare_logit(state)
         if effects.reshare_logit is not None:
             logits = logits + effects.reshare_logit
@@ -439,7 +450,6 @@ class Cascade(_CascadeBase):
                                                       from_resharers, resharer_weight, effects)
         reshared = state.reshared + new
         frontier = new
-        half_life = self.item_half_life(rng, k.dtype)
         if half_life is not None:
             frontier = new + self._age_frontier(state.frontier, state.reshared, dt, half_life)
         changes = dict(reshared=reshared, frontier=frontier, exposures=exposures,
