@@ -96,9 +96,16 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         world["debias"] = args.debias
     if args.posterior:
         world["posterior"] = True
+    if args.mechanism:  # feed_item_pace paces the spread of half-lives, so it brings the spread
+        from lpm.calibration.cascade_world import CascadeWorld
+
+        flags = set(args.mechanism) | ({"feed_item_spread"} if "feed_item_pace" in args.mechanism else set())
+        world["world"] = CascadeWorld(**{name: True for name in sorted(flags)})
+    if args.growth_weight is not None:
+        world["growth_weight"] = args.growth_weight
     if world and args.kind != "cascades":
-        raise ConfigError(f"Expected --agents / --items / --batch / --debias / --posterior only with 'cascades' "
-                          f"(got {args.kind!r})")
+        raise ConfigError(f"Expected --agents / --items / --batch / --debias / --posterior / --mechanism / "
+                          f"--growth-weight only with 'cascades' (got {args.kind!r})")
     if (args.executor != "inprocess" or args.address is not None) and not args.posterior:
         raise ConfigError(f"Expected --executor / --address with 'cascades --posterior' (the posterior's independent "
                           f"simulations; got --executor {args.executor} without --posterior)")
@@ -224,6 +231,12 @@ def add_parsers(sub) -> None:
     calibrate.add_argument("--items", type=int, default=None, help="cascades: cascades per simulated scenario")
     calibrate.add_argument("--debias", type=int, default=0, metavar="ROUNDS",
                            help="cascades: correct the mean-field fit's bias by simulation, this many rounds")
+    calibrate.add_argument("--mechanism", action="append", default=[], metavar="NAME",
+                           choices=["feed_item_spread", "feed_item_pace", "resharer_novelty"],
+                           help="cascades: an opt-in mechanism of the simulated world (repeat for several): "
+                                "feed_item_spread, feed_item_pace (brings feed_item_spread), resharer_novelty")
+    calibrate.add_argument("--growth-weight", type=float, default=None, metavar="W",
+                           help="cascades: weight of the loss's growth-after-the-first-hour term (default 0)")
     calibrate.add_argument("--posterior", action="store_true",
                            help="cascades: also write the parameters' posterior beside --out (FITTED.posterior.json)")
     calibrate.add_argument("--batch", type=_positive_int("--batch"), default=None,

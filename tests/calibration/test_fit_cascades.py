@@ -233,6 +233,22 @@ def test_cli_calibrate_evaluate_forecast(tmp_path, dataset, capsys):
     assert "fitted parameters from" in out and "transmissibility" in out
 
 
+def test_cli_mechanisms_and_growth_weight_reach_the_fit(tmp_path, dataset):
+    """``--mechanism feed_item_pace`` fits a world with paced half-life spread (it brings the spread
+    and its parameter) and ``--growth-weight`` is recorded; both are refused for other kinds."""
+    fitted = tmp_path / "fitted.json"
+    assert main(["calibrate", "cascades", "--data", str(dataset), "--out", str(fitted), "--max-steps", "1",
+                 "--agents", "400", "--items", "4", "--logger", "none", "--quiet", "--split", "all",
+                 "--mechanism", "feed_item_pace", "--mechanism", "resharer_novelty", "--growth-weight", "2"]) == 0
+    params, meta = load_params(fitted, kind="cascades")
+    world = meta["world"]
+    assert world["feed_item_pace"] and world["feed_item_spread"] and world["resharer_novelty"]
+    assert "feed_item_spread" in params and "resharer_half_life_h" in params and meta["growth_weight"] == 2.0
+    assert world_from_meta(meta).model(params).cascade.feed_item_pace  # what check and forecast simulate
+    for flag in (["--mechanism", "feed_item_pace"], ["--growth-weight", "1"]):
+        assert main(["calibrate", "stance", "--data", str(dataset), "--out", str(fitted), *flag]) == 2
+
+
 def test_cli_debias_writes_the_corrected_parameters_and_the_path(tmp_path, dataset):
     fitted = tmp_path / "fitted.json"
     assert main(["calibrate", "cascades", "--data", str(dataset), "--out", str(fitted), "--max-steps", "2",
