@@ -216,7 +216,7 @@ def sample_visible_followee(rowptr: Tensor, col: Tensor, posts: Tensor, index: T
         return none
     weight = posts[b[owner], col[edge], c[owner]].double().clamp_min(0.0)
     if edge_scale is not None:
-        scale = edge_scale.take(b[owner], edge) if isinstance(edge_scale, EdgeScale) else edge_scale[b[owner], edge]
+        scale = edge_scale[b[owner], edge] if isinstance(edge_scale, Tensor) else edge_scale.take(b[owner], edge)
         weight = weight * scale.double().clamp_min(0.0)
     largest = torch.zeros(index.size(0), dtype=torch.float64, device=weight.device).scatter_reduce(
         0, owner, weight, "amax")

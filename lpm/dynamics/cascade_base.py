@@ -84,6 +84,8 @@ class _CascadeBase(DynamicsModule):
         self.register_buffer("_pair_item", torch.tensor([c for c, _ in self._pairs], dtype=torch.int64), persistent=False)
         self.register_buffer("_first_source", torch.tensor([it.sources[0] for it in self.items], dtype=torch.int64),
                              persistent=False)
+        # the items' sources never change, so each step reuses one mask per population size and device
+        self._sources_masks: dict[tuple[int, torch.device], Tensor] = {}
 
     @property
     def num_items(self) -> int:
@@ -112,11 +114,14 @@ class _CascadeBase(DynamicsModule):
                 for c, item in enumerate(self.items) if item.start_h >= horizon_h]
 
     def sources_mask(self, num_agents: int, device: torch.device) -> Tensor:
-        """``(N, C)`` bool: whether each agent is a source of each item (from the pair buffers, so no
-        host-to-device copy when they are on ``device`` already, as in every step)."""
-        is_source = torch.zeros(num_agents, self.num_items, dtype=torch.bool, device=device)
-        is_source[self._pair_source.to(device), self._pair_item.to(device)] = True
-        return is_source
+        """``(N, C)`` bool: whether each agent is a source of each item (built once per population size
+        and device from the pair buffers, then reused: treat it as read-only)."""
+        key = (num_agents, torch.device(device))
+        if key not in self._sources_masks:
+            is_source = torch.zeros(num_agents, self.num_items, dtype=torch.bool, device=device)
+            is_source[self._pair_source.to(device), self._pair_item.to(device)] = True
+            self._sources_masks[key] = is_source
+        return self._sources_masks[key]
 
     def _seed(self, state: PopulationState, time_h: float, dt: float) -> PopulationState:
         """Sources of items starting in ``[time_h, time_h + dt)`` post them now, so followers online

@@ -370,7 +370,7 @@ def _weighted_pick(weights: list[float], draw: float) -> int:
 
 
 @pytest.mark.parametrize("impl, device, dtype", cases("sample_visible_followee"))
-@pytest.mark.parametrize("scaled", [False, True])
+@pytest.mark.parametrize("scaled", [None, "dense", "factored"])
 def test_sample_visible_followee(impl, device, dtype, scaled):
     """``(b, i, c)`` gets the followee ``j`` of ``i`` that the inverse CDF of the weights
     ``posts[b, j, c]`` (times the edge's ``edge_scale[b, e]``) puts ``u`` at, ``-1`` if all are zero.
@@ -392,9 +392,10 @@ def test_sample_visible_followee(impl, device, dtype, scaled):
             weights = [float(posts[b, j, c]) * (float(scale[b, e]) if scaled else 1.0) for e, j in row]
             pick = _weighted_pick(weights, draw)
             expected.append(row[pick][1] if pick >= 0 else -1)
-        out = impl.fn(graph.rowptr, graph.col, posts, index, u, scale)
+        given = Factored(scale) if scaled == "factored" else scale  # edge blocking keeps an EdgeScale
+        out = impl.fn(graph.rowptr, graph.col, posts, index, u, given)
         assert out.tolist() == expected
-        empty = impl.fn(graph.rowptr, graph.col, posts, index[:0], u[:0], scale)
+        empty = impl.fn(graph.rowptr, graph.col, posts, index[:0], u[:0], given)
         assert empty.shape == (0,)
 
 
