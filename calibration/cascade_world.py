@@ -104,6 +104,10 @@ class CascadeWorld:
         m, p_triad: Holme-Kim graph parameters (mean degree ~ 2 m, clustering via triads).
         items: C cascades per scenario (each scenario also draws its own source audiences).
         dt_h: step length (hours).
+        reading_interval_h: hours one reading of the feed stands for (``attention`` is the share of
+            the feed seen per reading; see :class:`~lpm.dynamics.Cascade`), so a finer ``dt_h``
+            splits a post's exposures over more steps instead of multiplying them. Fits saved before
+            this option load with their own ``dt_h``: one reading per step, as they were fitted.
         seed: seed of the graph and the sources.
         resharer_audience: resharers other than the source have out-of-graph audiences too
             (:data:`RESHARER_PARAMS`); fits saved before this option load with ``False``.
@@ -139,6 +143,7 @@ class CascadeWorld:
     items: int = 16
     dt_h: float = 1.0 / 6.0
     seed: int = 0
+    reading_interval_h: float = 1.0 / 6.0
     resharer_audience: bool = True
     resharer_item_spread: bool = True
     first_level_audience: bool = True
@@ -147,8 +152,8 @@ class CascadeWorld:
     feed_item_pace: bool = False
 
     def __post_init__(self) -> None:
-        if self.agents < 10 * self.m or self.items < 1 or not self.dt_h > 0:
-            raise ConfigError(f"Expected agents >= 10 m, items >= 1 and dt_h > 0 (got {self})")
+        if self.agents < 10 * self.m or self.items < 1 or not self.dt_h > 0 or not self.reading_interval_h > 0:
+            raise ConfigError(f"Expected agents >= 10 m, items >= 1, dt_h > 0 and reading_interval_h > 0 (got {self})")
         if self.feed_item_pace and not self.feed_item_spread:
             raise ConfigError("Expected feed_item_spread=True with feed_item_pace=True (got feed_item_spread=False)")
 
@@ -179,7 +184,7 @@ class CascadeWorld:
         cascade = Cascade(items, transmissibility=p["transmissibility"], attention=p["attention"],
                           attention_spread=p["attention_spread"], audience=p["audience"],
                           audience_spread=p["audience_spread"], feed_half_life_h=p["feed_half_life_h"],
-                          feed_tail=p["feed_tail"], **resharers,
+                          feed_tail=p["feed_tail"], reading_interval_h=self.reading_interval_h, **resharers,
                           **({"feed_item_spread": p["feed_item_spread"], "feed_item_pace": self.feed_item_pace}
                              if self.feed_item_spread else {}))
         return Model(cascade=cascade, dt=self.dt_h)
@@ -284,7 +289,7 @@ def world_from_meta(meta: Mapping) -> CascadeWorld:
         return CascadeWorld()
     # fits saved before resharer audiences (or their spread across items) existed ran without them
     return CascadeWorld(**{"resharer_audience": False, "resharer_item_spread": False, "first_level_audience": False,
-                           **meta["world"]})
+                           "reading_interval_h": meta["world"].get("dt_h", CascadeWorld.dt_h), **meta["world"]})
 
 
 def load_cascades(paths: Sequence[Path], *, window_h: float = 72.0, split: str = "all", holdout: float = 0.2,

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from lpm.errors import ConfigError
 
-__all__ = ["positive", "unit_interval", "inverse_softplus", "logit", "softplus"]
+__all__ = ["positive", "positive_value", "log_scale", "unit_interval", "inverse_softplus", "logit", "softplus"]
 
 
 def inverse_softplus(value: float) -> float:
@@ -22,11 +22,22 @@ def logit(value: float) -> float:
     return math.log(value) - math.log1p(-value)
 
 
-def positive(name: str, value: float) -> nn.Parameter:
-    """A parameter read as ``softplus(raw)``, initialised so that it reads ``value`` (> 0)."""
+def positive_value(name: str, value: float) -> float:
+    """``value`` as a float, checked to be a number > 0 and finite (a ConfigError naming ``name`` if not)."""
     if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
         raise ConfigError(f"Expected '{name}' > 0 (got {value!r})")
-    return nn.Parameter(torch.tensor(inverse_softplus(float(value))))
+    return float(value)
+
+
+def positive(name: str, value: float) -> nn.Parameter:
+    """A parameter read as ``softplus(raw)``, initialised so that it reads ``value`` (> 0)."""
+    return nn.Parameter(torch.tensor(inverse_softplus(positive_value(name, value))))
+
+
+def log_scale(name: str, value: float) -> nn.Parameter:
+    """A parameter read as ``exp(raw)``, initialised so that it reads ``value`` (> 0): for values that
+    span orders of magnitude, where a gradient step should change them by a ratio."""
+    return nn.Parameter(torch.tensor(math.log(positive_value(name, value))))
 
 
 def unit_interval(name: str, value: float) -> nn.Parameter:

@@ -15,19 +15,16 @@ Each item ``c`` is posted by its source agent at ``start_h``. In every step an a
 ``h = n^g / (n^g + half^g)`` of the agent's cumulative exposures ``n`` (Hill saturation): repeated
 exposures reinforce each other, as in complex contagion (Centola & Macy 2007).
 
-Two optional ingredients make cascades look like those on real platforms, where rumours start at
-accounts with audiences far larger than a sampled graph can hold, and users differ in how often
-they read their feeds:
+Optional ingredients make cascades look like those on real platforms, where rumours start at
+accounts with audiences far larger than a sampled graph can hold (the class's arguments list all):
 
 * ``audience``: each item's source is also followed by ``A_bc = audience * exp(spread * z_bc)``
-  accounts beyond the graph's edges (log-normal across items, ``z_bc ~ N(0, 1)`` drawn once per
-  scenario and item); the agents stand for that audience, each with ``A_bc / N`` expected
-  exposures, which add ``(A_bc / N) * frontier[source_c]`` to ``k_ic``.
+  accounts beyond the graph (``z_bc ~ N(0, 1)`` per scenario and item); the agents stand for that
+  audience, which adds ``(A_bc / N) * frontier[source_c]`` to every ``k_ic``.
 * ``resharer_audience``: every other resharer ``j`` is also followed by ``A_j = resharer_audience *
-  exp(spread_r * z_j)`` accounts beyond the graph (log-normal across agents, ``z_j`` fixed per
-  scenario and agent), which add ``sum_j (A_j / N) * frontier[j]`` to every ``k_ic``: reshares by
-  well-followed accounts start sub-cascades one level deeper, as on real platforms, where resharers'
-  own audiences (not only the source's) carry a rumour further.
+  exp(spread_r * z_j)`` accounts beyond the graph (``z_j`` per scenario and agent), which add
+  ``sum_j (A_j / N) * frontier[j]`` to every ``k_ic``: well-followed resharers start sub-cascades
+  one level deeper, as resharers' own audiences carry real rumours further.
 * ``attention_spread``: agent ``i`` sees a share ``sigmoid(logit(attention) + spread * z_i)`` of
   its feed, ``z_i ~ N(0, 1)`` fixed per scenario and agent.
 
@@ -48,7 +45,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from lpm.dynamics.base import positive, softplus, unit_interval
+from lpm.dynamics.base import log_scale, positive, positive_value, softplus, unit_interval
 from lpm.dynamics.cascade_base import (Item, _CascadeBase, _exposure_count, _standard_normal, sellke_resistance,
                                        sellke_uniform)
 from lpm.dynamics.cascade_state import CascadeState, LevelCascadeState, init_cascade_state
@@ -122,6 +119,10 @@ class Cascade(_CascadeBase):
             the share of its exposures from the source); the mean field uses that probability. That draw's
             log-probability is not in the score-function estimator's, nor is the parent draw's.
         attention_spread: spread of agents' attention in logit space (learnable when > 0; needs ``attention``).
+        reading_interval_h: hours one reading of the feed (``attention``) stands for: a step of ``dt``
+            hours sees ``dt / reading_interval_h`` of a reading's posts, so the exposures a post gives
+            over its life, and the fitted parameters, do not depend on the step length. ``None``: one
+            reading per step, whatever its length.
         record_trees: record ``reshare_time`` and ``parent`` (one int32 cumulative sum over edges per step).
     """
 
@@ -152,23 +153,17 @@ class Cascade(_CascadeBase):
         feed_item_pace: bool = False,
         first_level_audience_ratio: Optional[float] = None,
         resharer_half_life_h: Optional[float] = None,
+        reading_interval_h: Optional[float] = None,
         record_trees: bool = True,
     ) -> None:
         super().__init__(items, record_trees)
         c = len(self.items)
         # learnable (softplus); the spreads are fixed at 0 when created as 0 (no heterogeneity)
-        if audience is not None and not (isinstance(audience, (int, float)) and audience > 0 and math.isfinite(audience)):
-            raise ConfigError(f"Expected 'audience' > 0 (got {audience!r})")
-        # log scale: audiences span orders of magnitude, so a gradient step should change them by a ratio
-        self.raw_audience = nn.Parameter(torch.tensor(math.log(audience))) if audience is not None else None
+        self.raw_audience = log_scale("audience", audience) if audience is not None else None  # spans decades
         self.raw_audience_spread = positive("audience_spread", audience_spread) if audience_spread > 0 else None
-        if resharer_audience is not None and not (isinstance(resharer_audience, (int, float)) and resharer_audience > 0
-                                                  and math.isfinite(resharer_audience)):
-            raise ConfigError(f"Expected 'resharer_audience' > 0 (got {resharer_audience!r})")
         if resharer_audience_spread > 0 and resharer_audience is None:
             raise ConfigError("Expected a 'resharer_audience' with resharer_audience_spread > 0 (got None)")
-        self.raw_resharer_audience = (nn.Parameter(torch.tensor(math.log(resharer_audience)))
-                                      if resharer_audience is not None else None)
+        self.raw_resharer_audience = log_scale("resharer_audience", resharer_audience) if resharer_audience is not None else None
         self.raw_resharer_audience_spread = (positive("resharer_audience_spread", resharer_audience_spread)
                                              if resharer_audience_spread > 0 else None)
         if resharer_item_spread > 0 and resharer_audience is None:
@@ -201,6 +196,8 @@ class Cascade(_CascadeBase):
         if feed_item_pace and not feed_item_spread > 0:
             raise ConfigError(f"Expected feed_item_spread > 0 with feed_item_pace (got {feed_item_spread!r})")
         self.feed_item_pace = feed_item_pace
+        self.reading_interval_h = (positive_value("reading_interval_h", reading_interval_h)
+                                   if reading_interval_h is not None else None)
         self.raw_transmissibility = unit_interval("transmissibility", transmissibility)
         self.interest_weight = nn.Parameter(torch.tensor(float(interest_weight)))
         self.arousal_weight = nn.Parameter(torch.tensor(float(arousal_weight)))
@@ -300,7 +297,7 @@ class Cascade(_CascadeBase):
         return aged_visibility(frontier, reshared, dt, half_life, self.feed_tail)
 
     def attention_share(self, rng: CounterRNG, num_agents: int, dtype: torch.dtype) -> Tensor | float:
-        """``(B, N, 1)`` share of its feed each agent sees per step (a float 1.0 without ``attention``)."""
+        """``(B, N, 1)`` share of its feed each agent sees per reading (a float 1.0 without ``attention``)."""
         if self.raw_attention is None:
             return 1.0
         if self.raw_attention_spread is None:
@@ -428,6 +425,8 @@ class Cascade(_CascadeBase):
             to_first_level, from_first_level = self._level_shares(state, levels, graph, effects, per_resharer, k,
                                                                   from_audience)
         seen = self.attention_share(rng, n, k.dtype) * k  # expected posts of the item seen while online
+        if self.reading_interval_h is not None:
+            seen = seen * (dt / self.reading_interval_h)
         half_life = self.item_half_life(rng, k.dtype)
         if self.feed_item_pace and half_life is not None:  # items differ in when they are read, not how much
             seen = seen * item_pace(self.feed_half_life_h.to(k.dtype), half_life, dt, self.feed_tail)
