@@ -96,16 +96,18 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         world["debias"] = args.debias
     if args.posterior:
         world["posterior"] = True
-    if args.mechanism:  # feed_item_pace paces the spread of half-lives, so it brings the spread
+    if args.mechanism or args.step_minutes is not None:
         from lpm.calibration.cascade_world import CascadeWorld
 
+        # feed_item_pace paces the spread of half-lives, so it brings the spread
         flags = set(args.mechanism) | ({"feed_item_spread"} if "feed_item_pace" in args.mechanism else set())
-        world["world"] = CascadeWorld(**{name: True for name in sorted(flags)})
+        step = {} if args.step_minutes is None else {"dt_h": args.step_minutes / 60.0}
+        world["world"] = CascadeWorld(**{name: True for name in sorted(flags)}, **step)
     if args.growth_weight is not None:
         world["growth_weight"] = args.growth_weight
     if world and args.kind != "cascades":
         raise ConfigError(f"Expected --agents / --items / --batch / --debias / --posterior / --mechanism / "
-                          f"--growth-weight only with 'cascades' (got {args.kind!r})")
+                          f"--step-minutes / --growth-weight only with 'cascades' (got {args.kind!r})")
     if (args.executor != "inprocess" or args.address is not None) and not args.posterior:
         raise ConfigError(f"Expected --executor / --address with 'cascades --posterior' (the posterior's independent "
                           f"simulations; got --executor {args.executor} without --posterior)")
@@ -235,6 +237,9 @@ def add_parsers(sub) -> None:
                            choices=["feed_item_spread", "feed_item_pace", "resharer_novelty"],
                            help="cascades: an opt-in mechanism of the simulated world (repeat for several): "
                                 "feed_item_spread, feed_item_pace (brings feed_item_spread), resharer_novelty")
+    calibrate.add_argument("--step-minutes", type=_positive_int("--step-minutes"), default=None, metavar="M",
+                           help="cascades: the simulated world's step (default 10; finer steps let trees deepen "
+                                "within the first 10 minutes, as real ones do, at proportionally more cost per step)")
     calibrate.add_argument("--growth-weight", type=float, default=None, metavar="W",
                            help="cascades: weight of the loss's growth-after-the-first-hour term (default 0)")
     calibrate.add_argument("--posterior", action="store_true",
