@@ -121,8 +121,8 @@ class Cascade(_CascadeBase):
         attention_spread: spread of agents' attention in logit space (learnable when > 0; needs ``attention``).
         reading_interval_h: hours one reading of the feed (``attention``) stands for: a step of ``dt``
             hours sees ``dt / reading_interval_h`` of a reading's posts, so the exposures a post gives
-            over its life, and the fitted parameters, do not depend on the step length. ``None``: one
-            reading per step, whatever its length.
+            over its life converge as the step shrinks (a left Riemann sum of its visibility) instead
+            of growing with the number of steps. ``None``: one reading per step, whatever its length.
         record_trees: record ``reshare_time`` and ``parent`` (one int32 cumulative sum over edges per step).
     """
 
