@@ -40,6 +40,25 @@ def _observed_prefix(table: CascadeTable, observe_hours: Sequence[float]) -> tup
     return targets.size, on_root / children.clamp_min(1.0)
 
 
+def _whole_multiple(numerator: float, denominator: float) -> bool:
+    ratio = numerator / denominator
+    return round(ratio) >= 1 and abs(ratio - round(ratio)) < 1e-6
+
+
+def _reading_grid(observe_h: float, reading_h: float, dt_h: float) -> list[float]:
+    """The observation times ``reading_h, 2 reading_h, ..., observe_h``: a grid of the data, not of
+    the model, so the first-hour regressions are the same whichever step the fit used."""
+    if not (isinstance(reading_h, (int, float)) and math.isfinite(reading_h) and reading_h > 0):
+        raise ConfigError(f"Expected reading_h (hours between first-hour readings) > 0 (got {reading_h!r})")
+    if not _whole_multiple(reading_h, dt_h):
+        raise ConfigError(f"Expected reading_h ({reading_h:.6g} h) to be a whole number of the fitted world's "
+                          f"steps (dt_h = {dt_h:.6g} h)")
+    if not _whole_multiple(observe_h, reading_h):
+        raise ConfigError(f"Expected observe_h ({observe_h:.6g} h) to be a whole number of readings "
+                          f"(reading_h = {reading_h:.6g} h)")
+    return [reading_h * k for k in range(1, round(observe_h / reading_h) + 1)]
+
+
 def _features_design(size_at: Tensor, root_share: Tensor) -> Tensor:
     """``(M, 1 + F)`` design of the regression on first-hour features alone: an intercept and the features."""
     return torch.cat([torch.ones_like(root_share)[:, None], _first_hour_features(size_at, root_share)], 1)
@@ -78,20 +97,21 @@ def _ensemble_task(world, parameter_sets: tuple[dict[str, float], ...], graph: G
 def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_h: float = 72.0,
              split: str = "test", batch: int = 24, neighbours: int = 32, device: str = "cpu",
              seed: int = 0, postprocess: str = "emos", posterior: Optional[GaussianPosterior] = None,
-             draws: int = 8, chunk: Optional[int] = None, executor: Optional[Executor] = None) -> dict[str, float]:
+             draws: int = 8, chunk: Optional[int] = None, executor: Optional[Executor] = None,
+             reading_h: float = 1 / 6) -> dict[str, float]:
     """Forecast each cascade's size at ``horizon_h`` from its first ``observe_h`` hours.
 
     The fitted model is conditioned on the observed prefix by simulation (approximate Bayesian
     computation): an ensemble of ``batch x C`` cascades is simulated on the device to the horizon;
     for each observed cascade the ``neighbours`` ensemble members whose prefix (log sizes every
-    step up to ``observe_h`` and the share attached to the root) is closest are kept, and each
+    ``reading_h`` up to ``observe_h`` and the share attached to the root) is closest are kept, and each
     contributes the growth it had after ``observe_h``, ``log S(horizon) - log S(observe_h)``, on top
     of the observed size: the model's forecast distribution.
 
     ``postprocess="emos"`` (default) calibrates that distribution on the training cascades, as
     weather centres post-process their ensembles (ensemble model output statistics, Gneiting et al.
     2005, Mon. Weather Rev. 133): ``log S(horizon)`` is regressed on the first-hour features (log
-    sizes every step up to ``observe_h``, the root share), the ensemble's median growth and the
+    sizes every ``reading_h`` up to ``observe_h``, the root share), the ensemble's median growth and the
     ensemble's spread (its 10-90% range of growth) over the training cascades, and the 80% interval
     is the forecast plus the 10% and 90% quantiles of the training residuals, widened in proportion
     to the ensemble spread. This removes the model's systematic errors (e.g. growth too concentrated
@@ -109,6 +129,10 @@ def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_
     ``posterior`` (the fit's :class:`~lpm.calibration.posterior.GaussianPosterior`): the ensemble's
     scenarios are split among ``draws`` parameter sets drawn from it, so intervals include parameter
     uncertainty; without it every scenario runs at the point estimate.
+
+    ``reading_h``: the first hour is read on this fixed grid (default every 10 minutes), whatever the
+    fitted world's step, so the regressions the forecast is compared with do not change with the
+    model; it must be a whole number of the world's steps and divide ``observe_h``.
 
     ``chunk``: at most this many scenarios per simulated batch (default: one batch per parameter
     set); ``executor``: where the batches run (:mod:`lpm.executor`; default here). Each scenario's
@@ -129,7 +153,7 @@ def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_
         raise ConfigError(f"Expected chunk (scenarios per batch) to be None or an int >= 1 (got {chunk!r})")
     values, meta = load_params(params, kind="cascades")
     world = world_from_meta(meta)
-    observe_hours = [world.dt_h * k for k in range(1, round(observe_h / world.dt_h) + 1)]
+    observe_hours = _reading_grid(observe_h, reading_h, world.dt_h)
     window = max(horizon_h, 72.0)
 
     def prefix_and_outcome(part: str) -> tuple[Tensor, Tensor, Tensor]:
@@ -225,6 +249,6 @@ def forecast(params: Path, data: list[Path], *, observe_h: float = 1.0, horizon_
         low, high = torch.quantile(gap, torch.tensor([0.05, 0.95], dtype=torch.float64))
         metrics[f"rmsle_minus_{name}_lo"], metrics[f"rmsle_minus_{name}_hi"] = float(low), float(high)
     metrics.update({"cascades": float(truth.numel()), "ensemble": float(sizes.size(0)), "observe_h": observe_h,
-                    "horizon_h": horizon_h, "postprocess": postprocess,
+                    "reading_h": reading_h, "horizon_h": horizon_h, "postprocess": postprocess,
                     "parameter_draws": float(len(parameter_sets)) if posterior is not None else 0.0})
     return metrics

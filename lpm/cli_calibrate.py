@@ -192,7 +192,8 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
     with make_executor(args.executor, args.address) as executor:
         metrics = forecast(Path(args.params), _data(args.data), observe_h=args.observe_h, horizon_h=args.horizon_h,
                            split=args.split, batch=args.ensemble, device=args.device, seed=args.seed,
-                           postprocess=args.postprocess, posterior=posterior, chunk=args.chunk, executor=executor)
+                           postprocess=args.postprocess, posterior=posterior, chunk=args.chunk, executor=executor,
+                           reading_h=args.reading_minutes / 60)
     _write_metrics(metrics, args.json)
     return 0
 
@@ -286,6 +287,9 @@ def add_parsers(sub) -> None:
     forecast.add_argument("--data", action="append", required=True, metavar="PATH")
     forecast.add_argument("--observe-h", type=float, default=1.0)
     forecast.add_argument("--horizon-h", type=float, default=72.0)
+    forecast.add_argument("--reading-minutes", type=float, default=10.0,
+                          help="read the first hours every this many minutes, whatever the fit's step (a whole "
+                               "number of its steps)")
     forecast.add_argument("--ensemble", type=_positive_int("--ensemble"), default=24,
                           help="scenarios in the ensemble (each with C items; more is a finer conditioning)")
     forecast.add_argument("--postprocess", default="emos", choices=["emos", "none"],
