@@ -23,6 +23,7 @@ from lpm.dynamics.cascade import Cascade, Item, init_cascade_state
 from lpm.errors import ConfigError
 from lpm.graph import Graph
 from lpm.model import Model
+from lpm.params import positive_value
 from lpm.relax import Hard
 from lpm.simulate import simulate
 from lpm.state import PopulationState
@@ -268,12 +269,16 @@ def set_params(model: Model, values: Mapping[str, float]) -> None:
             getattr(c, attribute).fill_(transform(float(value)))
 
 
-def apply_params(model: Model, values: Mapping[str, float]) -> list[str]:
+def apply_params(model: Model, values: Mapping[str, float], *,
+                 reading_interval_h: Optional[float] = None) -> list[str]:
     """Set a scenario model's cascade parameters to fitted values; returns the names applied.
 
     A fitted parameter applies where the scenario's :class:`~lpm.dynamics.Cascade` has that
     ingredient (e.g. ``feed_tail`` only with a power-law feed); the others are left as the scenario
-    set them, and the caller reports which.
+    set them, and the caller reports which. ``reading_interval_h``: the fit's reading interval
+    (:attr:`CascadeWorld.reading_interval_h`), set on the scenario's cascade so that ``attention``
+    means one reading per that many hours at the scenario's own step too (a 20-minute step then sees
+    two readings' worth of posts); ``None`` leaves the cascade's as it is.
     """
     cascade = getattr(model, "cascade", None)
     if not isinstance(cascade, Cascade):
@@ -281,6 +286,8 @@ def apply_params(model: Model, values: Mapping[str, float]) -> list[str]:
     applicable = {name: value for name, value in values.items()
                   if name in _RAW and getattr(cascade, _RAW[name][0], None) is not None}
     set_params(model, applicable)
+    if reading_interval_h is not None:
+        cascade.reading_interval_h = positive_value("reading_interval_h", reading_interval_h)
     return sorted(applicable)
 
 

@@ -466,7 +466,9 @@ def apply_fitted(model, path: str | os.PathLike) -> tuple[str, list[str], list[s
     if kind is not None and kind != "cascades":
         raise ConfigError(f"Expected parameters fitted by 'lpm calibrate cascades' for a scenario (got kind {kind!r} in {path})")
     params, meta = load_params(path, "cascades")
-    applied = importlib.import_module(KINDS[kind]).apply_params(model, params)
+    fits = importlib.import_module(KINDS["cascades"])
+    # the fit's reading interval goes with its parameters: attention is a share of one reading
+    applied = fits.apply_params(model, params, reading_interval_h=fits.world_from_meta(meta).reading_interval_h)
     if not applied:
         raise ConfigError(f"Expected the scenario's cascade to have at least one of {sorted(params)} (got none)")
     return kind, applied, sorted(set(params) - set(applied))

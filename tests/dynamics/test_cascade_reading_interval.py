@@ -17,11 +17,12 @@ from lpm.graph import Graph
 from tests.helpers import make_state
 
 HALF_LIFE_H = 0.3
+SOURCES = [3 + 11 * c for c in range(4)]
 EXPOSURES = {"exposures": lambda state, events: state.exposures.sum(1)}  # (B, C) summed over agents
 
 
 def _model(dt: float, reading_interval_h) -> lpm.Model:
-    cascade = Cascade([Item(source=3 + 11 * c) for c in range(4)], transmissibility=1e-12, audience=50.0,
+    cascade = Cascade([Item(source=s) for s in SOURCES], transmissibility=1e-12, audience=50.0,
                       attention=0.4, feed_half_life_h=HALF_LIFE_H, reading_interval_h=reading_interval_h)
     return lpm.Model(cascade=cascade, dt=dt).double()
 
@@ -37,14 +38,16 @@ def _total_exposures(dt: float, reading_interval_h, hours: float = 12.0) -> torc
 
 @pytest.mark.parametrize("dt", [1 / 6, 1 / 24])
 def test_a_step_sees_its_share_of_a_reading(dt):
-    """With transmissibility ~0 only the sources post, so the total is (audience + followers) x
-    attention x the post's visibility summed over its steps (:func:`lifetime_visibility`), times
+    """With transmissibility ~0 only the sources post, so the total is attention x (audience + the
+    source's followers) x the post's visibility summed over its steps (:func:`lifetime_visibility`), times
     ``dt / reading_interval_h`` with an interval (closed form; to 1e-9: transmissibility 1e-12 still
     lets ~1e-11 of a reshare through, whose own posts the interval scales too; measured 6e-12)."""
     per_step = _total_exposures(dt, None)
-    h = torch.tensor(HALF_LIFE_H, dtype=torch.float64)
-    reach = per_step / float(lifetime_visibility(h, dt))  # (audience + followers) x attention, per item
-    assert bool((reach > 0.4 * 50).all())
+    cascade = _model(dt, None).cascade  # the parameters as stored (float32-rounded: ~6e-8 off 0.4, 50, 0.3)
+    reach = per_step / float(lifetime_visibility(cascade.feed_half_life_h.detach(), dt))  # (B, C)
+    followers = Graph.holme_kim(200, 3, 0.3, seed=4).out_degree()[SOURCES].double()
+    attention, audience = torch.sigmoid(cascade.raw_attention), cascade.raw_audience.exp()
+    torch.testing.assert_close(reach, (attention * (audience + followers)).expand_as(reach), rtol=1e-9, atol=0)
     torch.testing.assert_close(_total_exposures(dt, 0.5), per_step * (dt / 0.5), rtol=1e-9, atol=0)
     assert torch.equal(_total_exposures(dt, dt), per_step)  # an interval of one step changes nothing
 
@@ -79,3 +82,23 @@ def test_world_reads_every_ten_minutes_and_old_fits_read_once_per_step():
     old = world_from_meta({"world": {"agents": 100, "items": 2, "dt_h": 1 / 12}})
     assert old.reading_interval_h == pytest.approx(1 / 12)
     assert world_from_meta({"world": {**world.__dict__}}).reading_interval_h == pytest.approx(1 / 6)
+
+
+def test_a_fit_brings_its_reading_interval_to_a_scenario(tmp_path):
+    """Fitted attention is a share of one reading, so a scenario with another step (here 20 minutes)
+    takes the fit's interval with its parameters and sees two readings' worth of posts per step;
+    fits saved before the option bring one reading per their own step."""
+    from lpm.calibration.common import apply_fitted, save_params
+    from lpm.calibration.fit_cascades import DEFAULTS, apply_params
+
+    scenario = _model(1 / 3, None)
+    world = CascadeWorld(agents=100, items=2, dt_h=1 / 12)
+    fit = save_params(tmp_path / "fit.json", "cascades", dict(DEFAULTS), {"world": world.__dict__})
+    apply_fitted(scenario, fit)
+    assert scenario.cascade.reading_interval_h == pytest.approx(1 / 6)
+    old_world = {k: v for k, v in world.__dict__.items() if k != "reading_interval_h"}
+    old = save_params(tmp_path / "old.json", "cascades", dict(DEFAULTS), {"world": old_world})
+    apply_fitted(scenario, old)
+    assert scenario.cascade.reading_interval_h == pytest.approx(1 / 12)
+    with pytest.raises(ConfigError, match="reading_interval_h"):
+        apply_params(scenario, {}, reading_interval_h=0.0)
