@@ -123,6 +123,11 @@ class _CascadeBase(DynamicsModule):
             self._sources_masks[key] = is_source
         return self._sources_masks[key]
 
+    def _apply(self, fn, *args, **kwargs):
+        # a move (.to, .cuda, .double) drops the cached masks, so none stays held on the old device
+        self._sources_masks.clear()
+        return super()._apply(fn, *args, **kwargs)
+
     def _seed(self, state: PopulationState, time_h: float, dt: float) -> PopulationState:
         """Sources of items starting in ``[time_h, time_h + dt)`` post them now, so followers online
         in this step can see them."""

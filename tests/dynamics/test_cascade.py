@@ -363,3 +363,17 @@ def test_resharer_item_spread_is_lognormal_across_items_and_shared_by_agents():
     assert centred.abs().max() < 5 * item_spread / items**0.5
     with pytest.raises(ConfigError, match="resharer_audience"):
         Cascade([Item(source=0)], resharer_item_spread=0.5)
+
+
+def test_sources_mask_marks_every_source_and_is_dropped_on_a_move():
+    """The mask is each item's sources (every one of a multi-source item), built once per size and
+    device; moving the module clears it, so no mask stays held on a device the module left."""
+    cascade = Cascade([Item(source=4), Item(source=(1, 7)), Item(source=4)])
+    mask = cascade.sources_mask(10, "cpu")
+    expected = torch.zeros(10, 3, dtype=torch.bool)
+    expected[4, 0] = expected[1, 1] = expected[7, 1] = expected[4, 2] = True
+    assert torch.equal(mask, expected)
+    assert cascade.sources_mask(10, "cpu") is mask  # reused, not rebuilt
+    cascade.double()
+    assert not cascade._sources_masks
+    assert torch.equal(cascade.sources_mask(10, "cpu"), expected)
