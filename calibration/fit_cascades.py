@@ -111,6 +111,10 @@ class CascadeCalibration(CalibrationModule, pl.LightningModule):
         growth_weight: weight of the growth-factor term: quantile matching of each cascade's
             ``log S(horizon) - log S(1 h)`` (how much it grows after its first hour, which the
             mean shape term fixes only on average). 0 (default) leaves it out.
+        checkpoint_every: gradient checkpointing through time (:func:`lpm.simulate`): keep every k-th
+            step's state for the backward pass and recompute the rest, trading about one more forward
+            pass for memory that no longer grows with the steps (a fit at 5-minute steps holds 144).
+            ``None`` (default) keeps every step.
 
     Fitted across processes (``fit(..., devices=W, strategy="ddp")``), each rank simulates ``batch / W``
     of the scenarios (:meth:`loss_terms`); ``batch`` must be a multiple of ``W``.
@@ -123,8 +127,12 @@ class CascadeCalibration(CalibrationModule, pl.LightningModule):
                  fixed: Sequence[str] = DEFAULT_FIXED, batch: int = 2, fit_horizon_h: float = 12.0,
                  temperature: float = 0.5, learning_rate: float = 0.08, seed: int = 0, estimator: str = "expected",
                  dtype: torch.dtype = torch.float32, root_weight: float = 10.0, shape_weight: float = 4.0,
-                 depth_weight: float = 10.0, growth_weight: float = 0.0) -> None:
+                 depth_weight: float = 10.0, growth_weight: float = 0.0, checkpoint_every: Optional[int] = None) -> None:
         super().__init__()
+        if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
+                                             or checkpoint_every < 1):
+            raise ConfigError(f"Expected checkpoint_every to be None or an int >= 1 (got {checkpoint_every!r})")
+        self.checkpoint_every = checkpoint_every
         self.growth_weight = float(growth_weight)
         self.root_weight, self.shape_weight, self.depth_weight = float(root_weight), float(shape_weight), float(depth_weight)
         self.world, self.batch, self.seed, self.dtype_ = world, batch, seed, dtype
@@ -213,7 +221,8 @@ class CascadeCalibration(CalibrationModule, pl.LightningModule):
         state = self.world.initial_state(share, self.device, self.dtype_, levels=self.levels)
         seeds = [self.seed * 7919 + step_seed * self.batch + b for b in range(first, first + share)]
         trajectory = simulate(self.model, state, self.graph, steps=self.steps,
-                              record=LEVEL_RECORD if self.levels else RECORD, seed=seeds, estimator=self.estimator)
+                              record=LEVEL_RECORD if self.levels else RECORD, seed=seeds, estimator=self.estimator,
+                              checkpoint_every=self.checkpoint_every)
         size = trajectory["size"][self.steps_at]  # (T', B/W, C)
         direct = trajectory["direct"][1 : self.steps + 1].sum(0)  # (B/W, C)
         second = trajectory["second"][1 : self.steps + 1].sum(0) if self.levels else torch.zeros_like(direct)
@@ -317,7 +326,7 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
               batch: int = 2, fit_horizon_h: float = 12.0, agents: Optional[int] = None,
               items: Optional[int] = None, debias: int = 0, posterior: bool = False, devices: int = 1,
               num_nodes: int = 1, strategy: str = "auto", executor: Optional[Executor] = None,
-              growth_weight: float = 0.0) -> FitResult:
+              growth_weight: float = 0.0, checkpoint_every: Optional[int] = None) -> FitResult:
     """Fit the cascade model to the cascades in ``data`` (the ``split`` part) and write ``out``.
 
     ``agents`` and ``items`` override the default :class:`CascadeWorld`'s size. ``debias > 0``
@@ -342,7 +351,8 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
     The debias rounds themselves are sequential: each simulates at the previous round's estimate.
     ``executor`` (:mod:`lpm.executor`; default here) runs the posterior's independent simulation
     replicates (:func:`~lpm.calibration.cascade_posterior.cascade_posterior`). ``growth_weight``: the
-    loss's growth-after-the-first-hour term (:class:`CascadeCalibration`), in every fit and refit."""
+    loss's growth-after-the-first-hour term (:class:`CascadeCalibration`), in every fit and refit;
+    ``checkpoint_every``: its gradient checkpointing through time, likewise."""
     processes = devices * num_nodes if min(devices, num_nodes) >= 1 else 1  # fit() names bad counts
     if batch % processes:  # checked before any process starts (CascadeCalibration.setup on each, too)
         raise ConfigError(f"Expected batch (scenarios per step, {batch}) to be a multiple of the fit's processes "
@@ -353,11 +363,12 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
     world = world or CascadeWorld()
     world = replace(world, **{k: v for k, v in dict(agents=agents, items=items).items() if v is not None})
     meta = {"world": world.__dict__, "split": split, "cascades": table.num_cascades, "data": [str(p) for p in data],
-            "fixed": list(fixed), "device": device, **({"growth_weight": growth_weight} if growth_weight else {})}
+            "fixed": list(fixed), "device": device, **({"growth_weight": growth_weight} if growth_weight else {}),
+            **({"checkpoint_every": checkpoint_every} if checkpoint_every else {})}
     options = dict(kind="cascades", max_steps=max_steps, logger=logger, device=device,
                    progress=progress, devices=devices, num_nodes=num_nodes, strategy=strategy)
     module = CascadeCalibration(observed, world, init, fixed, batch=batch, fit_horizon_h=fit_horizon_h, seed=seed,
-                                growth_weight=growth_weight)
+                                growth_weight=growth_weight, checkpoint_every=checkpoint_every)
     plain = fit(module, out=None if debias else out, work_dir=work_dir, resume=resume, meta=meta,
                 budget_s=None if budget_s is None else budget_s / (1 + debias), **options)
     if not debias:
@@ -377,7 +388,7 @@ def calibrate(data: list[Path], out: Path, *, budget_s: Optional[float] = None, 
         if not start:  # the plain fit on the data, already done
             return plain["averaged"]
         refit = CascadeCalibration(targets, world, init, fixed, batch=batch, fit_horizon_h=fit_horizon_h, seed=seed,
-                                   growth_weight=growth_weight)
+                                   growth_weight=growth_weight, checkpoint_every=checkpoint_every)
         fits.append(fit(refit, **dict(options, max_steps=plain["steps"])))
         return fits[-1]["averaged"]
 

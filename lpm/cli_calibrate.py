@@ -90,7 +90,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     say(f"lpm calibrate {args.kind}: data {', '.join(args.data)} (split {args.split}), device {args.device}, "
         f"budget {args.budget_s if args.budget_s is not None else 'none'} s, at most {args.max_steps} steps; "
         f"checkpoints and logs in {work_dir}")
-    world = {k: v for k, v in dict(agents=args.agents, items=args.items, batch=args.batch).items() if v is not None}
+    world = {k: v for k, v in dict(agents=args.agents, items=args.items, batch=args.batch,
+                                   checkpoint_every=args.checkpoint_every).items() if v is not None}
     world.update(processes)
     if args.debias:
         world["debias"] = args.debias
@@ -107,7 +108,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         world["growth_weight"] = args.growth_weight
     if world and args.kind != "cascades":
         raise ConfigError(f"Expected --agents / --items / --batch / --debias / --posterior / --mechanism / "
-                          f"--step-minutes / --growth-weight only with 'cascades' (got {args.kind!r})")
+                          f"--step-minutes / --growth-weight / --checkpoint-every only with 'cascades' (got {args.kind!r})")
     if (args.executor != "inprocess" or args.address is not None) and not args.posterior:
         raise ConfigError(f"Expected --executor / --address with 'cascades --posterior' (the posterior's independent "
                           f"simulations; got --executor {args.executor} without --posterior)")
@@ -241,6 +242,9 @@ def add_parsers(sub) -> None:
     calibrate.add_argument("--step-minutes", type=_positive_int("--step-minutes"), default=None, metavar="M",
                            help="cascades: the simulated world's step (default 10; finer steps let trees deepen "
                                 "within the first 10 minutes, as real ones do, at proportionally more cost per step)")
+    calibrate.add_argument("--checkpoint-every", type=_positive_int("--checkpoint-every"), default=None, metavar="K",
+                           help="cascades: keep every K-th step's state for the backward pass and recompute the rest "
+                                "(memory no longer grows with the steps; about one more forward pass)")
     calibrate.add_argument("--growth-weight", type=float, default=None, metavar="W",
                            help="cascades: weight of the loss's growth-after-the-first-hour term (default 0)")
     calibrate.add_argument("--posterior", action="store_true",

@@ -236,19 +236,21 @@ def test_cli_calibrate_evaluate_forecast(tmp_path, dataset, capsys):
 def test_cli_mechanisms_and_growth_weight_reach_the_fit(tmp_path, dataset):
     """``--mechanism feed_item_pace`` fits a world with paced half-life spread (it brings the spread
     and its parameter), ``--step-minutes`` sets its step (readings stay 10 minutes) and
-    ``--growth-weight`` is recorded; all are refused for other kinds."""
+    ``--growth-weight`` and ``--checkpoint-every`` are recorded; all are refused for other kinds."""
     fitted = tmp_path / "fitted.json"
     assert main(["calibrate", "cascades", "--data", str(dataset), "--out", str(fitted), "--max-steps", "1",
                  "--agents", "400", "--items", "4", "--logger", "none", "--quiet", "--split", "all",
                  "--mechanism", "feed_item_pace", "--mechanism", "resharer_novelty", "--growth-weight", "2",
-                 "--step-minutes", "5"]) == 0
+                 "--step-minutes", "5", "--checkpoint-every", "3"]) == 0
     params, meta = load_params(fitted, kind="cascades")
     world = meta["world"]
+    assert meta["checkpoint_every"] == 3
     assert world["feed_item_pace"] and world["feed_item_spread"] and world["resharer_novelty"]
     assert world["dt_h"] == pytest.approx(5 / 60) and world["reading_interval_h"] == pytest.approx(1 / 6)
     assert "feed_item_spread" in params and "resharer_half_life_h" in params and meta["growth_weight"] == 2.0
     assert world_from_meta(meta).model(params).cascade.feed_item_pace  # what check and forecast simulate
-    for flag in (["--mechanism", "feed_item_pace"], ["--growth-weight", "1"], ["--step-minutes", "5"]):
+    for flag in (["--mechanism", "feed_item_pace"], ["--growth-weight", "1"], ["--step-minutes", "5"],
+                 ["--checkpoint-every", "3"]):
         assert main(["calibrate", "stance", "--data", str(dataset), "--out", str(fitted), *flag]) == 2
 
 
