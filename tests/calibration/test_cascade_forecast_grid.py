@@ -34,7 +34,7 @@ def test_a_grid_the_world_cannot_read_is_refused(observe_h, reading_h, dt_h, mes
 def test_the_regressions_do_not_depend_on_the_fits_step(tmp_path, dataset):
     """The same parameters fitted at 10- and 5-minute steps: the ensembles differ (another world),
     but the Szabo-Huberman and first-hour-features regressions read the same six sizes of the same
-    cascades, so they score exactly the same. Reading every step instead (as before) would give the
+    cascades, so they score the same (to the last bits). Reading every step instead (as before) would give the
     5-minute fit a 12-size regression and another score."""
     values = dict(DEFAULTS, audience=1200.0)
     run = dict(observe_h=1.0, horizon_h=12.0, split="all", batch=2)
@@ -43,10 +43,12 @@ def test_the_regressions_do_not_depend_on_the_fits_step(tmp_path, dataset):
     fine_world = replace(TINY, dt_h=1 / 12, reading_interval_h=1 / 6)
     fine = forecast(save_params(tmp_path / "fine.json", "cascades", values, {"world": fine_world.__dict__}),
                     [dataset], **run)
+    # the same least squares on the same numbers; LAPACK's threaded reductions may differ in the last bit
     for name in ("baseline_rmsle_size", "baseline_medape_size", "features_baseline_rmsle_size"):
-        assert fine[name] == coarse[name]
+        assert fine[name] == pytest.approx(coarse[name], rel=1e-12)
     assert fine["reading_h"] == coarse["reading_h"] == pytest.approx(1 / 6)
     per_step = forecast(save_params(tmp_path / "fine.json", "cascades", values, {"world": fine_world.__dict__}),
                         [dataset], reading_h=1 / 12, **run)
-    assert per_step["features_baseline_rmsle_size"] != coarse["features_baseline_rmsle_size"]
-    assert per_step["baseline_rmsle_size"] == coarse["baseline_rmsle_size"]  # the size at one hour, either way
+    assert per_step["features_baseline_rmsle_size"] != pytest.approx(coarse["features_baseline_rmsle_size"], rel=1e-6)
+    # the size at one hour, either way
+    assert per_step["baseline_rmsle_size"] == pytest.approx(coarse["baseline_rmsle_size"], rel=1e-12)
