@@ -87,10 +87,12 @@ def check(params: Path, data: list[Path], *, split: str = "test", device: str = 
     training split when checking ``test``, the test split when checking ``train``, and one random
     half against the other for ``all``. With ``select_like_data`` the simulated cascades pass the
     collection's size filter (at least the 1% quantile of the final sizes of the training split, the
-    fit's own data, for ``train`` and ``test`` alike; of the reference half for ``all``). Noise: ``model_noise`` is the bootstrap SD of each metric over
-    the simulated cascades (the simulation's own sampling), ``reference_noise`` that of the reference
-    over the observed cascades (which cascades happened to be observed); the verdict compares the
-    model with the reference within their sum.
+    fit's own data, for ``train`` and ``test`` alike; of the reference half for ``all``).
+
+    Noise: ``model_noise`` is the bootstrap SD of each metric over the simulated cascades (the
+    simulation's own sampling), ``reference_noise`` that of the reference over the observed cascades
+    (which cascades happened to be observed); the verdict compares the model with the reference
+    within their sum.
 
     Returns:
         a :class:`~lpm.calibration.check.CheckReport` with figures ``sizes`` (CCDFs of final size,
